@@ -1,0 +1,253 @@
+//! Bounded buffers for everything a guest writes: log lines, stdout and stderr.
+//!
+//! A guest controls how much it writes, so every buffer has a byte cap. Past the cap writes are
+//! accepted (the guest is not punished with an I/O error) but not stored, and the result says
+//! it was truncated, with an explicit marker.
+
+use serde::Serialize;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Appended to a log line, stdout or stderr that was cut at its cap.
+pub const TRUNCATION_MARKER: &str = "…[truncated]";
+
+/// Severity of a guest log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Finest detail.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation (the only level of the seed `runner` world).
+    Info,
+    /// Something unexpected but handled.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// One stored guest log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    /// Severity.
+    pub level: LogLevel,
+    /// The text, cut at the per-line cap (then ending in [`TRUNCATION_MARKER`]).
+    pub message: String,
+}
+
+/// The log lines of one call, capped per line, in total bytes and in count.
+#[derive(Debug, Default)]
+pub(crate) struct LogBuffer {
+    lines: Vec<LogLine>,
+    bytes: u64,
+    dropped: u64,
+    max_line_bytes: u64,
+    max_bytes: u64,
+    max_lines: u64,
+}
+
+impl LogBuffer {
+    pub(crate) fn new(max_line_bytes: u64, max_bytes: u64, max_lines: u64) -> Self {
+        LogBuffer {
+            max_line_bytes,
+            max_bytes,
+            max_lines,
+            ..Default::default()
+        }
+    }
+
+    /// Whether another line could still be stored (callers skip decoding guest text if not).
+    pub(crate) fn is_full(&self) -> bool {
+        self.lines.len() as u64 >= self.max_lines || self.bytes >= self.max_bytes
+    }
+
+    /// The per-line cap in bytes.
+    pub(crate) fn line_cap(&self) -> usize {
+        usize::try_from(self.max_line_bytes).unwrap_or(usize::MAX)
+    }
+
+    /// Counts a line that was not stored.
+    pub(crate) fn drop_line(&mut self) {
+        self.dropped += 1;
+    }
+
+    /// Stores a line, cut to the per-line cap and to what remains of the total; returns the
+    /// stored line, or `None` if the buffer was full and the line was dropped.
+    pub(crate) fn push(&mut self, level: LogLevel, text: &str) -> Option<&LogLine> {
+        if self.is_full() {
+            self.drop_line();
+            return None;
+        }
+        let room = self.max_line_bytes.min(self.max_bytes - self.bytes);
+        let message = truncate_marked(text, usize::try_from(room).unwrap_or(usize::MAX));
+        self.bytes += message.len() as u64;
+        self.lines.push(LogLine { level, message });
+        self.lines.last()
+    }
+
+    /// The stored lines, and whether any line was cut or dropped.
+    pub(crate) fn finish(self) -> (Vec<LogLine>, bool) {
+        let truncated = self.dropped > 0
+            || self
+                .lines
+                .iter()
+                .any(|line| line.message.ends_with(TRUNCATION_MARKER));
+        (self.lines, truncated)
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked if it was cut.
+pub(crate) fn truncate_marked(text: &str, max: usize) -> String {
+    let kept = prefix(text, max);
+    if kept.len() == text.len() {
+        return text.to_owned();
+    }
+    let mut cut = String::with_capacity(kept.len() + TRUNCATION_MARKER.len());
+    cut.push_str(kept);
+    cut.push_str(TRUNCATION_MARKER);
+    cut
+}
+
+/// Escapes guest text for the server's own log: control characters (newlines, terminal escape
+/// sequences) become visible escapes, so a guest cannot forge log lines or drive a terminal.
+pub fn escape_for_log(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escape = c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+            let shown: Box<dyn Iterator<Item = char>> = if escape {
+                Box::new(c.escape_default())
+            } else {
+                Box::new(std::iter::once(c))
+            };
+            shown
+        })
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct CaptureInner {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+/// A WASI stdout/stderr that keeps at most `cap` bytes and silently discards the rest.
+#[derive(Debug, Clone)]
+pub(crate) struct BoundedCapture {
+    cap: usize,
+    inner: Arc<Mutex<CaptureInner>>,
+}
+
+impl BoundedCapture {
+    pub(crate) fn new(cap: u64) -> Self {
+        BoundedCapture {
+            cap: usize::try_from(cap).unwrap_or(usize::MAX),
+            inner: Arc::default(),
+        }
+    }
+
+    fn write(&self, buf: &[u8]) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = self.cap.saturating_sub(inner.bytes.len());
+        if buf.len() > room {
+            inner.truncated = true;
+        }
+        let take = buf.len().min(room);
+        inner.bytes.extend_from_slice(&buf[..take]);
+    }
+
+    /// The captured text (lossy UTF-8), marked if anything was discarded.
+    pub(crate) fn contents(&self) -> (String, bool) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut text = String::from_utf8_lossy(&inner.bytes).into_owned();
+        if inner.truncated {
+            text.push_str(TRUNCATION_MARKER);
+        }
+        (text, inner.truncated)
+    }
+}
+
+impl IsTerminal for BoundedCapture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for BoundedCapture {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for BoundedCapture {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.write(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_line_is_cut_on_a_char_boundary_and_marked() {
+        let cut = truncate_marked("ééé", 3);
+        assert_eq!(cut, format!("é{TRUNCATION_MARKER}"));
+    }
+
+    #[test]
+    fn log_buffer_drops_past_the_line_count() {
+        let mut logs = LogBuffer::new(100, 1000, 2);
+        for _ in 0..5 {
+            logs.push(LogLevel::Info, "x");
+        }
+        let (lines, truncated) = logs.finish();
+        assert_eq!(lines.len(), 2);
+        assert!(truncated);
+    }
+
+    #[test]
+    fn escapes_newlines_and_terminal_sequences() {
+        let escaped = escape_for_log("a\nINFO forged\u{1b}[31m");
+        assert!(!escaped.contains('\n'));
+        assert!(!escaped.contains('\u{1b}'));
+        assert!(escaped.contains("\\n"));
+    }
+
+    #[test]
+    fn capture_keeps_the_cap_and_marks_the_rest() {
+        let capture = BoundedCapture::new(4);
+        capture.write(b"hello world");
+        let (text, truncated) = capture.contents();
+        assert!(truncated);
+        assert_eq!(text, format!("hell{TRUNCATION_MARKER}"));
+    }
+}

@@ -1,0 +1,189 @@
+//! The one `wasmtime::Engine` of the process, configured once for running untrusted components.
+//!
+//! This is the only place that builds a `wasmtime::Config`. It narrows wasmtime to what Warden
+//! uses: Cranelift, fuel, epoch interruption, the pooling allocator (with a fallback when the
+//! address space can't be reserved), copy-on-write memory images, and no threads or GC.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Default number of executions that may run at once (also the pool's instance count).
+pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 16;
+/// Default number of calls that may wait for an execution slot before the server answers 503.
+pub const DEFAULT_MAX_QUEUED_RUNS: u32 = 64;
+/// Default number of compilations at once (Cranelift cannot be interrupted: keep this small).
+pub const DEFAULT_MAX_CONCURRENT_COMPILES: u32 = 1;
+/// Default number of uploads that may wait for a compile slot before the server answers 503.
+pub const DEFAULT_MAX_QUEUED_COMPILES: u32 = 8;
+/// Default largest component accepted, in bytes (a JavaScript component is ~12 MB; Python ~40 MB).
+pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default wasm stack per call, in KiB.
+pub const DEFAULT_MAX_WASM_STACK_KIB: u64 = 512;
+/// Default ceiling, in MiB, that any call's memory limit may reach (sizes the pool's slots).
+pub const DEFAULT_MAX_MEMORY_MB: u64 = 256;
+/// Epoch tick: the granularity of deadlines and of cooperative yields of long-running guests.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Extra native stack for host functions (WASI, logging) that run on a call's fiber.
+const HOST_STACK_HEADROOM: usize = 1024 * 1024;
+/// Memories one component may define (JavaScript and Python builds have a few).
+const MAX_MEMORIES_PER_COMPONENT: u32 = 8;
+/// Tables one component may define.
+const MAX_TABLES_PER_COMPONENT: u32 = 16;
+/// Core instances one component may define.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// Elements per table slot of the pool (SpiderMonkey's function table is large).
+const POOL_TABLE_ELEMENTS: usize = 100_000;
+/// Memory kept resident (not returned to the OS) per pool slot between calls.
+const KEEP_RESIDENT_BYTES: usize = 1024 * 1024;
+
+/// Engine-wide settings: fixed for the life of the process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Executions running at once. Default [`DEFAULT_MAX_CONCURRENT_RUNS`].
+    pub max_concurrent_runs: u32,
+    /// Calls waiting for a slot; beyond this callers are told to retry. Default
+    /// [`DEFAULT_MAX_QUEUED_RUNS`].
+    pub max_queued_runs: u32,
+    /// Compilations at once, on their own threads. Default [`DEFAULT_MAX_CONCURRENT_COMPILES`].
+    pub max_concurrent_compiles: u32,
+    /// Compilations waiting; beyond this callers are told to retry. Default
+    /// [`DEFAULT_MAX_QUEUED_COMPILES`].
+    pub max_queued_compiles: u32,
+    /// Largest component accepted, in bytes. Default [`DEFAULT_MAX_COMPONENT_BYTES`].
+    pub max_component_bytes: u64,
+    /// Wasm stack per call in KiB; deeper recursion ends as `stack_overflow`. Default
+    /// [`DEFAULT_MAX_WASM_STACK_KIB`].
+    pub max_wasm_stack_kib: u64,
+    /// Highest memory limit any call may have, in MiB; sizes the pooling allocator's slots.
+    /// Default [`DEFAULT_MAX_MEMORY_MB`].
+    pub max_memory_mb: u64,
+    /// Use the pooling allocator when the address space allows (falls back if not). Default true.
+    pub pooling: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
+            max_queued_runs: DEFAULT_MAX_QUEUED_RUNS,
+            max_concurrent_compiles: DEFAULT_MAX_CONCURRENT_COMPILES,
+            max_queued_compiles: DEFAULT_MAX_QUEUED_COMPILES,
+            max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
+            max_wasm_stack_kib: DEFAULT_MAX_WASM_STACK_KIB,
+            max_memory_mb: DEFAULT_MAX_MEMORY_MB,
+            pooling: true,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings before anything is built.
+    ///
+    /// # Errors
+    /// A message naming the first setting that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_concurrent_runs == 0 || self.max_concurrent_compiles == 0 {
+            return Err("max_concurrent_runs and max_concurrent_compiles must be at least 1".into());
+        }
+        if self.max_component_bytes == 0 {
+            return Err("max_component_bytes must be greater than zero".into());
+        }
+        if !(16..=16 * 1024).contains(&self.max_wasm_stack_kib) {
+            return Err("max_wasm_stack_kib must be between 16 and 16384".into());
+        }
+        if !(1..=4096).contains(&self.max_memory_mb) {
+            return Err("max_memory_mb must be between 1 and 4096".into());
+        }
+        Ok(())
+    }
+
+    fn max_wasm_stack(&self) -> usize {
+        usize::try_from(self.max_wasm_stack_kib * 1024).unwrap_or(usize::MAX)
+    }
+}
+
+/// How the engine allocates instances: reported at start-up and in `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocator {
+    /// Pre-reserved slots, reused between calls (fast path).
+    Pooling,
+    /// mmap per instance (fallback when the pool's address space can't be reserved).
+    OnDemand,
+}
+
+/// Builds the engine: pooling if possible, on-demand otherwise.
+pub(crate) fn build_engine(config: &EngineConfig) -> anyhow::Result<(Engine, Allocator)> {
+    if config.pooling {
+        let mut wasm = base_config(config);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
+        match Engine::new(&wasm) {
+            Ok(engine) => return Ok((engine, Allocator::Pooling)),
+            Err(error) => tracing::warn!(
+                error = %format!("{error:#}"),
+                "pooling allocator unavailable (address space could not be reserved); \
+                 falling back to on-demand allocation"
+            ),
+        }
+    }
+    let engine = Engine::new(&base_config(config))?;
+    Ok((engine, Allocator::OnDemand))
+}
+
+fn base_config(config: &EngineConfig) -> Config {
+    let mut wasm = Config::new();
+    wasm.strategy(wasmtime::Strategy::Cranelift)
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack())
+        .async_stack_size(config.max_wasm_stack() + HOST_STACK_HEADROOM)
+        .memory_init_cow(true)
+        .wasm_gc(false)
+        .wasm_stack_switching(false)
+        .parallel_compilation(true);
+    wasm
+}
+
+fn pool_config(config: &EngineConfig) -> PoolingAllocationConfig {
+    let slots = config.max_concurrent_runs;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * MAX_CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(slots * MAX_MEMORIES_PER_COMPONENT)
+        .total_tables(slots * MAX_TABLES_PER_COMPONENT)
+        .total_stacks(slots)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        .max_memory_size(usize::try_from(config.max_memory_mb * 1024 * 1024).unwrap_or(usize::MAX))
+        .table_elements(POOL_TABLE_ELEMENTS)
+        .max_core_instance_size(4 * 1024 * 1024)
+        .max_component_instance_size(1024 * 1024)
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES)
+        .async_stack_keep_resident(config.max_wasm_stack() + HOST_STACK_HEADROOM)
+        .pagemap_scan(Enabled::Auto);
+    pool
+}
+
+/// Starts the thread that advances the engine's epoch every [`EPOCH_TICK`]. It holds only a
+/// weak reference, so it stops by itself when the engine is dropped.
+pub(crate) fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("warden-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "could not start the epoch ticker; deadlines rely on timeouts only");
+    }
+}

@@ -1,0 +1,120 @@
+//! Warden's runtime: the only crate that touches wasmtime.
+//!
+//! It validates and compiles components, decides which world they implement, and runs them
+//! one call at a time in a fresh sandbox with hard limits, reporting a typed [`Outcome`]. It
+//! knows nothing of HTTP or storage: the server and the CLI both call it with the same defaults.
+//!
+//! ```text
+//! Runtime::new(config) ─▶ compile(bytes) ─▶ Prepared ─▶ invoke(&Prepared, limits) ─▶ Execution
+//!                        load_precompiled(file) ─┘
+//! ```
+
+mod capture;
+mod compile;
+mod engine;
+mod invoke;
+mod limits;
+mod linker;
+mod outcome;
+mod sandbox;
+mod world;
+
+pub use capture::{LogLevel, LogLine, TRUNCATION_MARKER, escape_for_log};
+pub use compile::{CompileError, Prepared};
+pub use engine::{Allocator, EPOCH_TICK, EngineConfig};
+pub use engine::{
+    DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_MAX_CONCURRENT_COMPILES, DEFAULT_MAX_CONCURRENT_RUNS,
+    DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_QUEUED_COMPILES, DEFAULT_MAX_QUEUED_RUNS,
+    DEFAULT_MAX_WASM_STACK_KIB,
+};
+pub use invoke::{Call, InvokeError};
+pub use limits::{InvalidLimit, LimitOverrides, Limits};
+pub use limits::{
+    DEFAULT_FUEL, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_LOG_LINE_BYTES, DEFAULT_MAX_LOG_LINES,
+    DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
+};
+pub use outcome::{Execution, Outcome, Stats};
+pub use world::{ComponentInfo, Denial, IncompatibleWorld, RUNNER_VERSIONS, WorldKind};
+
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+/// The process-wide runtime. Cheap to clone; build one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<sandbox::Sandbox>,
+    allocator: Allocator,
+    config: EngineConfig,
+    /// Calls admitted (running or waiting); full means "overloaded, retry later".
+    run_admission: Arc<Semaphore>,
+    /// Calls running; never more than the pool holds.
+    run_slots: Arc<Semaphore>,
+    /// Compilations admitted (running or waiting).
+    compile_admission: Arc<Semaphore>,
+    /// Compilations running on their own threads.
+    compile_slots: Arc<Semaphore>,
+}
+
+/// The process cannot build a runtime (bad settings, or wasmtime refused the configuration).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the runtime: {0}")]
+pub struct StartError(String);
+
+impl Runtime {
+    /// Builds the engine (pooling allocator if the address space allows, else on-demand),
+    /// the shared linker, and starts the epoch ticker.
+    ///
+    /// # Errors
+    /// [`StartError`] when the settings are invalid or wasmtime rejects them.
+    pub fn new(config: EngineConfig) -> Result<Runtime, StartError> {
+        config.validate().map_err(StartError)?;
+        let (engine, allocator) =
+            engine::build_engine(&config).map_err(|e| StartError(format!("{e:#}")))?;
+        let linker = linker::build_linker(&engine).map_err(|e| StartError(format!("{e:#}")))?;
+        engine::start_epoch_ticker(&engine);
+        let permits = |n: u32| Arc::new(Semaphore::new(n as usize));
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                run_admission: permits(config.max_concurrent_runs + config.max_queued_runs),
+                run_slots: permits(config.max_concurrent_runs),
+                compile_admission: permits(
+                    config.max_concurrent_compiles + config.max_queued_compiles,
+                ),
+                compile_slots: permits(config.max_concurrent_compiles),
+                engine,
+                linker,
+                allocator,
+                config,
+            }),
+        })
+    }
+
+    /// The engine settings this runtime was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Which instance allocator is in use.
+    pub fn allocator(&self) -> Allocator {
+        self.inner.allocator
+    }
+
+    /// A stable fingerprint of the engine's code-generation settings: compiled artifacts from
+    /// an engine with another fingerprint must not be loaded (they are recompiled instead).
+    pub fn compatibility_hash(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+}

@@ -1,0 +1,159 @@
+//! Per-call limits: every resource an untrusted guest can consume, with a documented default.
+//!
+//! A [`Limits`] value travels with each call. Operators set the defaults (config file,
+//! environment, flags); a single request may only *tighten* them through [`LimitOverrides`],
+//! never loosen them, so a client can ask for a cheaper run but never a more expensive one.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Default fuel per call: about one second of straight-line guest code on this class of machine.
+pub const DEFAULT_FUEL: u64 = 2_000_000_000;
+/// Default wall-clock deadline per call, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 1_000;
+/// Default ceiling on the sum of all linear memories and tables of one instance, in MiB.
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+/// Default cap on the bytes a guest may return (`run`'s string, `transform`'s bytes).
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+/// Default cap on one `log` line; longer lines are cut and marked.
+pub const DEFAULT_MAX_LOG_LINE_BYTES: u64 = 8 * 1024;
+/// Default cap on all log bytes of one call; later lines are dropped and counted.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 64 * 1024;
+/// Default cap on the number of log lines of one call.
+pub const DEFAULT_MAX_LOG_LINES: u64 = 1_000;
+/// Default cap on captured stdout bytes (and, separately, stderr bytes) of one call.
+pub const DEFAULT_MAX_STDIO_BYTES: u64 = 64 * 1024;
+
+/// The limits one call runs under. Construct with [`Limits::default`] and adjust fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Fuel (deterministic instruction budget). Default [`DEFAULT_FUEL`].
+    pub fuel: u64,
+    /// Wall-clock deadline in milliseconds, enforced by epochs and by an outer async timeout
+    /// (so a guest blocked in a host call also ends). Default [`DEFAULT_TIMEOUT_MS`].
+    pub timeout_ms: u64,
+    /// All linear memories and tables of the instance, summed, in MiB. Default
+    /// [`DEFAULT_MEMORY_MB`].
+    pub memory_mb: u64,
+    /// Largest output a guest may return, in bytes; past it the outcome is `output_limit`.
+    /// Default [`DEFAULT_MAX_OUTPUT_BYTES`].
+    pub max_output_bytes: u64,
+    /// Largest single log line kept, in bytes. Default [`DEFAULT_MAX_LOG_LINE_BYTES`].
+    pub max_log_line_bytes: u64,
+    /// Total log bytes kept per call. Default [`DEFAULT_MAX_LOG_BYTES`].
+    pub max_log_bytes: u64,
+    /// Log lines kept per call. Default [`DEFAULT_MAX_LOG_LINES`].
+    pub max_log_lines: u64,
+    /// Captured stdout bytes per call. Default [`DEFAULT_MAX_STDIO_BYTES`].
+    pub max_stdout_bytes: u64,
+    /// Captured stderr bytes per call. Default [`DEFAULT_MAX_STDIO_BYTES`].
+    pub max_stderr_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: DEFAULT_FUEL,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            memory_mb: DEFAULT_MEMORY_MB,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_log_line_bytes: DEFAULT_MAX_LOG_LINE_BYTES,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            max_log_lines: DEFAULT_MAX_LOG_LINES,
+            max_stdout_bytes: DEFAULT_MAX_STDIO_BYTES,
+            max_stderr_bytes: DEFAULT_MAX_STDIO_BYTES,
+        }
+    }
+}
+
+/// A request's wish to run with less than the defaults. `None` keeps the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct LimitOverrides {
+    /// Fuel for this call (at most the default).
+    pub fuel: Option<u64>,
+    /// Deadline for this call in milliseconds (at most the default).
+    pub timeout_ms: Option<u64>,
+    /// Memory for this call in MiB (at most the default).
+    pub memory_mb: Option<u64>,
+}
+
+/// A limit value that can never make sense, such as a zero deadline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid limit: {0}")]
+pub struct InvalidLimit(pub String);
+
+impl Limits {
+    /// The wall-clock deadline as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The memory ceiling in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// These limits, tightened by a request: each override may lower a value, never raise it.
+    ///
+    /// # Errors
+    /// [`InvalidLimit`] when an override is zero (a run that could never start).
+    pub fn tightened(&self, overrides: &LimitOverrides) -> Result<Limits, InvalidLimit> {
+        let pick = |name: &str, default: u64, wish: Option<u64>| match wish {
+            Some(0) => Err(InvalidLimit(format!("{name} must be greater than zero"))),
+            Some(value) => Ok(value.min(default)),
+            None => Ok(default),
+        };
+        Ok(Limits {
+            fuel: pick("fuel", self.fuel, overrides.fuel)?,
+            timeout_ms: pick("timeout_ms", self.timeout_ms, overrides.timeout_ms)?,
+            memory_mb: pick("memory_mb", self.memory_mb, overrides.memory_mb)?,
+            ..*self
+        })
+    }
+
+    /// Checks that every limit is usable (non-zero where zero would refuse every call).
+    ///
+    /// # Errors
+    /// [`InvalidLimit`] naming the first unusable field.
+    pub fn validate(&self) -> Result<(), InvalidLimit> {
+        let fields = [
+            ("fuel", self.fuel),
+            ("timeout_ms", self.timeout_ms),
+            ("memory_mb", self.memory_mb),
+            ("max_output_bytes", self.max_output_bytes),
+        ];
+        match fields.iter().find(|(_, value)| *value == 0) {
+            Some((name, _)) => Err(InvalidLimit(format!("{name} must be greater than zero"))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_only_tighten() {
+        let defaults = Limits::default();
+        let wish = LimitOverrides {
+            fuel: Some(10),
+            timeout_ms: Some(u64::MAX),
+            memory_mb: None,
+        };
+        let limits = defaults.tightened(&wish).expect("valid");
+        assert_eq!(limits.fuel, 10);
+        assert_eq!(limits.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(limits.memory_mb, DEFAULT_MEMORY_MB);
+    }
+
+    #[test]
+    fn zero_override_is_rejected() {
+        let wish = LimitOverrides {
+            timeout_ms: Some(0),
+            ..Default::default()
+        };
+        assert!(Limits::default().tightened(&wish).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! The one `Linker` of the process: WASI p2, `wasi:http` (network denied), and Warden's host
+//! interfaces, built once at start-up and shared by every component.
+
+use crate::capture::LogLevel;
+use crate::sandbox::Sandbox;
+use crate::world::RUNNER_VERSIONS;
+use wasmtime::component::{Linker, WasmStr};
+use wasmtime::{Engine, StoreContextMut};
+
+/// Builds the linker every component is instantiated against.
+pub(crate) fn build_linker(engine: &Engine) -> anyhow::Result<Linker<Sandbox>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    for version in RUNNER_VERSIONS {
+        let mut host = linker.instance(&format!("local:main/host@{version}"))?;
+        host.func_wrap("log", |store, (message,): (WasmStr,)| {
+            guest_log(store, LogLevel::Info, &message)
+        })?;
+    }
+    Ok(linker)
+}
+
+/// The `log` host function. The text stays in guest memory until it is known to be kept, and
+/// only the kept prefix is copied, so a 64 MiB line costs the host at most the line cap.
+fn guest_log(
+    mut store: StoreContextMut<'_, Sandbox>,
+    level: LogLevel,
+    message: &WasmStr,
+) -> wasmtime::Result<()> {
+    if store.data().logs.is_full() {
+        store.data_mut().logs.drop_line();
+        return Ok(());
+    }
+    // Invalid UTF-8 from the guest is an error here, which traps the call.
+    let text = message.to_str(&store)?;
+    // Copy a little more than the cap (one UTF-8 character) so the log buffer still sees that
+    // the line was longer and marks the cut.
+    let kept = crate::capture::prefix(&text, store.data().logs.line_cap().saturating_add(4)).to_owned();
+    store.data_mut().log(level, &kept);
+    Ok(())
+}

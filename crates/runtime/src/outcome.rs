@@ -1,0 +1,132 @@
+//! How a call ended: a typed [`Outcome`] and the [`Execution`] report around it.
+//!
+//! Every way a guest can misbehave maps to one variant here; callers branch on the enum and
+//! never parse error text.
+
+use crate::capture::LogLine;
+use serde::Serialize;
+use wasmtime::Trap;
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The guest returned successfully.
+    Ok,
+    /// The guest returned its own error (`Err(text)`).
+    GuestError,
+    /// The fuel budget ran out.
+    FuelExhausted,
+    /// The wall-clock deadline passed (also while the guest waited in a host call).
+    Timeout,
+    /// The guest tried to grow memories or tables past the memory limit, then failed.
+    MemoryLimit,
+    /// The wasm stack limit was reached.
+    StackOverflow,
+    /// Any other trap: `unreachable`, out-of-bounds access, a bad pointer or invalid UTF-8
+    /// handed to the host.
+    Trap,
+    /// The guest returned more bytes than the output limit allows.
+    OutputLimit,
+}
+
+impl Outcome {
+    /// The stable snake_case name used in JSON and in the `Warden-Outcome` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::GuestError => "guest_error",
+            Outcome::FuelExhausted => "fuel_exhausted",
+            Outcome::Timeout => "timeout",
+            Outcome::MemoryLimit => "memory_limit",
+            Outcome::StackOverflow => "stack_overflow",
+            Outcome::Trap => "trap",
+            Outcome::OutputLimit => "output_limit",
+        }
+    }
+
+    /// Every outcome, in a stable order (for docs, metrics and tests).
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Ok,
+        Outcome::GuestError,
+        Outcome::FuelExhausted,
+        Outcome::Timeout,
+        Outcome::MemoryLimit,
+        Outcome::StackOverflow,
+        Outcome::Trap,
+        Outcome::OutputLimit,
+    ];
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Measurements of one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Fuel the guest consumed (deterministic for the same component and input).
+    pub fuel_used: u64,
+    /// Wall time of instantiate + call, in microseconds.
+    pub wall_us: u64,
+    /// Time spent compiling for this call, in microseconds (0 when served from a cache).
+    pub compile_us: u64,
+    /// Time to instantiate, in microseconds.
+    pub instantiate_us: u64,
+    /// Time spent waiting for an execution slot, in microseconds.
+    pub queued_us: u64,
+    /// Highest total of memories and tables, in bytes.
+    pub memory_peak_bytes: u64,
+    /// Whether the compiled component came from a cache (no compile for this call).
+    pub cache_hit: bool,
+}
+
+/// The full report of one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Execution {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The returned text, for `ok`.
+    pub output: Option<String>,
+    /// What went wrong, for every outcome but `ok` (the guest's own text for `guest_error`).
+    pub error: Option<String>,
+    /// The guest's log lines, capped.
+    pub logs: Vec<LogLine>,
+    /// Whether any log line was cut or dropped.
+    pub logs_truncated: bool,
+    /// Captured stdout (lossy UTF-8), capped.
+    pub stdout: String,
+    /// Captured stderr (lossy UTF-8), capped.
+    pub stderr: String,
+    /// Measurements.
+    pub stats: Stats,
+}
+
+/// The error a call's epoch callback raises when the wall-clock deadline has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("wall-clock deadline exceeded")]
+pub(crate) struct DeadlineExceeded;
+
+/// Longest error description returned for a trap (wasm backtraces name guest functions).
+const MAX_ERROR_TEXT: usize = 4 * 1024;
+
+/// Classifies a failed instantiate or call.
+pub(crate) fn classify(error: &wasmtime::Error, memory_limit_hit: bool) -> (Outcome, String) {
+    if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        return (Outcome::Timeout, DeadlineExceeded.to_string());
+    }
+    let outcome = match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Outcome::FuelExhausted,
+        Some(Trap::StackOverflow) => Outcome::StackOverflow,
+        Some(Trap::Interrupt) => Outcome::Timeout,
+        _ if memory_limit_hit => Outcome::MemoryLimit,
+        _ => Outcome::Trap,
+    };
+    let text = match outcome {
+        Outcome::MemoryLimit => format!("memory limit reached ({:#})", error),
+        _ => format!("{error:#}"),
+    };
+    (outcome, crate::capture::truncate_marked(&text, MAX_ERROR_TEXT))
+}
