@@ -13,7 +13,7 @@ pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 16;
 /// Default number of calls that may wait for an execution slot before the server answers 503.
 pub const DEFAULT_MAX_QUEUED_RUNS: u32 = 64;
 /// Default number of compilations at once (Cranelift cannot be interrupted: keep this small).
-pub const DEFAULT_MAX_CONCURRENT_COMPILES: u32 = 1;
+pub const DEFAULT_MAX_CONCURRENT_COMPILES: u32 = 2;
 /// Default number of uploads that may wait for a compile slot before the server answers 503.
 pub const DEFAULT_MAX_QUEUED_COMPILES: u32 = 8;
 /// Default largest component accepted, in bytes (a JavaScript component is ~12 MB; Python ~40 MB).
@@ -144,7 +144,9 @@ fn base_config(config: &EngineConfig) -> Config {
         .memory_init_cow(true)
         .wasm_gc(false)
         .wasm_stack_switching(false)
-        .parallel_compilation(true);
+        // One thread per compile: a large compile then occupies one core, never both, and a
+        // small compile beside it proceeds (see DEFAULT_MAX_CONCURRENT_COMPILES).
+        .parallel_compilation(false);
     wasm
 }
 

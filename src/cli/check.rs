@@ -1,0 +1,55 @@
+//! `warden check FILE.wasm`: which world a component implements, its imports, and what the
+//! default sandbox would deny, without running it.
+
+use super::{EXIT_REJECTED, config};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::Arc;
+use warden_runtime::{CompileError, Runtime};
+
+#[derive(clap::Args)]
+pub(crate) struct CheckArgs {
+    /// The component to check.
+    file: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// TOML configuration file (same as `serve`).
+    #[arg(long, env = "WARDEN_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<u8> {
+    let config = config::load(args.config.as_deref())?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let runtime = Runtime::new(config.engine)?;
+    let prepared = match runtime.compile(Arc::from(bytes)).await {
+        Ok(prepared) => prepared,
+        Err(error @ CompileError::Internal(_)) => return Err(error.into()),
+        Err(error) => {
+            eprintln!("rejected: {error}");
+            return Ok(EXIT_REJECTED);
+        }
+    };
+    let info = prepared.info();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(info)?);
+        return Ok(0);
+    }
+    println!("world:   {}", info.world);
+    println!("exports: {}", info.exports.join(", "));
+    println!("imports:");
+    for import in &info.imports {
+        println!("  {import}");
+    }
+    if info.denied.is_empty() {
+        println!("denied:  nothing (the component uses no capability the sandbox withholds)");
+    } else {
+        println!("denied at use in the default sandbox:");
+        for denial in &info.denied {
+            println!("  {}: {}", denial.import, denial.reason);
+        }
+    }
+    Ok(0)
+}

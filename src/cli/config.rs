@@ -1,0 +1,31 @@
+//! Layered configuration: built-in defaults → TOML file → `WARDEN_*` environment → flags.
+//!
+//! Environment keys mirror the file: `WARDEN_LISTEN`, `WARDEN_DATA_DIR`,
+//! `WARDEN_LIMITS__TIMEOUT_MS`, `WARDEN_ENGINE__MAX_CONCURRENT_RUNS` (a double underscore
+//! descends into a table).
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use std::path::Path;
+use warden_server::ServerConfig;
+
+/// Loads the effective configuration; `file` is optional (no file means defaults + env).
+pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<ServerConfig> {
+    let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
+    if let Some(path) = file {
+        anyhow::ensure!(path.is_file(), "config file {} does not exist", path.display());
+        figment = figment.merge(Toml::file(path));
+    }
+    figment = figment.merge(Env::prefixed("WARDEN_").split("__").ignore(&["config"]));
+    let config: ServerConfig = figment.extract().context("reading the configuration")?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    Ok(config)
+}
+
+/// The configuration as TOML, for `warden serve --print-config`.
+pub(crate) fn to_toml(config: &ServerConfig) -> anyhow::Result<String> {
+    toml::to_string_pretty(config).context("printing the configuration")
+}

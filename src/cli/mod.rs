@@ -1,0 +1,134 @@
+//! Command-line interface: `serve`, `run`, `check` (and registry clients).
+//!
+//! Exit codes: 0 success; 1 error (I/O, server unreachable, internal); 2 usage; 3 the
+//! component was rejected (invalid, precompiled, incompatible world, too large). For `run` and
+//! `invoke`, a call that ended in another outcome exits with its own code, see [`exit_code`].
+
+mod check;
+mod config;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warden_runtime::Outcome;
+
+/// Run untrusted WebAssembly components in a hard-limited sandbox.
+#[derive(Parser)]
+#[command(name = "warden", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the HTTP server (default 127.0.0.1:8080, data in ./data).
+    Serve(ServeArgs),
+    /// Run a component's `run` export locally, with the server's runtime and defaults.
+    Run(run::RunArgs),
+    /// Tell which world a component implements, what it imports, and what would be denied.
+    Check(check::CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (overrides the config file and WARDEN_LISTEN).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long, env = "WARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the config file and WARDEN_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Exit code for the rejection of a component (invalid, incompatible, too large …).
+pub(crate) const EXIT_REJECTED: u8 = 3;
+
+/// Exit code of a call that ended with `outcome`: 0 only for `ok`.
+///
+/// | outcome | code |
+/// |---|---|
+/// | ok | 0 |
+/// | guest_error | 10 |
+/// | fuel_exhausted | 11 |
+/// | timeout | 12 |
+/// | memory_limit | 13 |
+/// | stack_overflow | 14 |
+/// | trap | 15 |
+/// | output_limit | 16 |
+pub(crate) fn exit_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Ok => 0,
+        Outcome::GuestError => 10,
+        Outcome::FuelExhausted => 11,
+        Outcome::Timeout => 12,
+        Outcome::MemoryLimit => 13,
+        Outcome::StackOverflow => 14,
+        Outcome::Trap => 15,
+        Outcome::OutputLimit => 16,
+    }
+}
+
+/// Parses the command line, sets up logging, runs the command.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs at info; one-shot commands only warn, since they print results themselves.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,tower_http=warn",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Serve(args) => serve(args).await.map(|()| 0),
+        Command::Run(args) => run::run(args).await,
+        Command::Check(args) => check::check(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data_dir) = args.data_dir {
+        config.data_dir = data_dir;
+    }
+    if args.print_config {
+        print!("{}", config::to_toml(&config)?);
+        return Ok(());
+    }
+    warden_server::serve(config, |address| {
+        // One line on stdout, so scripts (and tests) can find a port chosen with `:0`.
+        println!("warden listening on http://{address}");
+    })
+    .await
+}
