@@ -21,8 +21,8 @@ pub(crate) struct CheckArgs {
 
 pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<u8> {
     let config = config::load(args.config.as_deref())?;
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let runtime = Runtime::new(config.engine)?;
     let prepared = match runtime.compile(Arc::from(bytes)).await {
         Ok(prepared) => prepared,

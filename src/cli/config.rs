@@ -14,7 +14,11 @@ use warden_server::ServerConfig;
 pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<ServerConfig> {
     let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
     if let Some(path) = file {
-        anyhow::ensure!(path.is_file(), "config file {} does not exist", path.display());
+        anyhow::ensure!(
+            path.is_file(),
+            "config file {} does not exist",
+            path.display()
+        );
         figment = figment.merge(Toml::file(path));
     }
     figment = figment.merge(Env::prefixed("WARDEN_").split("__").ignore(&["config"]));

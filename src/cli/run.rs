@@ -34,8 +34,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         timeout_ms: args.timeout_ms,
         memory_mb: args.memory_mb,
     })?;
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let runtime = Runtime::new(config.engine)?;
     let prepared = match runtime.compile(Arc::from(bytes)).await {
         Ok(prepared) => prepared,

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use wasmtime::{Config, Engine, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Default number of executions that may run at once (also the pool's instance count).
 pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 16;
@@ -86,7 +86,9 @@ impl EngineConfig {
     /// A message naming the first setting that cannot work.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_concurrent_runs == 0 || self.max_concurrent_compiles == 0 {
-            return Err("max_concurrent_runs and max_concurrent_compiles must be at least 1".into());
+            return Err(
+                "max_concurrent_runs and max_concurrent_compiles must be at least 1".into(),
+            );
         }
         if self.max_component_bytes == 0 {
             return Err("max_component_bytes must be greater than zero".into());

@@ -101,13 +101,17 @@ impl Runtime {
             },
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        Ok(self.report(store.into_data(), returned, Stats {
-            fuel_used,
-            wall_us,
-            instantiate_us,
-            queued_us,
-            ..Stats::default()
-        }))
+        Ok(self.report(
+            store.into_data(),
+            returned,
+            Stats {
+                fuel_used,
+                wall_us,
+                instantiate_us,
+                queued_us,
+                ..Stats::default()
+            },
+        ))
     }
 
     fn new_store(&self, limits: &Limits, request_id: &str) -> Store<Sandbox> {

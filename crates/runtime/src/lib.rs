@@ -28,11 +28,11 @@ pub use engine::{
     DEFAULT_MAX_WASM_STACK_KIB,
 };
 pub use invoke::{Call, InvokeError};
-pub use limits::{InvalidLimit, LimitOverrides, Limits};
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_LOG_LINE_BYTES, DEFAULT_MAX_LOG_LINES,
     DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
 };
+pub use limits::{InvalidLimit, LimitOverrides, Limits};
 pub use outcome::{Execution, Outcome, Stats};
 pub use world::{ComponentInfo, Denial, IncompatibleWorld, RUNNER_VERSIONS, WorldKind};
 

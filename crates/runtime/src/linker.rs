@@ -36,7 +36,8 @@ fn guest_log(
     let text = message.to_str(&store)?;
     // Copy a little more than the cap (one UTF-8 character) so the log buffer still sees that
     // the line was longer and marks the cut.
-    let kept = crate::capture::prefix(&text, store.data().logs.line_cap().saturating_add(4)).to_owned();
+    let kept =
+        crate::capture::prefix(&text, store.data().logs.line_cap().saturating_add(4)).to_owned();
     store.data_mut().log(level, &kept);
     Ok(())
 }

@@ -128,5 +128,8 @@ pub(crate) fn classify(error: &wasmtime::Error, memory_limit_hit: bool) -> (Outc
         Outcome::MemoryLimit => format!("memory limit reached ({:#})", error),
         _ => format!("{error:#}"),
     };
-    (outcome, crate::capture::truncate_marked(&text, MAX_ERROR_TEXT))
+    (
+        outcome,
+        crate::capture::truncate_marked(&text, MAX_ERROR_TEXT),
+    )
 }

@@ -7,8 +7,8 @@
 use crate::capture::{BoundedCapture, LogBuffer, LogLevel};
 use crate::limits::Limits;
 use std::future::Future;
-use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{
     Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
@@ -165,7 +165,9 @@ impl MemoryLimiter {
 
     fn admit(&mut self, kind_total: fn(&mut Self) -> &mut u64, current: u64, desired: u64) -> bool {
         let other = self.memories + self.tables - *kind_total(self);
-        let grown = kind_total(self).saturating_sub(current).saturating_add(desired);
+        let grown = kind_total(self)
+            .saturating_sub(current)
+            .saturating_add(desired);
         if other.saturating_add(grown) > self.limit {
             self.hit_limit = true;
             return false;

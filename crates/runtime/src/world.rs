@@ -55,8 +55,14 @@ pub(crate) fn detect(
     component: &Component,
 ) -> Result<ComponentInfo, IncompatibleWorld> {
     let ty = component.component_type();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
 
     let run = ty.get_export(engine, "run").ok_or_else(|| {
         IncompatibleWorld(format!(
@@ -94,7 +100,9 @@ fn check_run_signature(item: &ComponentItem) -> Result<(), IncompatibleWorld> {
     let results: Vec<Type> = func.results().collect();
     let is_string = |t: Option<Type>| matches!(t, Some(Type::String));
     match results.as_slice() {
-        [Type::Result(result)] if params == 0 && is_string(result.ok()) && is_string(result.err()) => {
+        [Type::Result(result)]
+            if params == 0 && is_string(result.ok()) && is_string(result.err()) =>
+        {
             Ok(())
         }
         _ => Err(wrong(format!(

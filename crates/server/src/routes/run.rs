@@ -25,7 +25,8 @@ pub(crate) async fn run_bytes(
         .runtime()
         .invoke(&prepared, Call::Run, &limits, &request_id)
         .await?;
-    execution.stats.compile_us = u64::try_from(prepared.compile_time().as_micros()).unwrap_or(u64::MAX);
+    execution.stats.compile_us =
+        u64::try_from(prepared.compile_time().as_micros()).unwrap_or(u64::MAX);
     Ok(ExecutionResponse {
         execution,
         digest: None,

@@ -1,0 +1,136 @@
+//! Pins the `warden` command line: `run` prints output and exits by outcome, `check` reports the
+//! world and denials, `serve --print-config` shows layered settings.
+
+use crate::fixtures::{self, repo_root};
+use std::process::Command;
+
+fn warden() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
+    command.env_remove("WARDEN_CONFIG").env("RUST_LOG", "warn");
+    command
+}
+
+#[test]
+fn run_prints_the_output_and_exits_zero() {
+    let output = warden()
+        .arg("run")
+        .arg(repo_root().join("examples/hello.wasm"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "Hello, World!"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("hello from the Rust guest"));
+}
+
+#[test]
+fn run_exit_code_names_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "loop.wasm",
+            fixtures::infinite_loop(),
+            vec!["--timeout-ms", "200"],
+            [11, 12].as_slice(),
+        ),
+        ("err.wasm", fixtures::guest_error(), vec![], [10].as_slice()),
+        (
+            "trap.wasm",
+            fixtures::unreachable(),
+            vec![],
+            [15].as_slice(),
+        ),
+        ("core.wasm", fixtures::core_module(), vec![], [3].as_slice()),
+    ];
+    for (name, bytes, flags, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let status = warden()
+            .arg("run")
+            .arg(&path)
+            .args(&flags)
+            .status()
+            .unwrap();
+        let code = status.code().unwrap();
+        assert!(
+            expected.contains(&code),
+            "{name}: exit {code}, expected {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn run_json_prints_the_outcome_document() {
+    let output = warden()
+        .args(["run", "--json", "--fuel", "5000000"])
+        .arg(repo_root().join("examples/hello.wasm"))
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["outcome"], "ok");
+    assert_eq!(json["output"], "Hello, World!");
+}
+
+#[test]
+fn check_reports_world_imports_and_denials() {
+    let output = warden()
+        .args(["check", "--json"])
+        .arg(repo_root().join("examples/hello.wasm"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["world"], "local:main/runner@0.0.1");
+    let imports = json["imports"].as_array().unwrap();
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.as_str().unwrap().starts_with("wasi:cli/stdout"))
+    );
+    assert!(json["denied"].as_array().unwrap().iter().any(|d| {
+        d["import"]
+            .as_str()
+            .unwrap()
+            .starts_with("wasi:cli/environment")
+    }));
+}
+
+#[test]
+fn print_config_layers_file_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("warden.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9000\"\n[limits]\ntimeout_ms = 700\nfuel = 5\n",
+    )
+    .unwrap();
+    let output = warden()
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file)
+        .env("WARDEN_LIMITS__FUEL", "42")
+        .args(["--listen", "127.0.0.1:9100"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("listen = \"127.0.0.1:9100\""), "{text}"); // flag beats file
+    assert!(text.contains("timeout_ms = 700"), "{text}"); // file beats default
+    assert!(text.contains("fuel = 42"), "{text}"); // environment beats file
+}
+
+#[test]
+fn invalid_config_fails_before_binding() {
+    let output = warden()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("WARDEN_LIMITS__TIMEOUT_MS", "0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("timeout_ms"));
+}

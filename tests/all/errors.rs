@@ -1,0 +1,133 @@
+//! Pins the 4xx/5xx error codes of `POST /run`: every bad input gets a stable code.
+
+use crate::fixtures;
+use crate::support::{example_hello, spawn_server, spawn_server_with};
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_body_is_rejected() {
+    let server = spawn_server().await;
+    let reply = server.run(Vec::new(), "").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_code(), "empty_body");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_bytes_core_modules_and_truncated_components_are_invalid() {
+    let server = spawn_server().await;
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut truncated = example_hello();
+    truncated.truncate(truncated.len() / 2);
+    for (name, body) in [
+        ("random", random),
+        ("core module", fixtures::core_module()),
+        ("truncated", truncated),
+    ] {
+        let reply = server.run(body, "").await;
+        assert_eq!(reply.status, 400, "{name}");
+        assert_eq!(
+            reply.error_code(),
+            "invalid_component",
+            "{name}: {}",
+            reply.json
+        );
+        assert!(!reply.json["error"]["message"].as_str().unwrap().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn precompiled_artifacts_are_never_deserialized() {
+    // A genuine artifact of the very engine the server uses.
+    let runtime = warden_runtime::Runtime::new(Default::default()).unwrap();
+    let prepared = runtime.compile(Arc::from(example_hello())).await.unwrap();
+    let cwasm = prepared.serialize().unwrap();
+    let server = spawn_server().await;
+    let reply = server.run(cwasm, "").await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_code(), "precompiled_rejected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_is_413() {
+    let server = spawn_server_with(|config| config.engine.max_component_bytes = 10_000).await;
+    let reply = server.run(example_hello(), "").await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.error_code(), "too_large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_for_other_worlds_are_incompatible() {
+    let server = spawn_server().await;
+    for (name, body, needle) in [
+        (
+            "wrong signature",
+            fixtures::wrong_signature(),
+            "result<string, string>",
+        ),
+        ("no run export", fixtures::no_run_export(), "no `run`"),
+        (
+            "unknown import",
+            fixtures::unknown_import(),
+            "test:evil/net",
+        ),
+    ] {
+        let reply = server.run(body, "").await;
+        assert_eq!(reply.status, 422, "{name}");
+        assert_eq!(reply.error_code(), "incompatible_world", "{name}");
+        let message = reply.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{name}: {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_limits_are_rejected() {
+    let server = spawn_server().await;
+    for query in ["?timeout_ms=0", "?fuel=lots", "?memory_mb=-1"] {
+        let reply = server.run(example_hello(), query).await;
+        assert_eq!(reply.status, 400, "{query}");
+        assert_eq!(reply.error_code(), "invalid_limit", "{query}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cannot_raise_its_limits() {
+    let server = spawn_server().await;
+    let reply = server
+        .run(
+            fixtures::infinite_loop(),
+            "?timeout_ms=300&fuel=999999999999",
+        )
+        .await;
+    assert!(["timeout", "fuel_exhausted"].contains(&reply.outcome()));
+    let fuel = reply.json["stats"]["fuel_used"].as_u64().unwrap();
+    assert!(
+        fuel <= warden_runtime::DEFAULT_FUEL,
+        "used {fuel} fuel, above the default"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_503_with_retry_after() {
+    let server = spawn_server_with(|config| {
+        config.engine.max_concurrent_runs = 1;
+        config.engine.max_queued_runs = 0;
+    })
+    .await;
+    let busy = fixtures::infinite_loop();
+    let hello = fixtures::hello(fixtures::V0_0_1);
+    let long = {
+        let client = server.client.clone();
+        let url = server.url("/run?timeout_ms=1500");
+        tokio::spawn(async move { client.post(url).body(busy).send().await.unwrap().status() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let reply = server.run(hello.clone(), "").await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.error_code(), "overloaded");
+    assert_eq!(reply.headers["retry-after"], "1");
+    assert_eq!(long.await.unwrap(), 200);
+    // Once the slot is free again, calls are served.
+    assert_eq!(server.run(hello, "").await.outcome(), "ok");
+}

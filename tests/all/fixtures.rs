@@ -1,0 +1,255 @@
+//! Hostile and minimal components, generated from WAT and WIT at test time.
+//!
+//! A core module plus a WIT world becomes a component through `wit-component`, the same way a
+//! guest toolchain's linker makes one. Each fixture is as small as the behaviour it exercises.
+
+use std::path::Path;
+use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
+use wit_parser::Resolve;
+
+/// The seed world's package versions.
+pub const V0_0_1: &str = "0.0.1";
+pub const V0_1_0: &str = "0.1.0";
+
+/// Where the test writes `run`'s return area (discriminant, pointer, length).
+const RET_AREA: u32 = 64;
+
+/// A core module for `local:main/runner@{version}` with `pages` of memory and `body` (which
+/// must define the exported `run`), wrapped into a component.
+pub fn runner(version: &str, pages: u32, body: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+          (import "local:main/host@{version}" "log" (func $log (param i32 i32)))
+          (memory (export "memory") {pages})
+          (global $heap (mut i32) (i32.const 4096))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (local.get 3)))
+            (local.get $p))
+          {body})"#
+    );
+    let wit = repo_root().join(format!("wit/local-main-{version}"));
+    componentize(&wat, WitSource::Dir(&wit), "runner")
+}
+
+/// `run` that returns `Ok(text)` or `Err(text)` (`is_err`), text stored at offset 16.
+fn returns(text: &str, is_err: bool) -> String {
+    format!(
+        r#"(data (i32.const 16) "{text}")
+        (func (export "run") (result i32)
+          (call $log (i32.const 16) (i32.const {len}))
+          (i32.store8 (i32.const {RET_AREA}) (i32.const {disc}))
+          (i32.store (i32.const {p}) (i32.const 16))
+          (i32.store (i32.const {l}) (i32.const {len}))
+          (i32.const {RET_AREA}))"#,
+        len = text.len(),
+        disc = u8::from(is_err),
+        p = RET_AREA + 4,
+        l = RET_AREA + 8,
+    )
+}
+
+/// Logs and returns `Ok("hi")`.
+pub fn hello(version: &str) -> Vec<u8> {
+    runner(version, 1, &returns("hi", false))
+}
+
+/// Returns `Err("nope")`.
+pub fn guest_error() -> Vec<u8> {
+    runner(V0_0_1, 1, &returns("nope", true))
+}
+
+/// Spins forever.
+pub fn infinite_loop() -> Vec<u8> {
+    runner(
+        V0_0_1,
+        1,
+        r#"(func (export "run") (result i32) (loop $spin (br $spin)) (i32.const 0))"#,
+    )
+}
+
+/// Grows memory one 1 MiB step at a time; traps when growth is refused.
+pub fn memory_grow_loop() -> Vec<u8> {
+    runner(
+        V0_0_1,
+        1,
+        r#"(func (export "run") (result i32)
+             (loop $grow
+               (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))
+               (br $grow))
+             (i32.const 0))"#,
+    )
+}
+
+/// Executes `unreachable`.
+pub fn unreachable() -> Vec<u8> {
+    runner(
+        V0_0_1,
+        1,
+        r#"(func (export "run") (result i32) unreachable)"#,
+    )
+}
+
+/// Recurses without end.
+pub fn deep_recursion() -> Vec<u8> {
+    runner(
+        V0_0_1,
+        1,
+        r#"(func $down (param i32) (result i32) (call $down (i32.add (local.get 0) (i32.const 1))))
+           (func (export "run") (result i32) (call $down (i32.const 0)))"#,
+    )
+}
+
+/// Logs one line of `bytes` bytes of 'A' (memory sized to hold it), then returns `Ok("hi")`.
+pub fn huge_log_line(bytes: u32) -> Vec<u8> {
+    let pages = bytes / 65536 + 2;
+    runner(
+        V0_0_1,
+        pages,
+        &format!(
+            r#"(data (i32.const 16) "hi")
+            (func (export "run") (result i32)
+              (memory.fill (i32.const 65536) (i32.const 65) (i32.const {bytes}))
+              (call $log (i32.const 65536) (i32.const {bytes}))
+              (i32.store8 (i32.const {RET_AREA}) (i32.const 0))
+              (i32.store (i32.const {p}) (i32.const 16))
+              (i32.store (i32.const {l}) (i32.const 2))
+              (i32.const {RET_AREA}))"#,
+            p = RET_AREA + 4,
+            l = RET_AREA + 8,
+        ),
+    )
+}
+
+/// Returns `Ok` with a string of `bytes` bytes of 'x'.
+pub fn oversized_output(bytes: u32) -> Vec<u8> {
+    let pages = bytes / 65536 + 2;
+    runner(
+        V0_0_1,
+        pages,
+        &format!(
+            r#"(func (export "run") (result i32)
+              (memory.fill (i32.const 65536) (i32.const 120) (i32.const {bytes}))
+              (i32.store8 (i32.const {RET_AREA}) (i32.const 0))
+              (i32.store (i32.const {p}) (i32.const 65536))
+              (i32.store (i32.const {l}) (i32.const {bytes}))
+              (i32.const {RET_AREA}))"#,
+            p = RET_AREA + 4,
+            l = RET_AREA + 8,
+        ),
+    )
+}
+
+/// Returns `Ok` with a string pointer far outside its memory.
+pub fn string_out_of_bounds() -> Vec<u8> {
+    runner(
+        V0_0_1,
+        1,
+        &format!(
+            r#"(func (export "run") (result i32)
+              (i32.store8 (i32.const {RET_AREA}) (i32.const 0))
+              (i32.store (i32.const {p}) (i32.const 0x7fff0000))
+              (i32.store (i32.const {l}) (i32.const 4096))
+              (i32.const {RET_AREA}))"#,
+            p = RET_AREA + 4,
+            l = RET_AREA + 8,
+        ),
+    )
+}
+
+/// Logs bytes that are not UTF-8.
+pub fn invalid_utf8_log() -> Vec<u8> {
+    runner(
+        V0_0_1,
+        1,
+        r#"(data (i32.const 16) "\ff\fe\fd")
+           (func (export "run") (result i32)
+             (call $log (i32.const 16) (i32.const 3))
+             (i32.const 0))"#,
+    )
+}
+
+/// A component whose `run` takes a parameter and returns a number.
+pub fn wrong_signature() -> Vec<u8> {
+    let wit = "package test:wrong; world runner { export run: func(x: u32) -> u32; }";
+    let wat = r#"(module (memory (export "memory") 1)
+                   (func (export "run") (param i32) (result i32) (local.get 0)))"#;
+    componentize(wat, WitSource::Text(wit), "runner")
+}
+
+/// A component that exports no `run` at all.
+pub fn no_run_export() -> Vec<u8> {
+    let wit = "package test:other; world other { export go: func(); }";
+    let wat = r#"(module (memory (export "memory") 1) (func (export "go")))"#;
+    componentize(wat, WitSource::Text(wit), "other")
+}
+
+/// A `runner` that also imports an interface Warden does not provide.
+pub fn unknown_import() -> Vec<u8> {
+    let wit = "package test:evil@0.1.0;
+        interface net { connect: func(host: string); }
+        world runner { import net; export run: func() -> result<string, string>; }";
+    let wat = r#"(module
+        (import "test:evil/net@0.1.0" "connect" (func $connect (param i32 i32)))
+        (memory (export "memory") 1)
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
+        (func (export "run") (result i32) (call $connect (i32.const 0) (i32.const 0)) (i32.const 64)))"#;
+    componentize(wat, WitSource::Text(wit), "runner")
+}
+
+/// A plain core module (not a component).
+pub fn core_module() -> Vec<u8> {
+    wat::parse_str(r#"(module (func (export "run")))"#).expect("valid wat")
+}
+
+/// A valid component of roughly `target_bytes`, made of many functions (a compile bomb).
+pub fn large_component(target_bytes: usize) -> Vec<u8> {
+    // Each function is ~250 bytes of code: a chain of arithmetic Cranelift must compile.
+    let per_function = 250;
+    let count = target_bytes / per_function;
+    let mut body = String::with_capacity(count * 600);
+    for i in 0..count {
+        body.push_str(&format!(
+            "(func $f{i} (param i32) (result i32) (local.get 0)"
+        ));
+        for k in 0..40 {
+            body.push_str(&format!(
+                " (i32.const {k}) (i32.add) (i32.const 3) (i32.mul)"
+            ));
+        }
+        body.push_str(")\n");
+    }
+    body.push_str(&returns("big", false));
+    runner(V0_0_1, 1, &body)
+}
+
+enum WitSource<'a> {
+    Dir(&'a Path),
+    Text(&'a str),
+}
+
+fn componentize(wat: &str, wit: WitSource<'_>, world: &str) -> Vec<u8> {
+    let mut resolve = Resolve::default();
+    let package = match wit {
+        WitSource::Dir(dir) => resolve.push_dir(dir).expect("wit dir parses").0,
+        WitSource::Text(text) => resolve.push_str("fixture.wit", text).expect("wit parses"),
+    };
+    let world = resolve
+        .select_world(&[package], Some(world))
+        .expect("world exists");
+    let mut module = wat::parse_str(wat).expect("fixture WAT parses");
+    embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+        .expect("metadata embeds");
+    ComponentEncoder::default()
+        .module(&module)
+        .expect("module accepted")
+        .validate(true)
+        .encode()
+        .expect("component encodes")
+}
+
+/// The repository root (the test binary runs from the `warden` package directory).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}

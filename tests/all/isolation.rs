@@ -1,0 +1,75 @@
+//! Pins that calls do not disturb each other: compiles don't stall runs, a trap leaves the next
+//! run clean, and a client that goes away frees its slot.
+
+use crate::fixtures::{self, V0_0_1};
+use crate::support::{example_hello, spawn_server, spawn_server_with};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_compile_does_not_stall_a_small_request() {
+    let server = spawn_server().await;
+    let big = fixtures::large_component(5 * 1024 * 1024);
+    assert!(
+        big.len() > 4 * 1024 * 1024,
+        "fixture is {} bytes",
+        big.len()
+    );
+    let compiling = {
+        let client = server.client.clone();
+        let url = server.url("/run");
+        tokio::spawn(async move { client.post(url).body(big).send().await.unwrap().status() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let reply = server.run(example_hello(), "").await;
+    let small = started.elapsed();
+    assert_eq!(reply.outcome(), "ok", "{}", reply.json);
+    assert!(
+        !compiling.is_finished(),
+        "the large compile finished too fast to prove anything"
+    );
+    assert!(
+        small < Duration::from_secs(2),
+        "small request took {small:?} behind a compile"
+    );
+    assert_eq!(compiling.await.unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_leaves_the_next_run_clean() {
+    let server = spawn_server().await;
+    for _ in 0..3 {
+        assert_eq!(
+            server.run(fixtures::unreachable(), "").await.outcome(),
+            "trap"
+        );
+        assert_eq!(
+            server.run(fixtures::hello(V0_0_1), "").await.outcome(),
+            "ok"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_run_frees_its_slot() {
+    let server = spawn_server_with(|config| {
+        config.engine.max_concurrent_runs = 1;
+        config.engine.max_queued_runs = 1;
+    })
+    .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(server.url("/run?timeout_ms=800"))
+        .body(fixtures::infinite_loop())
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client should have timed out");
+    // The server is still serving, and the slot comes back.
+    let started = Instant::now();
+    let reply = server.run(fixtures::hello(V0_0_1), "").await;
+    assert_eq!(reply.outcome(), "ok");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

@@ -1,0 +1,10 @@
+//! Warden's integration tests: real components, a real server on a loopback port, a real data
+//! directory. One binary, one module per topic.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod cli;
+mod errors;
+mod fixtures;
+mod isolation;
+mod outcomes;
+mod support;
