@@ -69,14 +69,18 @@ pub fn infinite_loop() -> Vec<u8> {
     )
 }
 
-/// Grows memory one 1 MiB step at a time; traps when growth is refused.
+/// Grows memory one 1 MiB step at a time and writes every new page (so it is really resident);
+/// traps when growth is refused.
 pub fn memory_grow_loop() -> Vec<u8> {
     runner(
         V0_0_1,
         1,
         r#"(func (export "run") (result i32)
+             (local $old i32)
              (loop $grow
-               (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))
+               (local.set $old (memory.grow (i32.const 16)))
+               (if (i32.eq (local.get $old) (i32.const -1)) (then unreachable))
+               (memory.fill (i32.mul (local.get $old) (i32.const 65536)) (i32.const 1) (i32.const 1048576))
                (br $grow))
              (i32.const 0))"#,
     )

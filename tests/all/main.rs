@@ -7,4 +7,5 @@ mod errors;
 mod fixtures;
 mod isolation;
 mod outcomes;
+mod process;
 mod support;
