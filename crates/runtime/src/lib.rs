@@ -33,7 +33,7 @@ pub use limits::{
     DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
 };
 pub use limits::{InvalidLimit, LimitOverrides, Limits};
-pub use outcome::{Execution, Outcome, Stats};
+pub use outcome::{CacheSource, Execution, Outcome, Stats};
 pub use world::{ComponentInfo, Denial, IncompatibleWorld, RUNNER_VERSIONS, WorldKind};
 
 use std::sync::Arc;

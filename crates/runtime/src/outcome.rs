@@ -79,8 +79,25 @@ pub struct Stats {
     pub queued_us: u64,
     /// Highest total of memories and tables, in bytes.
     pub memory_peak_bytes: u64,
+    /// Time spent loading a compiled artifact from disk for this call, in microseconds.
+    pub load_us: u64,
     /// Whether the compiled component came from a cache (no compile for this call).
     pub cache_hit: bool,
+    /// Which cache it came from.
+    pub cache: CacheSource,
+}
+
+/// Where the compiled component of a call came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheSource {
+    /// Compiled for this call.
+    #[default]
+    None,
+    /// Already in memory: no compile, no deserialize, no linking.
+    Memory,
+    /// Loaded from this node's verified compiled artifact.
+    Disk,
 }
 
 /// The full report of one call.

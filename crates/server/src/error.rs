@@ -8,6 +8,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use warden_registry::RegistryError;
 use warden_runtime::{CompileError, InvokeError};
 
 /// Seconds a client should wait before retrying an overloaded server.
@@ -105,6 +106,19 @@ impl From<CompileError> for ApiError {
             CompileError::IncompatibleWorld(_) => ApiError::IncompatibleWorld(text),
             CompileError::Overloaded => ApiError::Overloaded(text),
             CompileError::Internal(_) => ApiError::Internal(text),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        let text = error.to_string();
+        match error {
+            RegistryError::Compile(compile) => compile.into(),
+            RegistryError::NotFound(_) => ApiError::NotFound(text),
+            RegistryError::BadReference(_) => ApiError::BadRequest(text),
+            RegistryError::Referenced { .. } => ApiError::Conflict(text),
+            RegistryError::Storage(_) => ApiError::Internal(text),
         }
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use warden_registry::Registry;
 use warden_runtime::Runtime;
 
 /// Shared state of every handler. Cheap to clone.
@@ -27,23 +28,32 @@ pub struct AppState {
 
 struct StateInner {
     runtime: Runtime,
+    registry: Registry,
     config: ServerConfig,
     next_request: AtomicU64,
 }
 
 impl AppState {
-    /// Builds the runtime for `config` (validated first).
+    /// Builds the runtime for `config` (validated first) and opens the registry in its data
+    /// directory.
     ///
     /// # Errors
-    /// When the configuration is invalid or the runtime cannot start.
+    /// When the configuration is invalid, the runtime cannot start, or storage can't be opened.
     pub fn new(config: ServerConfig) -> anyhow::Result<AppState> {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let runtime = Runtime::new(config.engine.clone())?;
+        let registry = Registry::open(
+            &config.data_dir,
+            runtime.clone(),
+            config.prepared_cache_entries,
+        )
+        .with_context(|| format!("opening the registry in {}", config.data_dir.display()))?;
         Ok(AppState {
             inner: Arc::new(StateInner {
                 runtime,
+                registry,
                 config,
                 next_request: AtomicU64::new(1),
             }),
@@ -52,6 +62,10 @@ impl AppState {
 
     pub(crate) fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.inner.registry
     }
 
     pub(crate) fn config(&self) -> &ServerConfig {

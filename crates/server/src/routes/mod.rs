@@ -1,6 +1,8 @@
 //! The route table, and the response shape shared by every route that runs a component.
 
+mod components;
 mod health;
+mod names;
 mod run;
 
 use crate::AppState;
@@ -8,7 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Serialize;
 use warden_runtime::Execution;
 
@@ -17,12 +19,28 @@ pub(crate) const OUTCOME_HEADER: HeaderName = HeaderName::from_static("warden-ou
 /// Response header carrying the request id that tags the call's server log lines.
 pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("warden-request-id");
 
+/// Largest JSON request body (names), in bytes. Component bodies are capped separately by
+/// `engine.max_component_bytes` in `body::read_capped`.
+const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/run", post(run::run_bytes))
-        // Bodies are capped per route by `body::read_capped`, with a JSON `too_large` error.
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        .route(
+            "/v1/components",
+            post(components::upload).get(components::list),
+        )
+        .route(
+            "/v1/components/{reference}",
+            get(components::show).delete(components::delete),
+        )
+        .route("/v1/components/{reference}/run", post(run::run_stored))
+        .route(
+            "/v1/names/{name}",
+            put(names::put).get(names::show).delete(names::delete),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
 }
 
 /// A completed call: HTTP 200 whatever the outcome, the outcome also in a header.
