@@ -8,4 +8,5 @@ mod fixtures;
 mod isolation;
 mod outcomes;
 mod process;
+mod registry;
 mod support;

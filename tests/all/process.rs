@@ -16,9 +16,23 @@ struct ServerProcess {
 impl ServerProcess {
     fn start(env: &[(&str, &str)]) -> ServerProcess {
         let data = tempfile::tempdir().unwrap();
+        let path = data.path().to_path_buf();
+        Self::spawn(&path, env, data)
+    }
+
+    /// Starts on an existing data directory (which outlives the process).
+    fn start_in(data_dir: &std::path::Path, env: &[(&str, &str)]) -> ServerProcess {
+        Self::spawn(data_dir, env, tempfile::tempdir().unwrap())
+    }
+
+    fn spawn(
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        data: tempfile::TempDir,
+    ) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
+            .arg(data_dir)
             .env_remove("WARDEN_CONFIG")
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -62,7 +76,7 @@ impl ServerProcess {
         kib * 1024
     }
 
-    /// Stops the server and returns everything it wrote to stderr (its log).
+    /// Kills the server (SIGKILL) and returns everything it wrote to stderr (its log).
     fn stop(mut self) -> String {
         let _ = self.child.kill();
         let mut log = String::new();
@@ -120,4 +134,84 @@ async fn a_64_mib_log_line_does_not_flood_the_server_log() {
         "server log grew to {} bytes",
         log.len()
     );
+}
+
+/// Kills a real server with SIGKILL at several moments of an upload (while the body arrives,
+/// while it compiles, while it persists) and checks, after a restart on the same data
+/// directory, that the component is either whole and runnable or absent, and that no
+/// unfinished file is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_upload_leaves_all_or_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let big = fixtures::large_component(1024 * 1024);
+    for delay_ms in [0u64, 20, 100, 300, 700, 1500] {
+        let server = ServerProcess::start_in(data.path(), &[]);
+        let url = format!("{}/v1/components?name=big", server.base);
+        let body = big.clone();
+        let upload =
+            tokio::spawn(async move { reqwest::Client::new().post(url).body(body).send().await });
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        let _ = server.stop();
+        let _ = upload.await;
+
+        let server = ServerProcess::start_in(data.path(), &[]);
+        let client = reqwest::Client::new();
+        let listed = reply(
+            client
+                .get(format!("{}/v1/components", server.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let components = listed.json["components"].as_array().unwrap().clone();
+        let named = reply(
+            client
+                .get(format!("{}/v1/names/big", server.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        eprintln!(
+            "killed after {delay_ms} ms: {} component(s) after restart",
+            components.len()
+        );
+        match components.as_slice() {
+            [] => assert_eq!(
+                named.status, 404,
+                "a name without its component (delay {delay_ms} ms)"
+            ),
+            [component] => {
+                let digest = component["digest"].as_str().unwrap();
+                let run = reply(
+                    client
+                        .post(format!("{}/v1/components/{digest}/run", server.base))
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(
+                    run.json["output"], "big",
+                    "delay {delay_ms} ms: {}",
+                    run.json
+                );
+            }
+            more => panic!(
+                "delay {delay_ms} ms: {} components from one upload",
+                more.len()
+            ),
+        }
+        for dir in ["components", "compiled"] {
+            for entry in std::fs::read_dir(data.path().join(dir)).unwrap() {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(
+                    !name.contains(".tmp-"),
+                    "unfinished file {name} survived a restart"
+                );
+            }
+        }
+        let _ = server.stop();
+    }
 }

@@ -53,8 +53,26 @@ pub async fn spawn_server() -> TestServer {
 /// Starts a server after `edit` adjusts the default configuration.
 pub async fn spawn_server_with(edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
     let data = tempfile::tempdir().expect("temp dir");
+    start(data, None, edit).await
+}
+
+/// Starts a server on an existing data directory (to test restarts), after `edit`.
+pub async fn spawn_server_in(
+    data_dir: &std::path::Path,
+    edit: impl FnOnce(&mut ServerConfig),
+) -> TestServer {
+    // The server's own temp dir is unused; the registry lives in `data_dir`.
+    let scratch = tempfile::tempdir().expect("temp dir");
+    start(scratch, Some(data_dir.to_path_buf()), edit).await
+}
+
+async fn start(
+    data: tempfile::TempDir,
+    data_dir: Option<PathBuf>,
+    edit: impl FnOnce(&mut ServerConfig),
+) -> TestServer {
     let mut config = ServerConfig {
-        data_dir: data.path().to_path_buf(),
+        data_dir: data_dir.unwrap_or_else(|| data.path().to_path_buf()),
         ..ServerConfig::default()
     };
     edit(&mut config);
@@ -80,7 +98,7 @@ pub async fn spawn_server_with(edit: impl FnOnce(&mut ServerConfig)) -> TestServ
 }
 
 impl TestServer {
-    /// Where the server keeps its registry.
+    /// Where the server keeps its registry (for servers from `spawn_server`).
     pub fn data_dir(&self) -> &std::path::Path {
         self.data.path()
     }

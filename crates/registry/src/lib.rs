@@ -225,9 +225,10 @@ impl Registry {
             validate_name(name)?;
         }
         let hex = sha256_hex(&bytes);
-        if let Some(existing) = self.blocking(|s| s.component(tenant, &hex)).await? {
+        let digest = digest_string(&hex);
+        if let Some(existing) = self.blocking(|s| s.component(tenant, &digest)).await? {
             if let Some(name) = name {
-                self.blocking(|s| s.set_name(tenant, name, &hex)).await?;
+                self.blocking(|s| s.set_name(tenant, name, &digest)).await?;
             }
             return Ok((existing, false));
         }
@@ -237,7 +238,7 @@ impl Registry {
         };
         let info = prepared.info();
         let record = ComponentRecord {
-            digest: digest_string(&hex),
+            digest: digest.clone(),
             size: bytes.len() as u64,
             world: info.world.clone(),
             imports: info.imports.clone(),
@@ -267,7 +268,7 @@ impl Registry {
             true => record,
             // A concurrent upload of the same bytes won the race: answer its record.
             false => self
-                .blocking(|s| s.component(tenant, &hex))
+                .blocking(|s| s.component(tenant, &digest))
                 .await?
                 .unwrap_or(record),
         };
@@ -283,8 +284,8 @@ impl Registry {
         tenant: &str,
         reference: &ComponentRef,
     ) -> Result<ComponentRecord, RegistryError> {
-        let hex = self.digest_of(tenant, reference).await?;
-        self.blocking(|s| s.component(tenant, &hex))
+        let digest = digest_string(&self.digest_of(tenant, reference).await?);
+        self.blocking(|s| s.component(tenant, &digest))
             .await?
             .ok_or_else(|| not_found(reference))
     }

@@ -56,7 +56,8 @@ pub struct NameChange {
 #[error("metadata store: {0}")]
 pub struct StoreError(pub String);
 
-/// Persistence of registry metadata. Every method is scoped to one tenant.
+/// Persistence of registry metadata. Every method is scoped to one tenant, and every digest
+/// argument and field is the full `sha256:<hex>` string.
 pub trait MetadataStore: Send + Sync + 'static {
     /// Inserts a component unless one with the same digest exists; returns whether it was new.
     /// When `name` is given, points it at the digest in the same transaction.
