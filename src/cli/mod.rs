@@ -5,6 +5,7 @@
 //! `invoke`, a call that ended in another outcome exits with its own code, see [`exit_code`].
 
 mod check;
+mod client;
 mod config;
 mod run;
 
@@ -29,6 +30,12 @@ enum Command {
     Run(run::RunArgs),
     /// Tell which world a component implements, what it imports, and what would be denied.
     Check(check::CheckArgs),
+    /// Upload a component to a server (compiled once, stored by digest).
+    Push(client::PushArgs),
+    /// Run a stored component on a server, by digest or name.
+    Invoke(client::InvokeArgs),
+    /// List a server's stored components.
+    Ls(client::LsArgs),
 }
 
 #[derive(clap::Args)]
@@ -111,6 +118,9 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Serve(args) => serve(args).await.map(|()| 0),
         Command::Run(args) => run::run(args).await,
         Command::Check(args) => check::check(args).await,
+        Command::Push(args) => client::push(args).await,
+        Command::Invoke(args) => client::invoke(args).await,
+        Command::Ls(args) => client::ls(args).await,
     }
 }
 

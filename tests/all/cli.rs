@@ -134,3 +134,53 @@ fn invalid_config_fails_before_binding() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("timeout_ms"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_invoke_and_ls_talk_to_a_server() {
+    let server = crate::support::spawn_server().await;
+    let client = |args: &[&str]| {
+        let mut command = warden();
+        command.args(args).env("WARDEN_SERVER", &server.base);
+        command
+    };
+    let hello = repo_root().join("examples/hello.wasm");
+    let pushed = tokio::task::spawn_blocking({
+        let mut command = client(&["push", "--name", "hello"]);
+        command.arg(&hello);
+        move || command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let digest = String::from_utf8_lossy(&pushed.stdout).trim().to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    for reference in [digest.as_str(), "hello"] {
+        let mut command = client(&["invoke", reference]);
+        let invoked = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(invoked.status.code(), Some(0));
+        assert_eq!(
+            String::from_utf8_lossy(&invoked.stdout).trim(),
+            "Hello, World!"
+        );
+    }
+
+    let mut command = client(&["ls"]);
+    let listed = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(&digest));
+
+    let mut command = client(&["invoke", "no-such-name"]);
+    let missing = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not_found"));
+}

@@ -1,0 +1,156 @@
+//! Registry clients: `warden push`, `warden invoke`, `warden ls`, talking to a running server.
+
+use super::exit_code;
+use anyhow::{Context, bail};
+use serde_json::Value;
+use std::path::PathBuf;
+use warden_runtime::Outcome;
+
+/// Default server for client commands (the `serve` default).
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+#[derive(clap::Args)]
+pub(crate) struct ServerArg {
+    /// The Warden server's base URL.
+    #[arg(long, env = "WARDEN_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+}
+
+impl ServerArg {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.trim_end_matches('/'))
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PushArgs {
+    /// The component to upload.
+    file: PathBuf,
+    /// Point this name at the uploaded component.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    server: ServerArg,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct InvokeArgs {
+    /// `sha256:<hex>` or a name.
+    reference: String,
+    /// Fuel for this call (at most the server's default).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Deadline in milliseconds (at most the server's default).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Memory limit in MiB (at most the server's default).
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Print the whole outcome document as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArg,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LsArgs {
+    #[command(flatten)]
+    server: ServerArg,
+}
+
+/// Sends a request and returns the JSON body, or fails with the server's error message.
+async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let response = request.send().await.context("the server did not answer")?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let code = body["error"]["code"].as_str().unwrap_or("error");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        bail!("{status} {code}: {message}");
+    }
+    Ok(body)
+}
+
+pub(crate) async fn push(args: PushArgs) -> anyhow::Result<u8> {
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let mut request = reqwest::Client::new().post(args.server.url("/v1/components"));
+    if let Some(name) = &args.name {
+        request = request.query(&[("name", name)]);
+    }
+    let record = send(request.body(bytes)).await?;
+    println!("{}", record["digest"].as_str().unwrap_or_default());
+    eprintln!(
+        "world {}, {} bytes, compiled in {} ms{}",
+        record["world"].as_str().unwrap_or("?"),
+        record["size"],
+        record["compile_ms"],
+        args.name
+            .map(|n| format!(", named {n}"))
+            .unwrap_or_default()
+    );
+    Ok(0)
+}
+
+pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
+    let mut query: Vec<(&str, u64)> = Vec::new();
+    for (key, value) in [
+        ("fuel", args.fuel),
+        ("timeout_ms", args.timeout_ms),
+        ("memory_mb", args.memory_mb),
+    ] {
+        if let Some(value) = value {
+            query.push((key, value));
+        }
+    }
+    let path = format!("/v1/components/{}/run", args.reference);
+    let request = reqwest::Client::new()
+        .post(args.server.url(&path))
+        .query(&query);
+    let execution = send(request).await?;
+    let outcome: Outcome = serde_json::from_value(execution["outcome"].clone())
+        .context("the server answered an unknown outcome")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&execution)?);
+    } else {
+        for line in execution["logs"].as_array().into_iter().flatten() {
+            eprintln!(
+                "[{}] {}",
+                line["level"].as_str().unwrap_or("?"),
+                line["message"].as_str().unwrap_or("")
+            );
+        }
+        match (execution["output"].as_str(), execution["error"].as_str()) {
+            (Some(output), _) => println!("{output}"),
+            (None, Some(error)) => eprintln!("{outcome}: {error}"),
+            (None, None) => eprintln!("{outcome}"),
+        }
+    }
+    Ok(exit_code(outcome))
+}
+
+pub(crate) async fn ls(args: LsArgs) -> anyhow::Result<u8> {
+    let client = reqwest::Client::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut request = client.get(args.server.url("/v1/components"));
+        if let Some(cursor) = &after {
+            request = request.query(&[("after", cursor)]);
+        }
+        let page = send(request).await?;
+        for component in page["components"].as_array().into_iter().flatten() {
+            println!(
+                "{}  {:>9}  {}  {}",
+                component["digest"].as_str().unwrap_or("?"),
+                component["size"],
+                component["world"].as_str().unwrap_or("?"),
+                component["created_at"].as_str().unwrap_or("?"),
+            );
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return Ok(0),
+        }
+    }
+}
