@@ -413,7 +413,7 @@ impl Registry {
         {
             return Err(not_found(reference));
         }
-        if let Some(resolved) = self.from_caches(&hex).await {
+        if let Some(resolved) = self.cached_or_stored(&hex).await {
             return Ok(resolved);
         }
         let registry = self.clone();
@@ -433,13 +433,13 @@ impl Registry {
     /// [`RegistryError::Compile`] for unacceptable bytes.
     pub async fn prepare_bytes(&self, bytes: Arc<[u8]>) -> Result<Resolved, RegistryError> {
         let hex = sha256_hex(&bytes);
-        if let Some(resolved) = self.from_caches(&hex).await {
+        if let Some(resolved) = self.cached_or_stored(&hex).await {
             return Ok(resolved);
         }
         self.compile_and_keep(&hex, bytes, false).await
     }
 
-    async fn from_caches(&self, hex: &str) -> Option<Resolved> {
+    async fn cached_or_stored(&self, hex: &str) -> Option<Resolved> {
         if let Some(prepared) = self.cached(hex) {
             return Some(Resolved {
                 digest: digest_string(hex),
