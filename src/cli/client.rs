@@ -2,6 +2,7 @@
 
 use super::exit_code;
 use anyhow::{Context, bail};
+use base64::Engine as _;
 use serde_json::Value;
 use std::path::PathBuf;
 use warden_runtime::Outcome;
@@ -46,6 +47,10 @@ pub(crate) struct InvokeArgs {
     /// Memory limit in MiB (at most the server's default).
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// Input file for a `transformer` component (`-` for stdin): calls `/invoke` instead of
+    /// `/run`, and writes the output bytes to stdout.
+    #[arg(long)]
+    input: Option<PathBuf>,
     /// Print the whole outcome document as JSON.
     #[arg(long)]
     json: bool,
@@ -104,10 +109,16 @@ pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
             query.push((key, value));
         }
     }
-    let path = format!("/v1/components/{}/run", args.reference);
+    let (route, body) = match &args.input {
+        Some(path) => ("invoke", super::run::read_input(path)?),
+        None => ("run", Vec::new()),
+    };
+    let path = format!("/v1/components/{}/{route}", args.reference);
     let request = reqwest::Client::new()
         .post(args.server.url(&path))
-        .query(&query);
+        .query(&query)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .body(body);
     let execution = send(request).await?;
     let outcome: Outcome = serde_json::from_value(execution["outcome"].clone())
         .context("the server answered an unknown outcome")?;
@@ -121,11 +132,20 @@ pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
                 line["message"].as_str().unwrap_or("")
             );
         }
-        match (execution["output"].as_str(), execution["error"].as_str()) {
-            (Some(output), _) => println!("{output}"),
-            (None, Some(error)) => eprintln!("{outcome}: {error}"),
-            (None, None) => eprintln!("{outcome}"),
-        }
+        let bytes = match execution["output_base64"].as_str() {
+            Some(encoded) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .context("the server answered invalid base64")?,
+            ),
+            None => None,
+        };
+        super::run::print_result(
+            outcome,
+            bytes.as_deref(),
+            execution["output"].as_str(),
+            execution["error"].as_str(),
+        )?;
     }
     Ok(exit_code(outcome))
 }

@@ -4,7 +4,7 @@ use super::{EXIT_REJECTED, config, exit_code};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
-use warden_runtime::{Call, CompileError, LimitOverrides, Runtime};
+use warden_runtime::{Call, CompileError, InvokeError, LimitOverrides, Runtime};
 
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
@@ -19,6 +19,9 @@ pub(crate) struct RunArgs {
     /// Memory limit in MiB (at most the configured default).
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// Input file for a `transformer` component (`-` for stdin); its output bytes go to stdout.
+    #[arg(long)]
+    input: Option<PathBuf>,
     /// Print the whole outcome document as JSON instead of the output and logs.
     #[arg(long)]
     json: bool,
@@ -45,7 +48,26 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(EXIT_REJECTED);
         }
     };
-    let mut execution = runtime.invoke(&prepared, Call::Run, &limits, "cli").await?;
+    let input = args.input.as_deref().map(read_input).transpose()?;
+    let call = match &input {
+        Some(bytes) => Call::Transform(bytes),
+        None => Call::Run,
+    };
+    let mut execution = match runtime.invoke(&prepared, call, &limits, "cli").await {
+        Ok(execution) => execution,
+        Err(error @ InvokeError::WrongWorld(_)) => {
+            eprintln!(
+                "error: {error}{}",
+                if input.is_some() {
+                    ""
+                } else {
+                    " (pass --input FILE)"
+                }
+            );
+            return Ok(EXIT_REJECTED);
+        }
+        Err(error) => return Err(error.into()),
+    };
     execution.stats.compile_us = u64::try_from(prepared.compile_time().as_micros()).unwrap_or(0);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&execution)?);
@@ -57,11 +79,39 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         if !execution.stdout.is_empty() {
             eprint!("{}", execution.stdout);
         }
-        match (&execution.output, &execution.error) {
-            (Some(output), _) => println!("{output}"),
-            (None, Some(error)) => eprintln!("{}: {error}", execution.outcome),
-            (None, None) => eprintln!("{}", execution.outcome),
-        }
+        print_result(
+            execution.outcome,
+            execution.output_bytes.as_deref(),
+            execution.output.as_deref(),
+            execution.error.as_deref(),
+        )?;
     }
     Ok(exit_code(execution.outcome))
+}
+
+/// Reads a call's input from a file, or stdin for `-`.
+pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if path == std::path::Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading stdin")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Prints a call's result: raw output bytes, or the output text with a newline, or the error.
+pub(crate) fn print_result(
+    outcome: warden_runtime::Outcome,
+    bytes: Option<&[u8]>,
+    text: Option<&str>,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    match (bytes, text, error) {
+        (Some(bytes), _, _) => std::io::stdout().write_all(bytes)?,
+        (None, Some(text), _) => println!("{text}"),
+        (None, None, Some(error)) => eprintln!("{outcome}: {error}"),
+        (None, None, None) => eprintln!("{outcome}"),
+    }
+    Ok(())
 }

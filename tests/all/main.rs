@@ -5,6 +5,7 @@
 mod cli;
 mod errors;
 mod fixtures;
+mod guests;
 mod isolation;
 mod outcomes;
 mod process;

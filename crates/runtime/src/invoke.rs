@@ -9,16 +9,30 @@ use crate::compile::Prepared;
 use crate::limits::Limits;
 use crate::outcome::{self, DeadlineExceeded, Execution, Outcome, Stats};
 use crate::sandbox::{MAX_RESOURCE_HANDLES, Sandbox};
+use crate::world::WorldKind;
 use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::component::WasmStr;
+use wasmtime::component::{WasmList, WasmStr};
 use wasmtime::{Store, UpdateDeadline};
 
 /// Which export to call, with its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
+pub enum Call<'a> {
     /// `run: func() -> result<string, string>` of the `runner` world.
     Run,
+    /// `transform: func(input: list<u8>) -> result<list<u8>, string>` of the `transformer`
+    /// world.
+    Transform(&'a [u8]),
+}
+
+impl Call<'_> {
+    /// The world a component must implement to take this call.
+    pub fn world(&self) -> WorldKind {
+        match self {
+            Call::Run => WorldKind::Runner,
+            Call::Transform(_) => WorldKind::Transformer,
+        }
+    }
 }
 
 /// A call that could not start. (A call that started always ends in an [`Execution`].)
@@ -27,16 +41,32 @@ pub enum InvokeError {
     /// All execution slots are busy and the wait queue is full; retry later.
     #[error("all execution slots are busy and the queue is full; retry later")]
     Overloaded,
-    /// The limits cannot be served by this runtime (e.g. memory above the pool's slot size).
+    /// The limits cannot be served by this runtime (e.g. memory above the pool's slot size),
+    /// or the input is larger than the input limit.
     #[error("{0}")]
     Limits(String),
+    /// The component implements another world than the call needs.
+    #[error("{0}")]
+    WrongWorld(String),
 }
 
 /// What the guest handed back before the store is dropped.
+#[derive(Default)]
 struct Returned {
     outcome: Outcome,
     output: Option<String>,
+    output_bytes: Option<Vec<u8>>,
     error: Option<String>,
+}
+
+impl Returned {
+    fn failed(outcome: Outcome, error: String) -> Returned {
+        Returned {
+            outcome,
+            error: Some(error),
+            ..Returned::default()
+        }
+    }
 }
 
 impl Runtime {
@@ -51,10 +81,29 @@ impl Runtime {
     pub async fn invoke(
         &self,
         prepared: &Prepared,
-        call: Call,
+        call: Call<'_>,
         limits: &Limits,
         request_id: &str,
     ) -> Result<Execution, InvokeError> {
+        let kind = prepared.info().kind;
+        if call.world() != kind {
+            let (world, route) = match kind {
+                WorldKind::Runner => (&prepared.info().world, "run"),
+                WorldKind::Transformer => (&prepared.info().world, "invoke"),
+            };
+            return Err(InvokeError::WrongWorld(format!(
+                "the component implements {world}; call it with `{route}`"
+            )));
+        }
+        if let Call::Transform(input) = call
+            && input.len() as u64 > limits.max_input_bytes
+        {
+            return Err(InvokeError::Limits(format!(
+                "the input is {} bytes; the input limit is {} bytes",
+                input.len(),
+                limits.max_input_bytes
+            )));
+        }
         if limits.memory_mb > self.inner.config.max_memory_mb {
             return Err(InvokeError::Limits(format!(
                 "memory_mb {} exceeds the server's max_memory_mb {}",
@@ -79,6 +128,9 @@ impl Runtime {
             instantiate_us = micros(started.elapsed());
             match call {
                 Call::Run => call_run(&mut store, &instance, limits).await,
+                Call::Transform(input) => {
+                    call_transform(&mut store, &instance, input, limits).await
+                }
             }
         })
         .await;
@@ -88,17 +140,9 @@ impl Runtime {
             Ok(Ok(returned)) => returned,
             Ok(Err(error)) => {
                 let (outcome, text) = outcome::classify(&error, store.data().memory.hit_limit);
-                Returned {
-                    outcome,
-                    output: None,
-                    error: Some(text),
-                }
+                Returned::failed(outcome, text)
             }
-            Err(_elapsed) => Returned {
-                outcome: Outcome::Timeout,
-                output: None,
-                error: Some(DeadlineExceeded.to_string()),
-            },
+            Err(_elapsed) => Returned::failed(Outcome::Timeout, DeadlineExceeded.to_string()),
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         Ok(self.report(
@@ -147,6 +191,7 @@ impl Runtime {
         Execution {
             outcome: returned.outcome,
             output: returned.output,
+            output_bytes: returned.output_bytes,
             error: returned.error,
             logs,
             logs_truncated,
@@ -165,34 +210,65 @@ async fn call_run(
 ) -> wasmtime::Result<Returned> {
     let run = instance.get_typed_func::<(), (Result<WasmStr, WasmStr>,)>(&mut *store, "run")?;
     let (result,) = run.call_async(&mut *store, ()).await?;
-    let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
-    let returned = match &result {
+    let cap = output_cap(limits);
+    Ok(match &result {
         Ok(text) => {
             let text = text.to_str(&*store)?;
-            if text.len() > cap {
-                Returned {
-                    outcome: Outcome::OutputLimit,
-                    output: None,
-                    error: Some(format!(
-                        "the guest returned {} bytes; the output limit is {cap} bytes",
-                        text.len()
-                    )),
-                }
-            } else {
-                Returned {
+            match text.len() > cap {
+                true => output_limit(text.len(), cap),
+                false => Returned {
                     outcome: Outcome::Ok,
                     output: Some(text.into_owned()),
-                    error: None,
-                }
+                    ..Returned::default()
+                },
             }
         }
-        Err(text) => Returned {
-            outcome: Outcome::GuestError,
-            output: None,
-            error: Some(crate::capture::truncate_marked(&text.to_str(&*store)?, cap)),
-        },
-    };
-    Ok(returned)
+        Err(text) => guest_error(&text.to_str(&*store)?, cap),
+    })
+}
+
+/// Calls `transform` with `input` and copies its result out, within the output cap.
+async fn call_transform(
+    store: &mut Store<Sandbox>,
+    instance: &wasmtime::component::Instance,
+    input: &[u8],
+    limits: &Limits,
+) -> wasmtime::Result<Returned> {
+    let transform = instance
+        .get_typed_func::<(&[u8],), (Result<WasmList<u8>, WasmStr>,)>(&mut *store, "transform")?;
+    let (result,) = transform.call_async(&mut *store, (input,)).await?;
+    let cap = output_cap(limits);
+    Ok(match &result {
+        Ok(bytes) if bytes.len() > cap => output_limit(bytes.len(), cap),
+        Ok(bytes) => {
+            let bytes = bytes.as_le_slice(&*store).to_vec();
+            Returned {
+                outcome: Outcome::Ok,
+                output: String::from_utf8(bytes.clone()).ok(),
+                output_bytes: Some(bytes),
+                ..Returned::default()
+            }
+        }
+        Err(text) => guest_error(&text.to_str(&*store)?, cap),
+    })
+}
+
+fn output_cap(limits: &Limits) -> usize {
+    usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX)
+}
+
+fn output_limit(len: usize, cap: usize) -> Returned {
+    Returned::failed(
+        Outcome::OutputLimit,
+        format!("the guest returned {len} bytes; the output limit is {cap} bytes"),
+    )
+}
+
+fn guest_error(text: &str, cap: usize) -> Returned {
+    Returned::failed(
+        Outcome::GuestError,
+        crate::capture::truncate_marked(text, cap),
+    )
 }
 
 fn micros(duration: std::time::Duration) -> u64 {

@@ -29,12 +29,15 @@ pub use engine::{
 };
 pub use invoke::{Call, InvokeError};
 pub use limits::{
-    DEFAULT_FUEL, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_LOG_LINE_BYTES, DEFAULT_MAX_LOG_LINES,
-    DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS,
+    DEFAULT_FUEL, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_LOG_LINE_BYTES,
+    DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_MS,
 };
 pub use limits::{InvalidLimit, LimitOverrides, Limits};
 pub use outcome::{CacheSource, Execution, Outcome, Stats};
-pub use world::{ComponentInfo, Denial, IncompatibleWorld, RUNNER_VERSIONS, WorldKind};
+pub use world::{
+    ComponentInfo, Denial, IncompatibleWorld, RUNNER_VERSIONS, TRANSFORMER_WORLD, WorldKind,
+};
 
 use std::sync::Arc;
 use tokio::sync::Semaphore;

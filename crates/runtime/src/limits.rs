@@ -13,6 +13,8 @@ pub const DEFAULT_FUEL: u64 = 2_000_000_000;
 pub const DEFAULT_TIMEOUT_MS: u64 = 1_000;
 /// Default ceiling on the sum of all linear memories and tables of one instance, in MiB.
 pub const DEFAULT_MEMORY_MB: u64 = 64;
+/// Default cap on the input bytes handed to `transform`.
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
 /// Default cap on the bytes a guest may return (`run`'s string, `transform`'s bytes).
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
 /// Default cap on one `log` line; longer lines are cut and marked.
@@ -36,6 +38,9 @@ pub struct Limits {
     /// All linear memories and tables of the instance, summed, in MiB. Default
     /// [`DEFAULT_MEMORY_MB`].
     pub memory_mb: u64,
+    /// Largest input handed to `transform`, in bytes; larger requests are refused.
+    /// Default [`DEFAULT_MAX_INPUT_BYTES`].
+    pub max_input_bytes: u64,
     /// Largest output a guest may return, in bytes; past it the outcome is `output_limit`.
     /// Default [`DEFAULT_MAX_OUTPUT_BYTES`].
     pub max_output_bytes: u64,
@@ -57,6 +62,7 @@ impl Default for Limits {
             fuel: DEFAULT_FUEL,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             memory_mb: DEFAULT_MEMORY_MB,
+            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_log_line_bytes: DEFAULT_MAX_LOG_LINE_BYTES,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,

@@ -4,7 +4,7 @@
 use crate::capture::LogLevel;
 use crate::sandbox::Sandbox;
 use crate::world::RUNNER_VERSIONS;
-use wasmtime::component::{Linker, WasmStr};
+use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
 use wasmtime::{Engine, StoreContextMut};
 
 /// Builds the linker every component is instantiated against.
@@ -18,7 +18,44 @@ pub(crate) fn build_linker(engine: &Engine) -> anyhow::Result<Linker<Sandbox>> {
             guest_log(store, LogLevel::Info, &message)
         })?;
     }
+    let mut plugin = linker.instance("warden:plugin/host@0.1.0")?;
+    plugin.func_wrap("log", |store, (level, message): (Level, WasmStr)| {
+        guest_log(store, level.into(), &message)
+    })?;
     Ok(linker)
+}
+
+/// `warden:plugin/host.level`, as the guest passes it.
+#[derive(ComponentType, Lift, Clone, Copy)]
+#[allow(
+    dead_code,
+    reason = "variants are constructed by the Lift derive from guest values"
+)]
+#[component(enum)]
+#[repr(u8)]
+enum Level {
+    #[component(name = "trace")]
+    Trace,
+    #[component(name = "debug")]
+    Debug,
+    #[component(name = "info")]
+    Info,
+    #[component(name = "warn")]
+    Warn,
+    #[component(name = "error")]
+    Error,
+}
+
+impl From<Level> for LogLevel {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        }
+    }
 }
 
 /// The `log` host function. The text stays in guest memory until it is known to be kept, and

@@ -8,10 +8,11 @@ use serde::Serialize;
 use wasmtime::Trap;
 
 /// How a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The guest returned successfully.
+    #[default]
     Ok,
     /// The guest returned its own error (`Err(text)`).
     GuestError,
@@ -105,8 +106,15 @@ pub enum CacheSource {
 pub struct Execution {
     /// How it ended.
     pub outcome: Outcome,
-    /// The returned text, for `ok`.
+    /// The returned text for `ok` (for `transform`, the output bytes when they are UTF-8).
     pub output: Option<String>,
+    /// The bytes `transform` returned, for `ok` (base64 in JSON; absent for `run`).
+    #[serde(
+        rename = "output_base64",
+        serialize_with = "as_base64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub output_bytes: Option<Vec<u8>>,
     /// What went wrong, for every outcome but `ok` (the guest's own text for `guest_error`).
     pub error: Option<String>,
     /// The guest's log lines, capped.
@@ -119,6 +127,19 @@ pub struct Execution {
     pub stderr: String,
     /// Measurements.
     pub stats: Stats,
+}
+
+fn as_base64<S: serde::Serializer>(
+    bytes: &Option<Vec<u8>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use base64::Engine as _;
+    match bytes {
+        Some(bytes) => {
+            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+        None => serializer.serialize_none(),
+    }
 }
 
 /// The error a call's epoch callback raises when the wall-clock deadline has passed.

@@ -12,12 +12,17 @@ use wasmtime::component::{Component, Type};
 /// The interface package versions of the seed `runner` world that Warden serves.
 pub const RUNNER_VERSIONS: [&str; 2] = ["0.0.1", "0.1.0"];
 
+/// The world of Warden's data-in, data-out plugins.
+pub const TRANSFORMER_WORLD: &str = "warden:plugin/transformer@0.1.0";
+
 /// The worlds Warden can call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorldKind {
     /// `local:main/runner`: `run: func() -> result<string, string>`.
     Runner,
+    /// `warden:plugin/transformer`: `transform: func(input: list<u8>) -> result<list<u8>, string>`.
+    Transformer,
 }
 
 /// What a component is, as Warden sees it.
@@ -64,51 +69,72 @@ pub(crate) fn detect(
         .map(|(name, _)| name.to_owned())
         .collect();
 
-    let run = ty.get_export(engine, "run").ok_or_else(|| {
-        IncompatibleWorld(format!(
-            "the component exports no `run` function (world local:main/runner); it exports: [{}]",
+    let (kind, world) = if let Some(run) = ty.get_export(engine, "run") {
+        check_signature(&run.ty, RUN_SIGNATURE, &[], is_string)?;
+        let version = imports
+            .iter()
+            .find_map(|name| name.strip_prefix("local:main/host@"))
+            .filter(|version| RUNNER_VERSIONS.contains(version))
+            .unwrap_or(RUNNER_VERSIONS[0]);
+        (WorldKind::Runner, format!("local:main/runner@{version}"))
+    } else if let Some(transform) = ty.get_export(engine, "transform") {
+        check_signature(&transform.ty, TRANSFORM_SIGNATURE, &[is_bytes], is_bytes)?;
+        (WorldKind::Transformer, TRANSFORMER_WORLD.to_owned())
+    } else {
+        return Err(IncompatibleWorld(format!(
+            "the component exports neither `run` (world local:main/runner) nor `transform` \
+             (world {TRANSFORMER_WORLD}); it exports: [{}]",
             exports.join(", ")
-        ))
-    })?;
-    check_run_signature(&run.ty)?;
-
-    let version = imports
-        .iter()
-        .find_map(|name| name.strip_prefix("local:main/host@"))
-        .filter(|version| RUNNER_VERSIONS.contains(version))
-        .unwrap_or(RUNNER_VERSIONS[0]);
+        )));
+    };
     let denied = imports.iter().filter_map(|name| denial(name)).collect();
     Ok(ComponentInfo {
-        kind: WorldKind::Runner,
-        world: format!("local:main/runner@{version}"),
+        kind,
+        world,
         imports,
         exports,
         denied,
     })
 }
 
-fn check_run_signature(item: &ComponentItem) -> Result<(), IncompatibleWorld> {
-    let wrong = |found: String| {
-        IncompatibleWorld(format!(
-            "`run` must be `func() -> result<string, string>`; found {found}"
-        ))
-    };
+const RUN_SIGNATURE: &str = "`run` must be `func() -> result<string, string>`";
+const TRANSFORM_SIGNATURE: &str =
+    "`transform` must be `func(input: list<u8>) -> result<list<u8>, string>`";
+
+fn is_string(ty: &Type) -> bool {
+    matches!(ty, Type::String)
+}
+
+fn is_bytes(ty: &Type) -> bool {
+    matches!(ty, Type::List(list) if matches!(list.ty(), Type::U8))
+}
+
+/// Checks an export is a function taking `params` and returning one `result<ok, string>`.
+fn check_signature(
+    item: &ComponentItem,
+    expected: &str,
+    params: &[fn(&Type) -> bool],
+    ok: fn(&Type) -> bool,
+) -> Result<(), IncompatibleWorld> {
+    let wrong = |found: String| IncompatibleWorld(format!("{expected}; found {found}"));
     let ComponentItem::ComponentFunc(func) = item else {
         return Err(wrong("an export that is not a function".into()));
     };
-    let params = func.params().len();
+    let found_params: Vec<Type> = func.params().map(|(_, ty)| ty).collect();
     let results: Vec<Type> = func.results().collect();
-    let is_string = |t: Option<Type>| matches!(t, Some(Type::String));
-    match results.as_slice() {
+    let params_match = found_params.len() == params.len()
+        && found_params.iter().zip(params).all(|(ty, check)| check(ty));
+    let result_matches = matches!(results.as_slice(),
         [Type::Result(result)]
-            if params == 0 && is_string(result.ok()) && is_string(result.err()) =>
-        {
-            Ok(())
-        }
-        _ => Err(wrong(format!(
-            "a function with {params} parameter(s) returning {}",
+            if result.ok().as_ref().is_some_and(ok) && result.err().as_ref().is_some_and(is_string));
+    if params_match && result_matches {
+        Ok(())
+    } else {
+        Err(wrong(format!(
+            "a function with {} parameter(s) returning {}",
+            found_params.len(),
             describe(&results)
-        ))),
+        )))
     }
 }
 

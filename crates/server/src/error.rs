@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 400 `invalid_limit`.
     #[error("{0}")]
     InvalidLimit(String),
+    /// 422 `wrong_world`: the component implements another world than the route calls.
+    #[error("{0}")]
+    WrongWorld(String),
     /// 400 `bad_request` (malformed query, JSON or reference).
     #[error("{0}")]
     BadRequest(String),
@@ -64,6 +67,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "incompatible_world")
             }
             ApiError::InvalidLimit(_) => (StatusCode::BAD_REQUEST, "invalid_limit"),
+            ApiError::WrongWorld(_) => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_world"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -129,6 +133,7 @@ impl From<InvokeError> for ApiError {
         match error {
             InvokeError::Overloaded => ApiError::Overloaded(text),
             InvokeError::Limits(_) => ApiError::InvalidLimit(text),
+            InvokeError::WrongWorld(_) => ApiError::WrongWorld(text),
         }
     }
 }

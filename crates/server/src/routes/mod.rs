@@ -8,7 +8,7 @@ mod run;
 use crate::AppState;
 use axum::Json;
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Serialize;
@@ -18,6 +18,14 @@ use warden_runtime::Execution;
 pub(crate) const OUTCOME_HEADER: HeaderName = HeaderName::from_static("warden-outcome");
 /// Response header carrying the request id that tags the call's server log lines.
 pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("warden-request-id");
+/// Raw responses: the component's digest.
+const DIGEST_HEADER: HeaderName = HeaderName::from_static("warden-digest");
+/// Raw responses: fuel used.
+const FUEL_HEADER: HeaderName = HeaderName::from_static("warden-fuel-used");
+/// Raw responses: wall time of the call in microseconds.
+const WALL_HEADER: HeaderName = HeaderName::from_static("warden-wall-us");
+/// Raw responses: number of log lines (fetch them with `Accept: application/json`).
+const LOG_LINES_HEADER: HeaderName = HeaderName::from_static("warden-log-lines");
 
 /// Largest JSON request body (names), in bytes. Component bodies are capped separately by
 /// `engine.max_component_bytes` in `body::read_capped`.
@@ -37,6 +45,10 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/v1/components/{reference}/run", post(run::run_stored))
         .route(
+            "/v1/components/{reference}/invoke",
+            post(run::invoke_stored),
+        )
+        .route(
             "/v1/names/{name}",
             put(names::put).get(names::show).delete(names::delete),
         )
@@ -53,6 +65,41 @@ pub(crate) struct ExecutionResponse {
     pub(crate) digest: Option<String>,
     #[serde(skip)]
     pub(crate) request_id: String,
+}
+
+impl ExecutionResponse {
+    /// For `ok`, the output bytes as the body with the outcome and stats in headers; any other
+    /// outcome answers the JSON document (status 200 either way).
+    pub(crate) fn into_raw_response(mut self) -> Response {
+        let Some(bytes) = self.execution.output_bytes.take() else {
+            return self.into_response();
+        };
+        let stats = &self.execution.stats;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        headers.insert(
+            OUTCOME_HEADER,
+            HeaderValue::from_static(self.execution.outcome.as_str()),
+        );
+        headers.insert(FUEL_HEADER, HeaderValue::from(stats.fuel_used));
+        headers.insert(WALL_HEADER, HeaderValue::from(stats.wall_us));
+        headers.insert(
+            LOG_LINES_HEADER,
+            HeaderValue::from(self.execution.logs.len()),
+        );
+        for (name, value) in [
+            (REQUEST_ID_HEADER, Some(&self.request_id)),
+            (DIGEST_HEADER, self.digest.as_ref()),
+        ] {
+            if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(name, value);
+            }
+        }
+        (headers, bytes).into_response()
+    }
 }
 
 impl IntoResponse for ExecutionResponse {
