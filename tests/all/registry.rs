@@ -295,3 +295,26 @@ async fn bad_references_are_400_and_unknown_ones_404() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_name_follows_every_change() {
+    let server = spawn_server().await;
+    let (_, first) = upload(&server, fixtures::hello(V0_0_1), Some("live")).await;
+    assert_eq!(run_ref(&server, "live").await["output"], "hi"); // remembered now
+    // Re-pointed by uploading new bytes under the same name.
+    upload(&server, example_hello(), Some("live")).await;
+    assert_eq!(run_ref(&server, "live").await["output"], "Hello, World!");
+    // Re-pointed through the names API.
+    point(&server, "live", first["digest"].as_str().unwrap()).await;
+    assert_eq!(run_ref(&server, "live").await["output"], "hi");
+    // Removed: no longer runs.
+    let removed = server
+        .client
+        .delete(server.url("/v1/names/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 204);
+    let gone = server.post("/v1/components/live/run", Vec::new()).await;
+    assert_eq!(gone.status, 404);
+}

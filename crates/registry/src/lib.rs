@@ -20,6 +20,7 @@ pub use metadata::{
 
 use files::{Files, sha256_hex};
 use lru::LruCache;
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -71,7 +72,7 @@ impl From<std::io::Error> for RegistryError {
 }
 
 /// A reference to a stored component.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ComponentRef {
     /// By content: the lowercase hex SHA-256 of the bytes.
     Digest(String),
@@ -169,7 +170,13 @@ struct Inner {
     /// This engine's compatibility fingerprint: part of every artifact's file name.
     engine: String,
     prepared: Mutex<LruCache<String, Prepared>>,
+    /// (tenant, reference) → digest hex, for references known to resolve: a warm run then
+    /// touches no storage. Cleared by every change of names or components.
+    resolutions: Mutex<HashMap<(String, ComponentRef), String>>,
 }
+
+/// Resolutions remembered before the map is cleared (a bound on memory, not a tuning knob).
+const MAX_RESOLUTIONS: usize = 10_000;
 
 impl Registry {
     /// Opens the embedded registry in `data_dir` (SQLite + files), creating it if needed.
@@ -205,6 +212,7 @@ impl Registry {
                 store,
                 files,
                 prepared: Mutex::new(LruCache::new(capacity)),
+                resolutions: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -229,6 +237,7 @@ impl Registry {
         if let Some(existing) = self.blocking(|s| s.component(tenant, &digest)).await? {
             if let Some(name) = name {
                 self.blocking(|s| s.set_name(tenant, name, &digest)).await?;
+                self.forget_resolutions();
             }
             return Ok((existing, false));
         }
@@ -264,6 +273,9 @@ impl Registry {
         .await
         .map_err(|e| RegistryError::Storage(format!("storage thread failed: {e}")))??;
         self.remember(&hex, prepared);
+        if name.is_some() {
+            self.forget_resolutions();
+        }
         let record = match created {
             true => record,
             // A concurrent upload of the same bytes won the race: answer its record.
@@ -336,6 +348,7 @@ impl Registry {
             DeleteResult::NotFound => Err(not_found(reference)),
             DeleteResult::Referenced { names } => Err(RegistryError::Referenced { digest, names }),
             DeleteResult::Deleted { names } => {
+                self.forget_resolutions();
                 if !self.blocking(|s| s.digest_in_use(&digest)).await? {
                     self.forget(&hex);
                     self.inner.files.remove(&hex)?;
@@ -366,6 +379,7 @@ impl Registry {
             return Err(not_found(target));
         }
         self.blocking(|s| s.set_name(tenant, name, &digest)).await?;
+        self.forget_resolutions();
         self.name(tenant, name).await
     }
 
@@ -387,7 +401,10 @@ impl Registry {
     pub async fn delete_name(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
         validate_name(name)?;
         match self.blocking(|s| s.delete_name(tenant, name)).await? {
-            true => Ok(()),
+            true => {
+                self.forget_resolutions();
+                Ok(())
+            }
             false => Err(RegistryError::NotFound(format!(
                 "no component is named `{name}`"
             ))),
@@ -404,15 +421,22 @@ impl Registry {
         tenant: &str,
         reference: &ComponentRef,
     ) -> Result<Resolved, RegistryError> {
-        let hex = self.digest_of(tenant, reference).await?;
-        let digest = digest_string(&hex);
-        if self
-            .blocking(|s| s.component(tenant, &digest))
-            .await?
-            .is_none()
-        {
-            return Err(not_found(reference));
-        }
+        let hex = match self.resolution(tenant, reference) {
+            Some(hex) => hex,
+            None => {
+                let hex = self.digest_of(tenant, reference).await?;
+                let digest = digest_string(&hex);
+                if self
+                    .blocking(|s| s.component(tenant, &digest))
+                    .await?
+                    .is_none()
+                {
+                    return Err(not_found(reference));
+                }
+                self.remember_resolution(tenant, reference, &hex);
+                hex
+            }
+        };
         if let Some(resolved) = self.cached_or_stored(&hex).await {
             return Ok(resolved);
         }
@@ -523,6 +547,37 @@ impl Registry {
                     .to_owned())
             }
         }
+    }
+
+    fn resolution(&self, tenant: &str, reference: &ComponentRef) -> Option<String> {
+        let map = self
+            .inner
+            .resolutions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(&(tenant.to_owned(), reference.clone())).cloned()
+    }
+
+    fn remember_resolution(&self, tenant: &str, reference: &ComponentRef, hex: &str) {
+        let mut map = self
+            .inner
+            .resolutions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_RESOLUTIONS {
+            map.clear();
+        }
+        map.insert((tenant.to_owned(), reference.clone()), hex.to_owned());
+    }
+
+    /// Forgets every remembered resolution; called after any change to names or components.
+    /// (With a shared PostgreSQL registry, other nodes' changes need a TTL here too.)
+    fn forget_resolutions(&self) {
+        self.inner
+            .resolutions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     fn cached(&self, hex: &str) -> Option<Prepared> {
