@@ -33,6 +33,75 @@ pub fn runner(version: &str, pages: u32, body: &str) -> Vec<u8> {
     componentize(&wat, WitSource::Dir(&wit), "runner")
 }
 
+/// A core module for `warden:plugin/transformer@0.1.0` with `pages` of memory, a `cabi_realloc`
+/// given by `realloc` (a function body), and `body` (which must define the exported
+/// `transform`, taking `(ptr, len)` and returning a pointer to its return area).
+pub fn transformer(pages: u32, realloc: &str, body: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+          (import "warden:plugin/host@0.1.0" "log" (func $log (param i32 i32 i32)))
+          (memory (export "memory") {pages})
+          (global $heap (mut i32) (i32.const 4096))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {realloc})
+          {body})"#
+    );
+    let wit = repo_root().join("wit/warden-plugin-0.1.0");
+    componentize(&wat, WitSource::Dir(&wit), "transformer")
+}
+
+/// A bump allocator body for [`transformer`].
+pub const BUMP_REALLOC: &str = r#"(local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get 3)))
+    (local.get $p)"#;
+
+/// `transform` that returns its input unchanged.
+pub fn echo_transformer() -> Vec<u8> {
+    transformer(
+        16,
+        BUMP_REALLOC,
+        &format!(
+            r#"(func (export "transform") (param $ptr i32) (param $len i32) (result i32)
+              (i32.store8 (i32.const {RET_AREA}) (i32.const 0))
+              (i32.store (i32.const {p}) (local.get $ptr))
+              (i32.store (i32.const {l}) (local.get $len))
+              (i32.const {RET_AREA}))"#,
+            p = RET_AREA + 4,
+            l = RET_AREA + 8,
+        ),
+    )
+}
+
+/// A `runner` whose `run` is `body` (must leave an i32 return-area pointer), with `pages` of
+/// memory and extra definitions `extra`.
+pub fn runner_with(pages: u32, extra: &str, body: &str) -> Vec<u8> {
+    runner(
+        V0_0_1,
+        pages,
+        &format!(
+            r#"{extra}
+            (func (export "run") (result i32) {body})"#
+        ),
+    )
+}
+
+/// Body snippet: store `Ok` of (ptr, len) in the return area and leave its address.
+pub fn return_ok(ptr: u32, len: u32) -> String {
+    format!(
+        "(i32.store8 (i32.const {RET_AREA}) (i32.const 0))
+         (i32.store (i32.const {p}) (i32.const {ptr}))
+         (i32.store (i32.const {l}) (i32.const {len}))
+         (i32.const {RET_AREA})",
+        p = RET_AREA + 4,
+        l = RET_AREA + 8,
+    )
+}
+
+/// Body snippet: store `Err` of (ptr, len) in the return area and leave its address.
+pub fn return_err(ptr: u32, len: u32) -> String {
+    return_ok(ptr, len).replacen("(i32.const 0))", "(i32.const 1))", 1)
+}
+
 /// `run` that returns `Ok(text)` or `Err(text)` (`is_err`), text stored at offset 16.
 fn returns(text: &str, is_err: bool) -> String {
     format!(

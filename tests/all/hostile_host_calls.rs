@@ -1,0 +1,111 @@
+//! Hostile guests, host-call and ABI family: absurd lengths, floods of lines, escape sequences,
+//! and a lying `cabi_realloc` are bounded or trap; the host never panics.
+
+use crate::fixtures::{self, runner_with, transformer};
+use crate::support::{reply, spawn_server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_with_absurd_lengths_traps_cleanly() {
+    let server = spawn_server().await;
+    for len in ["0x7fffffff", "0x80000000", "0x80000001", "0xffffffff"] {
+        let liar = runner_with(
+            1,
+            "",
+            &format!("(call $log (i32.const 16) (i32.const {len})) (i32.const 0)"),
+        );
+        let reply = server.run(liar, "").await;
+        assert_eq!(reply.outcome(), "trap", "length {len}: {}", reply.json);
+    }
+    assert_eq!(
+        server
+            .run(fixtures::hello(fixtures::V0_0_1), "")
+            .await
+            .outcome(),
+        "ok"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_log_lines_are_capped() {
+    let server = spawn_server().await;
+    let flood = runner_with(
+        1,
+        r#"(data (i32.const 16) "line")"#,
+        &format!(
+            "(local $i i32)
+             (loop $l
+               (call $log (i32.const 16) (i32.const 4))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br_if $l (i32.lt_u (local.get $i) (i32.const 1000000))))
+             {}",
+            fixtures::return_ok(16, 4)
+        ),
+    );
+    let reply = server.run(flood, "?timeout_ms=1000").await;
+    assert_eq!(reply.outcome(), "ok", "{}", reply.json);
+    assert_eq!(
+        reply.json["logs"].as_array().unwrap().len(),
+        warden_runtime::DEFAULT_MAX_LOG_LINES as usize
+    );
+    assert_eq!(reply.json["logs_truncated"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_sequences_reach_the_client_intact_and_json_safe() {
+    let server = spawn_server().await;
+    let text = "\\1b[31mred\\0aINFO forged line\\0d<script>alert(1)</script>";
+    let nasty = runner_with(
+        1,
+        &format!(r#"(data (i32.const 16) "{text}")"#),
+        &format!(
+            "(call $log (i32.const 16) (i32.const 60)) {}",
+            fixtures::return_ok(16, 60)
+        ),
+    );
+    let reply = server.run(nasty, "").await;
+    assert_eq!(reply.outcome(), "ok");
+    let message = reply.json["logs"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("\u{1b}[31mred\nINFO forged line\r<script>"),
+        "{message:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cabi_realloc_that_lies_is_a_trap() {
+    let server = spawn_server().await;
+    let liar = transformer(
+        1,
+        "(i32.const 0x7ffffff0)",
+        r#"(func (export "transform") (param i32 i32) (result i32) (i32.const 64))"#,
+    );
+    let uploaded = server.post("/v1/components?name=liar", liar).await;
+    assert!(uploaded.status.is_success(), "{}", uploaded.json);
+    let response = server
+        .client
+        .post(server.url("/v1/components/liar/invoke"))
+        .body(vec![1u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    let reply = reply(response).await;
+    assert_eq!(reply.outcome(), "trap", "{}", reply.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echo_transformer_is_binary_safe() {
+    let server = spawn_server().await;
+    server
+        .post("/v1/components?name=echo", fixtures::echo_transformer())
+        .await;
+    let input: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let response = server
+        .client
+        .post(server.url("/v1/components/echo/invoke"))
+        .body(input.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["warden-outcome"], "ok");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), input.as_slice());
+}

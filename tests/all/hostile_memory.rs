@@ -1,0 +1,54 @@
+//! Hostile guests, memory family: the limit is per instance (memories and tables summed), an
+//! instance that starts over it never runs, and one call's data never reaches the next.
+
+use crate::fixtures::{V0_0_1, return_err, return_ok, runner_with};
+use crate::support::spawn_server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_memory_over_the_limit_is_memory_limit() {
+    let server = spawn_server().await;
+    // 32 MiB of initial memory against a 16 MiB limit.
+    let fat = runner_with(512, "", &return_ok(0, 0));
+    let reply = server.run(fat, "?memory_mb=16").await;
+    assert_eq!(reply.outcome(), "memory_limit", "{}", reply.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_count_toward_the_same_limit() {
+    let server = spawn_server().await;
+    // 384 KiB of memory plus a table of 90 000 elements (~703 KiB): each fits 1 MiB, the sum
+    // does not.
+    let both = runner_with(6, "(table 90000 funcref)", &return_ok(0, 0));
+    let reply = server.run(both.clone(), "?memory_mb=1").await;
+    assert_eq!(reply.outcome(), "memory_limit", "{}", reply.json);
+    assert_eq!(server.run(both, "?memory_mb=2").await.outcome(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_written_by_one_call_is_never_seen_by_the_next() {
+    let server = spawn_server().await;
+    // If the secret is already there, return Err("leaked"); else write it and return Ok.
+    let snoop = runner_with(
+        2,
+        r#"(data (i32.const 16) "clean") (data (i32.const 32) "leaked")"#,
+        &format!(
+            "(if (i32.ne (i32.load (i32.const 70000)) (i32.const 0))
+               (then {}))
+             (i32.store (i32.const 70000) (i32.const 0x5ec12e7))
+             {}",
+            format!("(return {})", return_err(32, 6)),
+            return_ok(16, 5)
+        ),
+    );
+    for _ in 0..20 {
+        let reply = server.run(snoop.clone(), "").await;
+        assert_eq!(reply.json["output"], "clean", "{}", reply.json);
+    }
+    assert_eq!(
+        server
+            .run(crate::fixtures::hello(V0_0_1), "")
+            .await
+            .outcome(),
+        "ok"
+    );
+}
