@@ -214,6 +214,21 @@ pub fn oversized_output(bytes: u32) -> Vec<u8> {
     )
 }
 
+/// Returns `Ok("hi")` and, like a real allocator's `free`, scribbles over the string in its
+/// post-return function (regression: results were once read after post-return ran).
+pub fn scribbling_post_return() -> Vec<u8> {
+    runner(
+        V0_0_1,
+        1,
+        &format!(
+            r#"{}
+            (func (export "cabi_post_run") (param i32)
+              (i32.store16 (i32.const 16) (i32.const 0xffff)))"#,
+            returns("hi", false)
+        ),
+    )
+}
+
 /// Returns `Ok` with a string pointer far outside its memory.
 pub fn string_out_of_bounds() -> Vec<u8> {
     runner(

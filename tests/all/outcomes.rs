@@ -213,3 +213,13 @@ async fn every_outcome_has_a_stable_name() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_read_before_the_guest_frees_them() {
+    // Regression: JavaScript output came back with its first bytes replaced by free-list
+    // pointers, and Python's as invalid UTF-8, because the result was read after post-return.
+    let server = spawn_server().await;
+    let reply = server.run(fixtures::scribbling_post_return(), "").await;
+    assert_eq!(reply.outcome(), "ok", "{}", reply.json);
+    assert_eq!(reply.json["output"], "hi");
+}

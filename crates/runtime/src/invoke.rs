@@ -12,7 +12,6 @@ use crate::sandbox::{MAX_RESOURCE_HANDLES, Sandbox};
 use crate::world::WorldKind;
 use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::component::{WasmList, WasmStr};
 use wasmtime::{Store, UpdateDeadline};
 
 /// Which export to call, with its input.
@@ -202,32 +201,32 @@ impl Runtime {
     }
 }
 
-/// Calls `run` and copies its result out of guest memory, within the output cap.
+// Results are lifted as owned values: wasmtime runs the guest's post-return function (which
+// frees the returned memory) inside `call_async`, so a borrowed `WasmStr`/`WasmList` would read
+// freed memory afterwards. The copy is bounded by the guest's memory limit; the output cap is
+// applied to it before anything else sees it.
+
+/// Calls `run` and checks its result against the output cap.
 async fn call_run(
     store: &mut Store<Sandbox>,
     instance: &wasmtime::component::Instance,
     limits: &Limits,
 ) -> wasmtime::Result<Returned> {
-    let run = instance.get_typed_func::<(), (Result<WasmStr, WasmStr>,)>(&mut *store, "run")?;
+    let run = instance.get_typed_func::<(), (Result<String, String>,)>(&mut *store, "run")?;
     let (result,) = run.call_async(&mut *store, ()).await?;
     let cap = output_cap(limits);
-    Ok(match &result {
-        Ok(text) => {
-            let text = text.to_str(&*store)?;
-            match text.len() > cap {
-                true => output_limit(text.len(), cap),
-                false => Returned {
-                    outcome: Outcome::Ok,
-                    output: Some(text.into_owned()),
-                    ..Returned::default()
-                },
-            }
-        }
-        Err(text) => guest_error(&text.to_str(&*store)?, cap),
+    Ok(match result {
+        Ok(text) if text.len() > cap => output_limit(text.len(), cap),
+        Ok(text) => Returned {
+            outcome: Outcome::Ok,
+            output: Some(text),
+            ..Returned::default()
+        },
+        Err(text) => guest_error(&text, cap),
     })
 }
 
-/// Calls `transform` with `input` and copies its result out, within the output cap.
+/// Calls `transform` with `input` and checks its result against the output cap.
 async fn call_transform(
     store: &mut Store<Sandbox>,
     instance: &wasmtime::component::Instance,
@@ -235,21 +234,18 @@ async fn call_transform(
     limits: &Limits,
 ) -> wasmtime::Result<Returned> {
     let transform = instance
-        .get_typed_func::<(&[u8],), (Result<WasmList<u8>, WasmStr>,)>(&mut *store, "transform")?;
+        .get_typed_func::<(&[u8],), (Result<Vec<u8>, String>,)>(&mut *store, "transform")?;
     let (result,) = transform.call_async(&mut *store, (input,)).await?;
     let cap = output_cap(limits);
-    Ok(match &result {
+    Ok(match result {
         Ok(bytes) if bytes.len() > cap => output_limit(bytes.len(), cap),
-        Ok(bytes) => {
-            let bytes = bytes.as_le_slice(&*store).to_vec();
-            Returned {
-                outcome: Outcome::Ok,
-                output: String::from_utf8(bytes.clone()).ok(),
-                output_bytes: Some(bytes),
-                ..Returned::default()
-            }
-        }
-        Err(text) => guest_error(&text.to_str(&*store)?, cap),
+        Ok(bytes) => Returned {
+            outcome: Outcome::Ok,
+            output: String::from_utf8(bytes.clone()).ok(),
+            output_bytes: Some(bytes),
+            ..Returned::default()
+        },
+        Err(text) => guest_error(&text, cap),
     })
 }
 
