@@ -50,7 +50,7 @@ async fn bulk_memory_operations_over_a_large_memory_still_end() {
         reply.json
     );
     let wall_ms = reply.json["stats"]["wall_us"].as_u64().unwrap() / 1000;
-    assert!(wall_ms < 1000, "ran {wall_ms} ms past a 300 ms deadline");
+    assert!(wall_ms < 1500, "ran {wall_ms} ms against a 300 ms deadline");
     assert_eq!(
         server
             .run(crate::fixtures::hello(V0_0_1), "")

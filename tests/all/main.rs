@@ -10,6 +10,7 @@ mod hostile_cpu;
 mod hostile_host_calls;
 mod hostile_memory;
 mod isolation;
+mod languages;
 mod outcomes;
 mod process;
 mod registry;

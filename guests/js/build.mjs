@@ -1,0 +1,13 @@
+// Builds one JavaScript guest into a WebAssembly component with componentize-js's API.
+//   node build.mjs SOURCE.js WIT_DIR WORLD OUT.wasm
+// The default configuration is kept (it imports wasi:http, which Warden links and denies).
+import { componentize } from '@bytecodealliance/componentize-js';
+import { writeFile } from 'node:fs/promises';
+
+const [sourcePath, witPath, worldName, out] = process.argv.slice(2);
+if (!out) {
+  console.error('usage: node build.mjs SOURCE.js WIT_DIR WORLD OUT.wasm');
+  process.exit(2);
+}
+const { component } = await componentize({ sourcePath, witPath, worldName });
+await writeFile(out, component);
