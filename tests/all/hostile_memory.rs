@@ -33,11 +33,11 @@ async fn a_secret_written_by_one_call_is_never_seen_by_the_next() {
         r#"(data (i32.const 16) "clean") (data (i32.const 32) "leaked")"#,
         &format!(
             "(if (i32.ne (i32.load (i32.const 70000)) (i32.const 0))
-               (then {}))
+               (then (return {leaked})))
              (i32.store (i32.const 70000) (i32.const 0x5ec12e7))
-             {}",
-            format!("(return {})", return_err(32, 6)),
-            return_ok(16, 5)
+             {clean}",
+            leaked = return_err(32, 6),
+            clean = return_ok(16, 5)
         ),
     );
     for _ in 0..20 {
