@@ -1,6 +1,7 @@
 //! `warden check FILE.wasm`: which world a component implements, its imports, and what the
 //! default sandbox would deny, without running it.
 
+use super::out;
 use super::{EXIT_REJECTED, config};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -34,21 +35,21 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<u8> {
     };
     let info = prepared.info();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(info)?);
+        out!("{}", serde_json::to_string_pretty(info)?);
         return Ok(0);
     }
-    println!("world:   {}", info.world);
-    println!("exports: {}", info.exports.join(", "));
-    println!("imports:");
+    out!("world:   {}", info.world);
+    out!("exports: {}", info.exports.join(", "));
+    out!("imports:");
     for import in &info.imports {
-        println!("  {import}");
+        out!("  {import}");
     }
     if info.denied.is_empty() {
-        println!("denied:  nothing (the component uses no capability the sandbox withholds)");
+        out!("denied:  nothing (the component uses no capability the sandbox withholds)");
     } else {
-        println!("denied at use in the default sandbox:");
+        out!("denied at use in the default sandbox:");
         for denial in &info.denied {
-            println!("  {}: {}", denial.import, denial.reason);
+            out!("  {}: {}", denial.import, denial.reason);
         }
     }
     Ok(0)

@@ -1,6 +1,7 @@
 //! Registry clients: `warden push`, `warden invoke`, `warden ls`, talking to a running server.
 
 use super::exit_code;
+use super::out;
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use serde_json::Value;
@@ -85,7 +86,7 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<u8> {
         request = request.query(&[("name", name)]);
     }
     let record = send(request.body(bytes)).await?;
-    println!("{}", record["digest"].as_str().unwrap_or_default());
+    out!("{}", record["digest"].as_str().unwrap_or_default());
     eprintln!(
         "world {}, {} bytes, compiled in {} ms{}",
         record["world"].as_str().unwrap_or("?"),
@@ -123,7 +124,7 @@ pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
     let outcome: Outcome = serde_json::from_value(execution["outcome"].clone())
         .context("the server answered an unknown outcome")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&execution)?);
+        out!("{}", serde_json::to_string_pretty(&execution)?);
     } else {
         for line in execution["logs"].as_array().into_iter().flatten() {
             eprintln!(
@@ -160,7 +161,7 @@ pub(crate) async fn ls(args: LsArgs) -> anyhow::Result<u8> {
         }
         let page = send(request).await?;
         for component in page["components"].as_array().into_iter().flatten() {
-            println!(
+            out!(
                 "{}  {:>9}  {}  {}",
                 component["digest"].as_str().unwrap_or("?"),
                 component["size"],

@@ -54,6 +54,38 @@ struct ServeArgs {
     print_config: bool,
 }
 
+/// Writes one line to stdout. A closed pipe (`warden check x.wasm | head -1`) ends the program
+/// quietly with success instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format!($($arg)*).as_bytes(), true)
+    };
+}
+pub(crate) use out;
+
+/// Writes `bytes` (and a newline) to stdout; exits quietly if the reader has gone away.
+pub(crate) fn write_stdout(bytes: &[u8], newline: bool) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(bytes)
+        .and_then(|()| {
+            if newline {
+                stdout.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| stdout.flush());
+    if let Err(error) = written {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {error}");
+        std::process::exit(1);
+    }
+}
+
 /// Exit code for the rejection of a component (invalid, incompatible, too large …).
 pub(crate) const EXIT_REJECTED: u8 = 3;
 
@@ -133,12 +165,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.data_dir = data_dir;
     }
     if args.print_config {
-        print!("{}", config::to_toml(&config)?);
+        out!("{}", config::to_toml(&config)?.trim_end());
         return Ok(());
     }
     warden_server::serve(config, |address| {
         // One line on stdout, so scripts (and tests) can find a port chosen with `:0`.
-        println!("warden listening on http://{address}");
+        out!("warden listening on http://{address}");
     })
     .await
 }

@@ -1,5 +1,6 @@
 //! `warden run FILE.wasm`: the server's runtime and defaults, locally, for plugin authors.
 
+use super::out;
 use super::{EXIT_REJECTED, config, exit_code};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -70,7 +71,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     execution.stats.compile_us = u64::try_from(prepared.compile_time().as_micros()).unwrap_or(0);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&execution)?);
+        out!("{}", serde_json::to_string_pretty(&execution)?);
     } else {
         for line in &execution.logs {
             eprintln!("[{:?}] {}", line.level, line.message);
@@ -106,10 +107,9 @@ pub(crate) fn print_result(
     text: Option<&str>,
     error: Option<&str>,
 ) -> anyhow::Result<()> {
-    use std::io::Write;
     match (bytes, text, error) {
-        (Some(bytes), _, _) => std::io::stdout().write_all(bytes)?,
-        (None, Some(text), _) => println!("{text}"),
+        (Some(bytes), _, _) => super::write_stdout(bytes, false),
+        (None, Some(text), _) => out!("{text}"),
         (None, None, Some(error)) => eprintln!("{outcome}: {error}"),
         (None, None, None) => eprintln!("{outcome}"),
     }
