@@ -2,13 +2,24 @@
 //!
 //! Environment keys mirror the file: `WARDEN_LISTEN`, `WARDEN_DATA_DIR`,
 //! `WARDEN_LIMITS__TIMEOUT_MS`, `WARDEN_ENGINE__MAX_CONCURRENT_RUNS` (a double underscore
-//! descends into a table).
+//! descends into a table). Only variables under a top-level key of the file are read, so other
+//! `WARDEN_*` variables (`WARDEN_CONFIG`, `WARDEN_SERVER`, `WARDEN_TOOLS`) never collide; an
+//! unknown key inside a table is still an error.
 
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use std::path::Path;
 use warden_server::ServerConfig;
+
+/// The top-level keys of `ServerConfig`, as they appear in the file.
+const TOP_LEVEL_KEYS: [&str; 5] = [
+    "listen",
+    "data_dir",
+    "prepared_cache_entries",
+    "limits",
+    "engine",
+];
 
 /// Loads the effective configuration; `file` is optional (no file means defaults + env).
 pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<ServerConfig> {
@@ -21,7 +32,13 @@ pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<ServerConfig> {
         );
         figment = figment.merge(Toml::file(path));
     }
-    figment = figment.merge(Env::prefixed("WARDEN_").split("__").ignore(&["config"]));
+    let settings = Env::prefixed("WARDEN_").filter(|key| {
+        let top = key.as_str().split("__").next().unwrap_or_default();
+        TOP_LEVEL_KEYS
+            .iter()
+            .any(|known| top.eq_ignore_ascii_case(known))
+    });
+    figment = figment.merge(settings.split("__"));
     let config: ServerConfig = figment.extract().context("reading the configuration")?;
     config
         .validate()

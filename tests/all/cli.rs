@@ -184,3 +184,29 @@ async fn push_invoke_and_ls_talk_to_a_server() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not_found"));
 }
+
+#[test]
+fn unrelated_warden_variables_do_not_break_the_config() {
+    // Regression: WARDEN_TOOLS (set by scripts/build-guests users) made every command fail with
+    // "unknown field: tools".
+    let output = warden()
+        .args(["run"])
+        .arg(repo_root().join("examples/hello.wasm"))
+        .env("WARDEN_TOOLS", "/somewhere")
+        .env("WARDEN_SERVER", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A typo inside a table is still caught.
+    let output = warden()
+        .args(["serve", "--print-config"])
+        .env("WARDEN_LIMITS__TIMEOUT", "5")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}

@@ -23,7 +23,9 @@ async fn a_large_compile_does_not_stall_a_small_request() {
     let started = Instant::now();
     let reply = server.run(example_hello(), "").await;
     let small = started.elapsed();
-    eprintln!("small request (compile + run of a 52 KB component) beside a 5 MB compile: {small:?}");
+    eprintln!(
+        "small request (compile + run of a 52 KB component) beside a 5 MB compile: {small:?}"
+    );
     assert_eq!(reply.outcome(), "ok", "{}", reply.json);
     assert!(
         !compiling.is_finished(),
