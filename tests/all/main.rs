@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod fixtures;
 mod guests;
+mod hostile_binaries;
 mod hostile_cpu;
 mod hostile_host_calls;
 mod hostile_memory;
