@@ -62,7 +62,7 @@ async fn mutated_components_never_crash_the_server() {
         fixtures::echo_transformer(),
         example_hello(),
     ];
-    let mut rng = Rng(0x5eed_0f_3a7d_e2);
+    let mut rng = Rng(0x5eed_0f3a_7de2);
     let (mut rejected, mut ran) = (0, 0);
     for case in 0..240 {
         let seed = &seeds[case % seeds.len()];
