@@ -23,7 +23,7 @@ pub const DEFAULT_MAX_WASM_STACK_KIB: u64 = 512;
 /// Default ceiling, in MiB, that any call's memory limit may reach (sizes the pool's slots).
 pub const DEFAULT_MAX_MEMORY_MB: u64 = 256;
 /// Epoch tick: the granularity of deadlines and of cooperative yields of long-running guests.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Extra native stack for host functions (WASI, logging) that run on a call's fiber.
 const HOST_STACK_HEADROOM: usize = 1024 * 1024;
