@@ -3,10 +3,7 @@
 
 use super::out;
 use super::{EXIT_REJECTED, config};
-use anyhow::Context;
 use std::path::PathBuf;
-use std::sync::Arc;
-use warden_runtime::{CompileError, Runtime};
 
 #[derive(clap::Args)]
 pub(crate) struct CheckArgs {
@@ -22,16 +19,9 @@ pub(crate) struct CheckArgs {
 
 pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<u8> {
     let config = config::load(args.config.as_deref())?;
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let runtime = Runtime::new(config.engine)?;
-    let prepared = match runtime.compile(Arc::from(bytes)).await {
-        Ok(prepared) => prepared,
-        Err(error @ CompileError::Internal(_)) => return Err(error.into()),
-        Err(error) => {
-            eprintln!("rejected: {error}");
-            return Ok(EXIT_REJECTED);
-        }
+    let Some((_runtime, prepared)) = super::run::compile_file(config.engine, &args.file).await?
+    else {
+        return Ok(EXIT_REJECTED);
     };
     let info = prepared.info();
     if args.json {

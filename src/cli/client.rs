@@ -39,15 +39,8 @@ pub(crate) struct PushArgs {
 pub(crate) struct InvokeArgs {
     /// `sha256:<hex>` or a name.
     reference: String,
-    /// Fuel for this call (at most the server's default).
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Deadline in milliseconds (at most the server's default).
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-    /// Memory limit in MiB (at most the server's default).
-    #[arg(long)]
-    memory_mb: Option<u64>,
+    #[command(flatten)]
+    limits: super::run::LimitArgs,
     /// Input file for a `transformer` component (`-` for stdin): calls `/invoke` instead of
     /// `/run`, and writes the output bytes to stdout.
     #[arg(long)]
@@ -102,9 +95,9 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<u8> {
 pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
     let mut query: Vec<(&str, u64)> = Vec::new();
     for (key, value) in [
-        ("fuel", args.fuel),
-        ("timeout_ms", args.timeout_ms),
-        ("memory_mb", args.memory_mb),
+        ("fuel", args.limits.fuel),
+        ("timeout_ms", args.limits.timeout_ms),
+        ("memory_mb", args.limits.memory_mb),
     ] {
         if let Some(value) = value {
             query.push((key, value));

@@ -11,15 +11,8 @@ use warden_runtime::{Call, CompileError, InvokeError, LimitOverrides, Runtime};
 pub(crate) struct RunArgs {
     /// The component to run.
     file: PathBuf,
-    /// Fuel for this call (at most the configured default).
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// Deadline in milliseconds (at most the configured default).
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-    /// Memory limit in MiB (at most the configured default).
-    #[arg(long)]
-    memory_mb: Option<u64>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Input file for a `transformer` component (`-` for stdin); its output bytes go to stdout.
     #[arg(long)]
     input: Option<PathBuf>,
@@ -33,21 +26,9 @@ pub(crate) struct RunArgs {
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let config = config::load(args.config.as_deref())?;
-    let limits = config.limits.tightened(&LimitOverrides {
-        fuel: args.fuel,
-        timeout_ms: args.timeout_ms,
-        memory_mb: args.memory_mb,
-    })?;
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let runtime = Runtime::new(config.engine)?;
-    let prepared = match runtime.compile(Arc::from(bytes)).await {
-        Ok(prepared) => prepared,
-        Err(error @ CompileError::Internal(_)) => return Err(error.into()),
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Ok(EXIT_REJECTED);
-        }
+    let limits = config.limits.tightened(&args.limits.overrides())?;
+    let Some((runtime, prepared)) = compile_file(config.engine, &args.file).await? else {
+        return Ok(EXIT_REJECTED);
     };
     let input = args.input.as_deref().map(read_input).transpose()?;
     let call = match &input {
@@ -88,6 +69,49 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         )?;
     }
     Ok(exit_code(execution.outcome))
+}
+
+/// The per-call limit flags shared by `run` and `invoke`; each may only tighten the defaults.
+#[derive(clap::Args)]
+pub(crate) struct LimitArgs {
+    /// Fuel for this call (at most the configured default).
+    #[arg(long)]
+    pub(crate) fuel: Option<u64>,
+    /// Deadline in milliseconds (at most the configured default).
+    #[arg(long)]
+    pub(crate) timeout_ms: Option<u64>,
+    /// Memory limit in MiB (at most the configured default).
+    #[arg(long)]
+    pub(crate) memory_mb: Option<u64>,
+}
+
+impl LimitArgs {
+    pub(crate) fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            fuel: self.fuel,
+            timeout_ms: self.timeout_ms,
+            memory_mb: self.memory_mb,
+        }
+    }
+}
+
+/// Compiles a local component with the server's engine settings. A rejected component is
+/// reported on stderr and answers `None` (exit [`EXIT_REJECTED`]); I/O and internal failures
+/// are errors.
+pub(crate) async fn compile_file(
+    engine: warden_runtime::EngineConfig,
+    file: &std::path::Path,
+) -> anyhow::Result<Option<(Runtime, warden_runtime::Prepared)>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let runtime = Runtime::new(engine)?;
+    match runtime.compile(Arc::from(bytes)).await {
+        Ok(prepared) => Ok(Some((runtime, prepared))),
+        Err(error @ CompileError::Internal(_)) => Err(error.into()),
+        Err(error) => {
+            eprintln!("rejected: {error}");
+            Ok(None)
+        }
+    }
 }
 
 /// Reads a call's input from a file, or stdin for `-`.
