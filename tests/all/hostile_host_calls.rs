@@ -109,3 +109,23 @@ async fn an_echo_transformer_is_binary_safe() {
     assert_eq!(response.headers()["warden-outcome"], "ok");
     assert_eq!(response.bytes().await.unwrap().as_ref(), input.as_slice());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_stdout_and_stderr_are_capped_and_marked() {
+    let server = spawn_server().await;
+    let reply = server.run(crate::support::guest("rust-noisy"), "").await;
+    assert_eq!(reply.outcome(), "ok", "{}", reply.json);
+    let cap = warden_runtime::DEFAULT_MAX_STDIO_BYTES as usize;
+    for stream in ["stdout", "stderr"] {
+        let text = reply.json[stream].as_str().unwrap();
+        assert!(
+            text.ends_with(warden_runtime::TRUNCATION_MARKER),
+            "{stream}"
+        );
+        assert_eq!(
+            text.len(),
+            cap + warden_runtime::TRUNCATION_MARKER.len(),
+            "{stream}"
+        );
+    }
+}

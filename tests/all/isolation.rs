@@ -76,3 +76,39 @@ async fn a_client_that_disconnects_mid_run_frees_its_slot() {
     assert_eq!(reply.outcome(), "ok");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_upload_leaves_nothing_behind() {
+    use tokio::io::AsyncWriteExt;
+    let server = spawn_server().await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // Promise 5 MB, send 1 MB, hang up.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/components?name=half HTTP/1.1\r\nhost: {address}\r\ncontent-length: 5000000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![0u8; 1_000_000]).await.unwrap();
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Still serving; nothing was stored.
+    assert_eq!(
+        server.run(fixtures::hello(V0_0_1), "").await.outcome(),
+        "ok"
+    );
+    let listed = server
+        .client
+        .get(server.url("/v1/components"))
+        .send()
+        .await
+        .unwrap();
+    let json: serde_json::Value = listed.json().await.unwrap();
+    assert_eq!(json["components"], serde_json::json!([]));
+    let name = server
+        .client
+        .get(server.url("/v1/names/half"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(name.status(), 404);
+}

@@ -215,3 +215,30 @@ async fn sigkill_mid_upload_leaves_all_or_nothing() {
         let _ = server.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_memory_bombs_stay_within_slots_times_the_limit() {
+    let server = ServerProcess::start(&[("WARDEN_LIMITS__MEMORY_MB", "32")]);
+    let client = reqwest::Client::new();
+    let bombs = (0..8).map(|_| {
+        let request = client
+            .post(format!("{}/run", server.base))
+            .body(fixtures::memory_grow_loop())
+            .send();
+        async move { reply(request.await.unwrap()).await }
+    });
+    for reply in futures::future::join_all(bombs).await {
+        assert_eq!(reply.outcome(), "memory_limit", "{}", reply.json);
+    }
+    let peak = server.peak_rss();
+    eprintln!(
+        "peak RSS with 8 concurrent 32 MiB bombs: {} MiB",
+        peak / (1024 * 1024)
+    );
+    // At most 8 × 32 MiB of guest memory at once, plus the server's own footprint.
+    assert!(
+        peak < (8 * 32 + 100) * 1024 * 1024,
+        "peak RSS {} MiB",
+        peak / (1024 * 1024)
+    );
+}
