@@ -5,6 +5,7 @@
 mod cli;
 mod errors;
 mod fixtures;
+mod fuzz_corpus;
 mod guests;
 mod hostile_binaries;
 mod hostile_cpu;
