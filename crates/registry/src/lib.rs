@@ -260,7 +260,7 @@ impl Registry {
         let (tenant_owned, name_owned, hex_owned) =
             (tenant.to_owned(), name.map(str::to_owned), hex.clone());
         let stored = record.clone();
-        let created = tokio::task::spawn_blocking(move || -> Result<bool, RegistryError> {
+        let created = on_storage_thread(move || -> Result<bool, RegistryError> {
             let inner = &registry.inner;
             inner.files.write_component(&hex_owned, &bytes)?;
             inner
@@ -270,8 +270,7 @@ impl Registry {
                 .store
                 .insert_component(&tenant_owned, &stored, name_owned.as_deref())?)
         })
-        .await
-        .map_err(|e| RegistryError::Storage(format!("storage thread failed: {e}")))??;
+        .await?;
         self.remember(&hex, prepared);
         if name.is_some() {
             self.forget_resolutions();
@@ -369,15 +368,7 @@ impl Registry {
         target: &ComponentRef,
     ) -> Result<NameRecord, RegistryError> {
         validate_name(name)?;
-        let hex = self.digest_of(tenant, target).await?;
-        let digest = digest_string(&hex);
-        if self
-            .blocking(|s| s.component(tenant, &digest))
-            .await?
-            .is_none()
-        {
-            return Err(not_found(target));
-        }
+        let digest = digest_string(&self.stored_digest_of(tenant, target).await?);
         self.blocking(|s| s.set_name(tenant, name, &digest)).await?;
         self.forget_resolutions();
         self.name(tenant, name).await
@@ -424,15 +415,7 @@ impl Registry {
         let hex = match self.resolution(tenant, reference) {
             Some(hex) => hex,
             None => {
-                let hex = self.digest_of(tenant, reference).await?;
-                let digest = digest_string(&hex);
-                if self
-                    .blocking(|s| s.component(tenant, &digest))
-                    .await?
-                    .is_none()
-                {
-                    return Err(not_found(reference));
-                }
+                let hex = self.stored_digest_of(tenant, reference).await?;
                 self.remember_resolution(tenant, reference, &hex);
                 hex
             }
@@ -443,9 +426,7 @@ impl Registry {
         let registry = self.clone();
         let hex_owned = hex.clone();
         let bytes =
-            tokio::task::spawn_blocking(move || registry.inner.files.read_component(&hex_owned))
-                .await
-                .map_err(|e| RegistryError::Storage(format!("storage thread failed: {e}")))??;
+            on_storage_thread(move || Ok(registry.inner.files.read_component(&hex_owned)?)).await?;
         self.compile_and_keep(&hex, Arc::from(bytes), true).await
     }
 
@@ -513,14 +494,13 @@ impl Registry {
             let artifact = prepared.serialize()?;
             let registry = self.clone();
             let hex_owned = hex.to_owned();
-            tokio::task::spawn_blocking(move || {
+            on_storage_thread(move || {
                 let inner = &registry.inner;
-                inner
+                Ok(inner
                     .files
-                    .write_artifact(&hex_owned, &inner.engine, &artifact)
+                    .write_artifact(&hex_owned, &inner.engine, &artifact)?)
             })
-            .await
-            .map_err(|e| RegistryError::Storage(format!("storage thread failed: {e}")))??;
+            .await?;
         }
         self.remember(hex, prepared.clone());
         Ok(Resolved {
@@ -529,6 +509,20 @@ impl Registry {
             source: CacheSource::None,
             took,
         })
+    }
+
+    /// The digest `reference` points at, checked to be stored for `tenant`.
+    async fn stored_digest_of(
+        &self,
+        tenant: &str,
+        reference: &ComponentRef,
+    ) -> Result<String, RegistryError> {
+        let hex = self.digest_of(tenant, reference).await?;
+        let digest = digest_string(&hex);
+        match self.blocking(|s| s.component(tenant, &digest)).await? {
+            Some(_) => Ok(hex),
+            None => Err(not_found(reference)),
+        }
     }
 
     async fn digest_of(
@@ -625,6 +619,15 @@ impl Registry {
         };
         result.map_err(Into::into)
     }
+}
+
+/// Runs file and database work on a blocking thread, off the async workers.
+async fn on_storage_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RegistryError::Storage(format!("storage thread failed: {e}")))?
 }
 
 fn not_found(reference: &ComponentRef) -> RegistryError {

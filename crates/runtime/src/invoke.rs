@@ -52,7 +52,6 @@ pub enum InvokeError {
 }
 
 /// What the guest handed back before the store is dropped.
-#[derive(Default)]
 struct Returned {
     outcome: Outcome,
     output: Option<String>,
@@ -61,11 +60,21 @@ struct Returned {
 }
 
 impl Returned {
+    fn ok(output: Option<String>, output_bytes: Option<Vec<u8>>) -> Returned {
+        Returned {
+            outcome: Outcome::Ok,
+            output,
+            output_bytes,
+            error: None,
+        }
+    }
+
     fn failed(outcome: Outcome, error: String) -> Returned {
         Returned {
             outcome,
+            output: None,
+            output_bytes: None,
             error: Some(error),
-            ..Returned::default()
         }
     }
 }
@@ -86,14 +95,15 @@ impl Runtime {
         limits: &Limits,
         request_id: &str,
     ) -> Result<Execution, InvokeError> {
-        let kind = prepared.info().kind;
-        if call.world() != kind {
-            let (world, route) = match kind {
-                WorldKind::Runner => (&prepared.info().world, "run"),
-                WorldKind::Transformer => (&prepared.info().world, "invoke"),
+        let info = prepared.info();
+        if call.world() != info.kind {
+            let route = match info.kind {
+                WorldKind::Runner => "run",
+                WorldKind::Transformer => "invoke",
             };
             return Err(InvokeError::WrongWorld(format!(
-                "the component implements {world}; call it with `{route}`"
+                "the component implements {}; call it with `{route}`",
+                info.world
             )));
         }
         if let Call::Transform(input) = call
@@ -337,11 +347,7 @@ async fn call_run(
     let cap = output_cap(limits);
     Ok(match result {
         Ok(text) if text.len() > cap => output_limit(text.len(), cap),
-        Ok(text) => Returned {
-            outcome: Outcome::Ok,
-            output: Some(text),
-            ..Returned::default()
-        },
+        Ok(text) => Returned::ok(Some(text), None),
         Err(text) => guest_error(&text, cap),
     })
 }
@@ -359,12 +365,7 @@ async fn call_transform(
     let cap = output_cap(limits);
     Ok(match result {
         Ok(bytes) if bytes.len() > cap => output_limit(bytes.len(), cap),
-        Ok(bytes) => Returned {
-            outcome: Outcome::Ok,
-            output: String::from_utf8(bytes.clone()).ok(),
-            output_bytes: Some(bytes),
-            ..Returned::default()
-        },
+        Ok(bytes) => Returned::ok(String::from_utf8(bytes.clone()).ok(), Some(bytes)),
         Err(text) => guest_error(&text, cap),
     })
 }

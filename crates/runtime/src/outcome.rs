@@ -8,11 +8,10 @@ use serde::Serialize;
 use wasmtime::Trap;
 
 /// How a call ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The guest returned successfully.
-    #[default]
     Ok,
     /// The guest returned its own error (`Err(text)`).
     GuestError,
