@@ -13,6 +13,7 @@ mod hostile_host_calls;
 mod hostile_memory;
 mod isolation;
 mod languages;
+mod long_calls;
 mod outcomes;
 mod process;
 mod registry;

@@ -60,6 +60,10 @@ pub struct EngineConfig {
     /// Highest memory limit any call may have, in MiB; sizes the pooling allocator's slots.
     /// Default [`DEFAULT_MAX_MEMORY_MB`].
     pub max_memory_mb: u64,
+    /// Long calls (those past 2 ms of CPU) running at once, at the lowest OS priority; the
+    /// rest wait, paused, for a turn (see `docs/HARDENING.md`). Default: one per core beyond
+    /// the first, at least 1.
+    pub max_long_calls: u32,
     /// Use the pooling allocator when the address space allows (falls back if not). Default true.
     pub pooling: bool,
 }
@@ -74,6 +78,7 @@ impl Default for EngineConfig {
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_wasm_stack_kib: DEFAULT_MAX_WASM_STACK_KIB,
             max_memory_mb: DEFAULT_MAX_MEMORY_MB,
+            max_long_calls: crate::long_calls::default_lane_width(),
             pooling: true,
         }
     }
@@ -85,9 +90,14 @@ impl EngineConfig {
     /// # Errors
     /// A message naming the first setting that cannot work.
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_concurrent_runs == 0 || self.max_concurrent_compiles == 0 {
+        if self.max_concurrent_runs == 0
+            || self.max_concurrent_compiles == 0
+            || self.max_long_calls == 0
+        {
             return Err(
-                "max_concurrent_runs and max_concurrent_compiles must be at least 1".into(),
+                "max_concurrent_runs, max_concurrent_compiles and max_long_calls must be at \
+                 least 1"
+                    .into(),
             );
         }
         if self.max_component_bytes == 0 {

@@ -7,13 +7,15 @@
 use crate::Runtime;
 use crate::compile::Prepared;
 use crate::limits::Limits;
+use crate::long_calls::{LowPriority, Metered};
 use crate::outcome::{self, DeadlineExceeded, Execution, Outcome, Stats};
 use crate::sandbox::{MAX_RESOURCE_HANDLES, Sandbox};
 use crate::world::WorldKind;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmtime::{Store, UpdateDeadline};
 
 /// Which export to call, with its input.
@@ -132,66 +134,57 @@ impl Runtime {
         let queued_us = micros(queued.elapsed());
 
         let store = self.new_store(limits, request_id);
-        let long_running = Arc::clone(&store.data().long_running);
+        let deadline = store.data().deadline;
+        // Set once the call has used enough CPU to be a long call.
+        let long_running = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
-        let mut work = Box::pin(execute(
-            store,
-            prepared.clone(),
-            OwnedCall::from(call),
-            *limits,
-        ));
-        // Fast path: run on this async worker. A call still running after LONG_CALL moves to a
-        // blocking thread at low OS priority, so the kernel preempts it in favour of short calls
-        // and HTTP work (cooperative yields alone let long guests delay everyone by a tick).
-        let first = std::future::poll_fn(|cx| match work.as_mut().poll(cx) {
-            Poll::Ready(done) => Poll::Ready(Some(done)),
-            Poll::Pending if long_running.load(Ordering::Relaxed) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        })
-        .await;
-        // The permits stay with the store: a pool slot is free only once the call's store is
-        // dropped, even if the caller has gone away (dropping a tuple drops the store first).
-        let permits = (admitted, slot);
-        let (finished, permits) = match first {
-            Some(done) => (done, permits),
-            None => {
-                let handle = tokio::runtime::Handle::current();
-                tokio::task::spawn_blocking(move || {
-                    let _low = LowPriority::enter();
-                    (handle.block_on(work), permits)
-                })
-                .await
-                .map_err(|e| InvokeError::Limits(format!("execution thread failed: {e}")))?
-            }
-        };
-        let wall_us = micros(started.elapsed());
-
-        let Executed {
-            store,
-            result,
-            instantiate_us,
-        } = finished;
-        let returned = match result {
-            Ok(returned) => returned,
-            Err(error) => {
-                let (outcome, text) = outcome::classify(&error, store.data().memory.hit_limit);
-                Returned::failed(outcome, text)
-            }
-        };
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let execution = self.report(
-            store.into_data(),
-            returned,
-            Stats {
-                fuel_used,
-                wall_us,
-                instantiate_us,
-                queued_us,
-                ..Stats::default()
-            },
+        let mut work = Metered::new(
+            execute(store, prepared.clone(), OwnedCall::from(call), *limits),
+            Arc::clone(&long_running),
         );
-        drop(permits);
-        Ok(execution)
+        let limits = *limits;
+        // The permits stay with the store: a pool slot is free only once the call's store is
+        // dropped, even if the caller has gone away.
+        let permits = (admitted, slot);
+        // Fast path: run on this async worker, unless this component's last call was long.
+        // A long call moves to the long lane (see `long_calls`).
+        let first = if prepared.runs_long.load(Ordering::Relaxed) {
+            None
+        } else {
+            std::future::poll_fn(|cx| match Pin::new(&mut work).poll(cx) {
+                Poll::Ready(done) => Poll::Ready(Some(done)),
+                Poll::Pending if long_running.load(Ordering::Relaxed) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await
+        };
+        if let Some(done) = first {
+            let execution = finish(done, &limits, queued_us, started, false);
+            drop(permits);
+            return Ok(execution);
+        }
+        prepared.runs_long.store(true, Ordering::Relaxed);
+        let runs_long = Arc::clone(&prepared.runs_long);
+        let lane = Arc::clone(&self.inner.long_lane);
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _low = LowPriority::enter();
+            // A call whose deadline passes while it waits for a turn runs without one, and
+            // ends at once.
+            let (done, turn) = handle.block_on(async {
+                let turn = tokio::time::timeout_at(deadline.into(), lane.acquire_owned()).await;
+                (work.await, turn)
+            });
+            // The next call of this component starts in the lane only if this one was long.
+            runs_long.store(long_running.load(Ordering::Relaxed), Ordering::Relaxed);
+            // Finishing drops the store, returning its memory to the pool: for a guest that
+            // dirtied much memory that is real work, so it happens with the turn still held.
+            let execution = finish(done, &limits, queued_us, started, true);
+            drop((permits, turn));
+            execution
+        })
+        .await
+        .map_err(|e| InvokeError::Limits(format!("execution thread failed: {e}")))
     }
 
     fn new_store(&self, limits: &Limits, request_id: &str) -> Store<Sandbox> {
@@ -203,13 +196,8 @@ impl Runtime {
         // thread make progress while a long guest runs.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|context| {
-            let sandbox = context.data();
-            let now = Instant::now();
-            if now >= sandbox.deadline {
+            if Instant::now() >= context.data().deadline {
                 return Err(wasmtime::Error::new(DeadlineExceeded));
-            }
-            if now.duration_since(sandbox.started) >= LONG_CALL {
-                sandbox.long_running.store(true, Ordering::Relaxed);
             }
             Ok(UpdateDeadline::Yield(1))
         });
@@ -219,31 +207,58 @@ impl Runtime {
         store.set_max_component_handles(MAX_RESOURCE_HANDLES);
         store
     }
-
-    fn report(&self, mut sandbox: Sandbox, returned: Returned, mut stats: Stats) -> Execution {
-        for denied in sandbox.take_denied_requests() {
-            sandbox.log(crate::capture::LogLevel::Warn, &denied);
-        }
-        stats.memory_peak_bytes = sandbox.memory.peak;
-        let (stdout, _) = sandbox.stdout.contents();
-        let (stderr, _) = sandbox.stderr.contents();
-        let (logs, logs_truncated) = sandbox.logs.finish();
-        Execution {
-            outcome: returned.outcome,
-            output: returned.output,
-            output_bytes: returned.output_bytes,
-            error: returned.error,
-            logs,
-            logs_truncated,
-            stdout,
-            stderr,
-            stats,
-        }
-    }
 }
 
-/// A call still running after this long leaves the async workers (see `Runtime::invoke`).
-const LONG_CALL: Duration = Duration::from_millis(2);
+/// Turns a finished call into its [`Execution`] and drops its store (releasing its memory to
+/// the pool). `started` is when the call began, for the wall time.
+fn finish(
+    executed: Executed,
+    limits: &Limits,
+    queued_us: u64,
+    started: Instant,
+    long_call: bool,
+) -> Execution {
+    let wall_us = micros(started.elapsed());
+    let Executed {
+        store,
+        result,
+        instantiate_us,
+    } = executed;
+    let returned = match result {
+        Ok(returned) => returned,
+        Err(error) => {
+            let (outcome, text) = outcome::classify(&error, store.data().memory.hit_limit);
+            Returned::failed(outcome, text)
+        }
+    };
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let mut sandbox = store.into_data();
+    for denied in sandbox.take_denied_requests() {
+        sandbox.log(crate::capture::LogLevel::Warn, &denied);
+    }
+    let (stdout, _) = sandbox.stdout.contents();
+    let (stderr, _) = sandbox.stderr.contents();
+    let (logs, logs_truncated) = sandbox.logs.finish();
+    Execution {
+        outcome: returned.outcome,
+        output: returned.output,
+        output_bytes: returned.output_bytes,
+        error: returned.error,
+        logs,
+        logs_truncated,
+        stdout,
+        stderr,
+        stats: Stats {
+            fuel_used,
+            wall_us,
+            instantiate_us,
+            queued_us,
+            memory_peak_bytes: sandbox.memory.peak,
+            long_call,
+            ..Stats::default()
+        },
+    }
+}
 
 /// [`Call`] with its input owned, so the call can move to another thread.
 enum OwnedCall {
@@ -277,6 +292,7 @@ async fn execute(
     limits: Limits,
 ) -> Executed {
     let started = Instant::now();
+    let deadline = store.data().deadline;
     let mut instantiate_us = 0;
     let result = {
         let run = async {
@@ -291,43 +307,13 @@ async fn execute(
         };
         tokio::select! {
             result = run => result,
-            () = tokio::time::sleep(limits.timeout()) => Err(wasmtime::Error::new(DeadlineExceeded)),
+            () = tokio::time::sleep_until(deadline.into()) => Err(wasmtime::Error::new(DeadlineExceeded)),
         }
     };
     Executed {
         store,
         result,
         instantiate_us,
-    }
-}
-
-/// Lowers the OS scheduling priority of the current thread while it runs a long call, and
-/// restores it afterwards (Linux: `setpriority` on a thread id applies to that thread only).
-struct LowPriority;
-
-/// Nice value of threads running long calls (0 is normal, 19 the lowest).
-const LONG_CALL_NICE: i32 = 10;
-
-impl LowPriority {
-    fn enter() -> LowPriority {
-        #[cfg(target_os = "linux")]
-        {
-            let tid = rustix::thread::gettid();
-            let _ = rustix::process::setpriority_process(Some(tid), LONG_CALL_NICE);
-        }
-        LowPriority
-    }
-}
-
-impl Drop for LowPriority {
-    fn drop(&mut self) {
-        // Raising priority back needs CAP_SYS_NICE; without it the pool thread stays niced,
-        // which only makes later blocking work (compiles, file I/O) politer.
-        #[cfg(target_os = "linux")]
-        {
-            let tid = rustix::thread::gettid();
-            let _ = rustix::process::setpriority_process(Some(tid), 0);
-        }
     }
 }
 

@@ -15,6 +15,7 @@ mod engine;
 mod invoke;
 mod limits;
 mod linker;
+mod long_calls;
 mod outcome;
 mod sandbox;
 mod world;
@@ -63,6 +64,8 @@ struct Inner {
     compile_admission: Arc<Semaphore>,
     /// Compilations running on their own threads.
     compile_slots: Arc<Semaphore>,
+    /// Long calls running at low priority (the rest of them wait, paused, for a turn).
+    long_lane: Arc<Semaphore>,
 }
 
 /// The process cannot build a runtime (bad settings, or wasmtime refused the configuration).
@@ -91,6 +94,7 @@ impl Runtime {
                     config.max_concurrent_compiles + config.max_queued_compiles,
                 ),
                 compile_slots: permits(config.max_concurrent_compiles),
+                long_lane: permits(config.max_long_calls),
                 engine,
                 linker,
                 allocator,

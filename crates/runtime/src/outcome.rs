@@ -85,6 +85,9 @@ pub struct Stats {
     pub cache_hit: bool,
     /// Which cache it came from.
     pub cache: CacheSource,
+    /// Whether the call ran as a long call: at the lowest OS priority, in the long lane
+    /// (because it used 2 ms of CPU, or because the component's previous call did).
+    pub long_call: bool,
 }
 
 /// Where the compiled component of a call came from.

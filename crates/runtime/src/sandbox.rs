@@ -34,10 +34,6 @@ pub(crate) struct Sandbox {
     pub(crate) request_id: String,
     /// When the wall-clock deadline passes (checked at every epoch tick).
     pub(crate) deadline: std::time::Instant,
-    /// When the call started.
-    pub(crate) started: std::time::Instant,
-    /// Set once the call has run long enough to leave the async workers.
-    pub(crate) long_running: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Sandbox {
@@ -67,8 +63,6 @@ impl Sandbox {
             stderr,
             request_id: request_id.to_owned(),
             deadline: std::time::Instant::now() + limits.timeout(),
-            started: std::time::Instant::now(),
-            long_running: std::sync::Arc::default(),
         }
     }
 
