@@ -341,3 +341,53 @@ fn componentize(wat: &str, wit: WitSource<'_>, world: &str) -> Vec<u8> {
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A `runner` with `pages` of memory that asks `wasi:random` for `len` bytes in one call, then
+/// returns `Ok("")`.
+pub fn random_bytes(len: u64, pages: u32) -> Vec<u8> {
+    let wit = "package wasi:random@0.2.0;
+        interface random { get-random-bytes: func(len: u64) -> list<u8>; }
+        world runner { import random; export run: func() -> result<string, string>; }";
+    let wat = format!(
+        r#"(module
+          (import "wasi:random/random@0.2.0" "get-random-bytes" (func $random (param i64 i32)))
+          (memory (export "memory") {pages})
+          (global $heap (mut i32) (i32.const 4096))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (local.get 3)))
+            (local.get $p))
+          (func (export "run") (result i32)
+            (call $random (i64.const 0x{len:x}) (i32.const 128))
+            {ok}))"#,
+        ok = return_ok(0, 0),
+    );
+    componentize(&wat, WitSource::Text(wit), "runner")
+}
+
+/// A `runner` that creates WASI resources (`pollable`s from the monotonic clock) in an endless
+/// loop, never dropping one.
+pub fn handle_flood() -> Vec<u8> {
+    let wit = "package local:fixture;
+        world runner {
+          import wasi:clocks/monotonic-clock@0.2.0;
+          export run: func() -> result<string, string>;
+        }
+        package wasi:io@0.2.0 { interface poll { resource pollable; } }
+        package wasi:clocks@0.2.0 {
+          interface monotonic-clock {
+            use wasi:io/poll@0.2.0.{pollable};
+            subscribe-duration: func(when: u64) -> pollable;
+          }
+        }";
+    let wat = r#"(module
+        (import "wasi:clocks/monotonic-clock@0.2.0" "subscribe-duration"
+          (func $subscribe (param i64) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
+        (func (export "run") (result i32)
+          (loop $l (drop (call $subscribe (i64.const 1000000000))) (br $l))
+          (i32.const 0)))"#;
+    componentize(wat, WitSource::Text(wit), "runner")
+}

@@ -129,3 +129,37 @@ async fn huge_stdout_and_stderr_are_capped_and_marked() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_random_byte_requests_are_refused_before_any_allocation() {
+    let server = spawn_server().await;
+    for len in [u64::MAX, 1 << 40, 0x8000_0000, (1 << 20) + 1] {
+        let started = std::time::Instant::now();
+        let reply = server.run(fixtures::random_bytes(len, 1), "").await;
+        assert_eq!(reply.outcome(), "trap", "{len} bytes: {}", reply.json);
+        let error = reply.json["error"].as_str().unwrap();
+        assert!(error.contains("exceeds limit"), "{len} bytes: {error}");
+        // Refused up front: no gigabytes were generated first.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+    // At the 1 MiB cap it works, given the memory to hold the answer (20 pages = 1.25 MiB).
+    let at_cap = server.run(fixtures::random_bytes(1 << 20, 20), "").await;
+    assert_eq!(at_cap.outcome(), "ok", "{}", at_cap.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wasi_handles_is_cut_off_at_the_handle_limit() {
+    let server = spawn_server().await;
+    let reply = server.run(fixtures::handle_flood(), "").await;
+    assert_eq!(reply.outcome(), "trap", "{}", reply.json);
+    let error = reply.json["error"].as_str().unwrap();
+    eprintln!("handle flood: {error}");
+    assert!(error.contains("handle"), "{error}");
+    assert_eq!(
+        server
+            .run(fixtures::hello(fixtures::V0_0_1), "")
+            .await
+            .outcome(),
+        "ok"
+    );
+}

@@ -52,3 +52,44 @@ async fn a_secret_written_by_one_call_is_never_seen_by_the_next() {
         "ok"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_guest_asking_for_one_gib_is_refused_and_the_server_keeps_serving() {
+    let server = spawn_server().await;
+    let uploaded = server
+        .post(
+            "/v1/components?name=alloc",
+            crate::support::guest("rust-alloc"),
+        )
+        .await;
+    assert!(uploaded.status.is_success(), "{}", uploaded.json);
+    let invoke = |input: &'static [u8]| {
+        server
+            .client
+            .post(server.url("/v1/components/alloc/invoke"))
+            .header("accept", "application/json")
+            .body(input)
+            .send()
+    };
+    let limit = warden_runtime::DEFAULT_MEMORY_MB * 1024 * 1024;
+
+    // `vec!` aborts the guest when the host refuses to grow its memory.
+    let blunt = crate::support::reply(invoke(b"vec").await.unwrap()).await;
+    assert_eq!(blunt.outcome(), "memory_limit", "{}", blunt.json);
+    let peak = blunt.json["stats"]["memory_peak_bytes"].as_u64().unwrap();
+    assert!(peak <= limit, "memory peaked at {peak} bytes");
+
+    // `try_reserve_exact` sees the refusal and returns it as the guest's own error.
+    let careful = crate::support::reply(invoke(b"try").await.unwrap()).await;
+    assert_eq!(careful.outcome(), "guest_error", "{}", careful.json);
+    let message = careful.json["error"].as_str().unwrap();
+    assert!(message.contains("1 GiB refused"), "{message}");
+
+    assert_eq!(
+        server
+            .run(crate::fixtures::hello(V0_0_1), "")
+            .await
+            .outcome(),
+        "ok"
+    );
+}

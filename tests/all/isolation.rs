@@ -1,5 +1,6 @@
 //! Pins that calls do not disturb each other: compiles don't stall runs, a trap leaves the next
-//! run clean, and a client that goes away frees its slot.
+//! run clean, and a client that goes away (mid-run, mid-upload, mid-compile) frees its slot and
+//! leaves the registry whole.
 
 use crate::fixtures::{self, V0_0_1};
 use crate::support::{example_hello, spawn_server, spawn_server_with};
@@ -111,4 +112,59 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(name.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_compile_leaves_all_or_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let server = spawn_server().await;
+    let big = fixtures::large_component(4 * 1024 * 1024);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // Send the whole component, let the compile start, hang up before the answer.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/components?name=big HTTP/1.1\r\nhost: {address}\r\ncontent-length: {}\r\n\r\n",
+        big.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&big).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+
+    // Still serving while the compile (which cannot be interrupted) finishes on its thread.
+    let reply = server.run(fixtures::hello(V0_0_1), "").await;
+    assert_eq!(reply.outcome(), "ok", "{}", reply.json);
+
+    // Whatever the hang-up did, the registry holds the component whole or not at all: a new
+    // upload of the same bytes succeeds, is listed once, and runs.
+    let again = server.post("/v1/components?name=big", big).await;
+    assert!(again.status.is_success(), "{}", again.json);
+    let digest = again.json["digest"].as_str().unwrap().to_owned();
+    let listed: serde_json::Value = server
+        .client
+        .get(server.url("/v1/components"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let copies = listed["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["digest"] == digest.as_str())
+        .count();
+    assert_eq!(copies, 1, "{listed}");
+    let run = server.post("/v1/components/big/run", Vec::new()).await;
+    assert_eq!(run.json["output"], "big", "{}", run.json);
+    for dir in ["components", "compiled"] {
+        for entry in std::fs::read_dir(server.data_dir().join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.contains(".tmp-"),
+                "unfinished file {name} left behind"
+            );
+        }
+    }
 }
