@@ -60,10 +60,12 @@ pub struct EngineConfig {
     /// Highest memory limit any call may have, in MiB; sizes the pooling allocator's slots.
     /// Default [`DEFAULT_MAX_MEMORY_MB`].
     pub max_memory_mb: u64,
-    /// Long calls (those past 2 ms of CPU) running at once, at the lowest OS priority; the
+    /// Long calls (those past 2 ms of CPU) running at once, at low OS priority; the
     /// rest wait, paused, for a turn (see `docs/HARDENING.md`). Default: one per core beyond
     /// the first, at least 1.
     pub max_long_calls: u32,
+    /// How low long calls run: `idle` (`SCHED_IDLE`) or `nice` (nice 10). Default `idle`.
+    pub long_call_priority: crate::LongCallPriority,
     /// Use the pooling allocator when the address space allows (falls back if not). Default true.
     pub pooling: bool,
 }
@@ -79,6 +81,7 @@ impl Default for EngineConfig {
             max_wasm_stack_kib: DEFAULT_MAX_WASM_STACK_KIB,
             max_memory_mb: DEFAULT_MAX_MEMORY_MB,
             max_long_calls: crate::long_calls::default_lane_width(),
+            long_call_priority: crate::LongCallPriority::default(),
             pooling: true,
         }
     }

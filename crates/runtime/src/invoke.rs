@@ -137,38 +137,40 @@ impl Runtime {
         let deadline = store.data().deadline;
         // Set once the call has used enough CPU to be a long call.
         let long_running = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
+        let ending = Ending {
+            limits: *limits,
+            queued_us,
+            started: Instant::now(),
+        };
         let mut work = Metered::new(
             execute(store, prepared.clone(), OwnedCall::from(call), *limits),
             Arc::clone(&long_running),
         );
-        let limits = *limits;
         // The permits stay with the store: a pool slot is free only once the call's store is
         // dropped, even if the caller has gone away.
         let permits = (admitted, slot);
         // Fast path: run on this async worker, unless this component's last call was long.
-        // A long call moves to the long lane (see `long_calls`).
-        let first = if prepared.runs_long.load(Ordering::Relaxed) {
-            None
-        } else {
-            std::future::poll_fn(|cx| match Pin::new(&mut work).poll(cx) {
+        if !prepared.runs_long.load(Ordering::Relaxed) {
+            let first = std::future::poll_fn(|cx| match Pin::new(&mut work).poll(cx) {
                 Poll::Ready(done) => Poll::Ready(Some(done)),
                 Poll::Pending if long_running.load(Ordering::Relaxed) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             })
-            .await
-        };
-        if let Some(done) = first {
-            let execution = finish(done, &limits, queued_us, started, false);
-            drop(permits);
-            return Ok(execution);
+            .await;
+            if let Some(done) = first {
+                let execution = ending.finish(done, false);
+                drop(permits);
+                return Ok(execution);
+            }
         }
         prepared.runs_long.store(true, Ordering::Relaxed);
         let runs_long = Arc::clone(&prepared.runs_long);
         let lane = Arc::clone(&self.inner.long_lane);
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let _low = LowPriority::enter();
+        let priority = self.inner.config.long_call_priority;
+        // The rest of a long call: in the long lane, at low OS priority (`long_calls`).
+        let in_lane = tokio::task::spawn_blocking(move || {
+            let _low = LowPriority::enter(priority);
             // A call whose deadline passes while it waits for a turn runs without one, and
             // ends at once.
             let (done, turn) = handle.block_on(async {
@@ -179,12 +181,21 @@ impl Runtime {
             runs_long.store(long_running.load(Ordering::Relaxed), Ordering::Relaxed);
             // Finishing drops the store, returning its memory to the pool: for a guest that
             // dirtied much memory that is real work, so it happens with the turn still held.
-            let execution = finish(done, &limits, queued_us, started, true);
+            let execution = ending.finish(done, true);
             drop((permits, turn));
             execution
-        })
-        .await
-        .map_err(|e| InvokeError::Limits(format!("execution thread failed: {e}")))
+        });
+        // On a machine saturated by other work, a lowest-priority thread may get no CPU even to
+        // notice its deadline. The caller is answered on time regardless; the call ends (and
+        // releases its slot and memory) whenever its thread next runs.
+        tokio::select! {
+            joined = in_lane => {
+                joined.map_err(|e| InvokeError::Limits(format!("execution thread failed: {e}")))
+            }
+            () = tokio::time::sleep_until((deadline + STARVED_GRACE).into()) => {
+                Ok(ending.starved())
+            }
+        }
     }
 
     fn new_store(&self, limits: &Limits, request_id: &str) -> Store<Sandbox> {
@@ -209,54 +220,90 @@ impl Runtime {
     }
 }
 
-/// Turns a finished call into its [`Execution`] and drops its store (releasing its memory to
-/// the pool). `started` is when the call began, for the wall time.
-fn finish(
-    executed: Executed,
-    limits: &Limits,
+/// What turning a finished call into its [`Execution`] needs besides the call itself.
+#[derive(Clone, Copy)]
+struct Ending {
+    limits: Limits,
     queued_us: u64,
+    /// When the call began, for the wall time.
     started: Instant,
-    long_call: bool,
-) -> Execution {
-    let wall_us = micros(started.elapsed());
-    let Executed {
-        store,
-        result,
-        instantiate_us,
-    } = executed;
-    let returned = match result {
-        Ok(returned) => returned,
-        Err(error) => {
-            let (outcome, text) = outcome::classify(&error, store.data().memory.hit_limit);
-            Returned::failed(outcome, text)
+}
+
+/// How long past its deadline a long call may take to end on its own before the caller is
+/// answered without it (see `Runtime::invoke`).
+const STARVED_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Ending {
+    /// The answer for a long call whose thread got no CPU to end at its deadline: `timeout`,
+    /// without its logs and output streams (they are still inside the call).
+    fn starved(&self) -> Execution {
+        Execution {
+            outcome: Outcome::Timeout,
+            output: None,
+            output_bytes: None,
+            error: Some(format!(
+                "{DeadlineExceeded} (the machine was too busy for this long call to end on \
+                 time; its logs are not available)"
+            )),
+            logs: Vec::new(),
+            logs_truncated: false,
+            stdout: String::new(),
+            stderr: String::new(),
+            stats: Stats {
+                wall_us: micros(self.started.elapsed()),
+                queued_us: self.queued_us,
+                long_call: true,
+                ..Stats::default()
+            },
         }
-    };
-    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-    let mut sandbox = store.into_data();
-    for denied in sandbox.take_denied_requests() {
-        sandbox.log(crate::capture::LogLevel::Warn, &denied);
     }
-    let (stdout, _) = sandbox.stdout.contents();
-    let (stderr, _) = sandbox.stderr.contents();
-    let (logs, logs_truncated) = sandbox.logs.finish();
-    Execution {
-        outcome: returned.outcome,
-        output: returned.output,
-        output_bytes: returned.output_bytes,
-        error: returned.error,
-        logs,
-        logs_truncated,
-        stdout,
-        stderr,
-        stats: Stats {
-            fuel_used,
-            wall_us,
+
+    /// Turns a finished call into its [`Execution`] and drops its store (releasing its memory
+    /// to the pool).
+    fn finish(&self, executed: Executed, long_call: bool) -> Execution {
+        let wall_us = micros(self.started.elapsed());
+        let Executed {
+            store,
+            result,
             instantiate_us,
-            queued_us,
-            memory_peak_bytes: sandbox.memory.peak,
-            long_call,
-            ..Stats::default()
-        },
+        } = executed;
+        let returned = match result {
+            Ok(returned) => returned,
+            Err(error) => {
+                let (outcome, text) = outcome::classify(&error, store.data().memory.hit_limit);
+                Returned::failed(outcome, text)
+            }
+        };
+        let fuel_used = self
+            .limits
+            .fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
+        let mut sandbox = store.into_data();
+        for denied in sandbox.take_denied_requests() {
+            sandbox.log(crate::capture::LogLevel::Warn, &denied);
+        }
+        let (stdout, _) = sandbox.stdout.contents();
+        let (stderr, _) = sandbox.stderr.contents();
+        let (logs, logs_truncated) = sandbox.logs.finish();
+        Execution {
+            outcome: returned.outcome,
+            output: returned.output,
+            output_bytes: returned.output_bytes,
+            error: returned.error,
+            logs,
+            logs_truncated,
+            stdout,
+            stderr,
+            stats: Stats {
+                fuel_used,
+                wall_us,
+                instantiate_us,
+                queued_us: self.queued_us,
+                memory_peak_bytes: sandbox.memory.peak,
+                long_call,
+                ..Stats::default()
+            },
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub use limits::{
     DEFAULT_TIMEOUT_MS,
 };
 pub use limits::{InvalidLimit, LimitOverrides, Limits};
+pub use long_calls::LongCallPriority;
 pub use outcome::{CacheSource, Execution, Outcome, Stats};
 pub use world::{
     ComponentInfo, Denial, IncompatibleWorld, RUNNER_VERSIONS, TRANSFORMER_WORLD, WorldKind,

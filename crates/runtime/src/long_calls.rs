@@ -2,7 +2,7 @@
 //!
 //! Every call starts on an async worker thread, where a short call (most of them) finishes in
 //! microseconds. A call that has used [`LONG_CALL_CPU`] of CPU time becomes a *long call*: it
-//! moves to a blocking thread at the lowest OS priority and waits there for a turn in the *long
+//! moves to a blocking thread at low OS priority and waits there for a turn in the *long
 //! lane*, which runs at most `max_long_calls` of them at once (one per spare core by default). So however many long or
 //! hostile calls arrive (infinite loops, memory bombs), they share one core's worth of the
 //! machine, and the kernel preempts them whenever short calls or HTTP work want the CPU.
@@ -16,6 +16,7 @@
 //! spins compete for the same spare core, the lock holder waits behind them while short calls
 //! (whose pool-slot reset reads the same lock) wait behind the lock holder.
 
+use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,45 +96,60 @@ fn thread_cpu_time() -> Duration {
     START.get_or_init(std::time::Instant::now).elapsed()
 }
 
-/// Runs the current thread under `SCHED_IDLE` while alive, and under the normal policy again
-/// afterwards (Linux; `sched_setscheduler` with pid 0 applies to the calling thread only).
-///
-/// `SCHED_IDLE` rather than a high nice value: the kernel preempts an idle-policy thread as
-/// soon as a normal thread wakes, where a nice-19 thread may still finish its slice. Measured
-/// with `scripts/load-isolation`: good-request p99 under memory bombs 0.5 ms with `SCHED_IDLE`,
-/// 2.2 ms at nice 19. Under sustained full load a long call may so get no CPU at all until its
-/// deadline; that is the policy (short calls first), documented in `docs/HARDENING.md`.
+/// How low long calls run (`EngineConfig::long_call_priority`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LongCallPriority {
+    /// `SCHED_IDLE` (the default): the kernel preempts a long call as soon as anything else
+    /// wants the CPU. Short calls see no difference with hostile traffic (measured in
+    /// `docs/HARDENING.md`); but while other processes keep the machine busy a long call may
+    /// get no CPU until its deadline, so on a shared machine prefer `nice`.
+    #[default]
+    Idle,
+    /// Nice 10: long calls keep a share of the CPU (~10% against one busy normal thread);
+    /// short calls' p99 under memory bombs was measured at 6× instead of 1.6×.
+    Nice,
+}
+
+/// Nice value of long-call threads under [`LongCallPriority::Nice`] (0 is normal, 19 lowest).
+const LONG_CALL_NICE: i32 = 10;
+
+/// Runs the current thread at `priority` while alive, and at normal priority again afterwards
+/// (Linux; both calls apply to the calling thread only). Leaving `SCHED_IDLE` or a raised nice
+/// value needs CAP_SYS_NICE (or RLIMIT_NICE): without it the pool thread stays low, which only
+/// makes later blocking work (compiles, file I/O) politer.
 pub(crate) struct LowPriority;
 
 impl LowPriority {
-    pub(crate) fn enter() -> LowPriority {
-        set_policy(IDLE);
+    pub(crate) fn enter(priority: LongCallPriority) -> LowPriority {
+        match priority {
+            LongCallPriority::Idle => set_policy(Policy::Idle),
+            LongCallPriority::Nice => set_nice(LONG_CALL_NICE),
+        }
         LowPriority
     }
 }
 
 impl Drop for LowPriority {
     fn drop(&mut self) {
-        // Leaving SCHED_IDLE needs CAP_SYS_NICE (or a suitable RLIMIT_NICE); without it the
-        // pool thread stays idle-policy, which only makes later blocking work (compiles, file
-        // I/O) politer.
-        set_policy(NORMAL);
+        set_policy(Policy::Normal);
+        set_nice(0);
     }
 }
 
-#[cfg(target_os = "linux")]
-const IDLE: libc::c_int = libc::SCHED_IDLE;
-#[cfg(target_os = "linux")]
-const NORMAL: libc::c_int = libc::SCHED_OTHER;
-#[cfg(not(target_os = "linux"))]
-const IDLE: i32 = 0;
-#[cfg(not(target_os = "linux"))]
-const NORMAL: i32 = 0;
+enum Policy {
+    Idle,
+    Normal,
+}
 
 /// Sets the calling thread's scheduling policy (priority 0); failure leaves it as it was.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn set_policy(policy: libc::c_int) {
+fn set_policy(policy: Policy) {
+    let policy = match policy {
+        Policy::Idle => libc::SCHED_IDLE,
+        Policy::Normal => libc::SCHED_OTHER,
+    };
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid, initialised `sched_param` that outlives the call; pid 0 is
     // the calling thread; the call only changes scheduling and reports failure by return value.
@@ -141,4 +157,15 @@ fn set_policy(policy: libc::c_int) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_policy(_policy: i32) {}
+fn set_policy(_policy: Policy) {}
+
+/// Sets the calling thread's nice value; failure leaves it as it was.
+fn set_nice(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        let _ = rustix::process::setpriority_process(Some(tid), nice);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}

@@ -85,7 +85,7 @@ pub struct Stats {
     pub cache_hit: bool,
     /// Which cache it came from.
     pub cache: CacheSource,
-    /// Whether the call ran as a long call: at the lowest OS priority, in the long lane
+    /// Whether the call ran as a long call: at low OS priority, in the long lane
     /// (because it used 2 ms of CPU, or because the component's previous call did).
     pub long_call: bool,
 }
