@@ -353,11 +353,7 @@ pub fn random_bytes(len: u64, pages: u32) -> Vec<u8> {
           (import "wasi:random/random@0.2.0" "get-random-bytes" (func $random (param i64 i32)))
           (memory (export "memory") {pages})
           (global $heap (mut i32) (i32.const 4096))
-          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-            (local $p i32)
-            (local.set $p (global.get $heap))
-            (global.set $heap (i32.add (global.get $heap) (local.get 3)))
-            (local.get $p))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {BUMP_REALLOC})
           (func (export "run") (result i32)
             (call $random (i64.const 0x{len:x}) (i32.const 128))
             {ok}))"#,

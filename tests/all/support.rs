@@ -119,6 +119,14 @@ impl TestServer {
         reply(response).await
     }
 
+    /// Asserts the server still answers a fresh call correctly (after something hostile).
+    pub async fn assert_still_serving(&self) {
+        let reply = self
+            .run(crate::fixtures::hello(crate::fixtures::V0_0_1), "")
+            .await;
+        assert_eq!(reply.outcome(), "ok", "{}", reply.json);
+    }
+
     /// `POST /run{query}` with a component.
     pub async fn run(&self, component: Vec<u8>, query: &str) -> Reply {
         self.post(&format!("/run{query}"), component).await
