@@ -81,7 +81,8 @@ const SHAPES: [Shape; 2] = [
 /// the bytes run out or the module cannot be wrapped (not a Warden bug either way).
 pub fn generate(data: &[u8]) -> Option<Vec<u8>> {
     let mut input = arbitrary::Unstructured::new(data);
-    let shape = &SHAPES[usize::from(input.arbitrary::<bool>().ok()?)];
+    let index = usize::from(input.arbitrary::<bool>().ok()?);
+    let shape = &SHAPES[index];
     let config = wasm_smith::Config {
         available_imports: Some(wat::parse_str(shape.imports).ok()?),
         exports: Some(wat::parse_str(shape.exports).ok()?),
@@ -106,7 +107,7 @@ pub fn generate(data: &[u8]) -> Option<Vec<u8>> {
         ..wasm_smith::Config::default()
     };
     let mut module = wasm_smith::Module::new(config, &mut input).ok()?.to_bytes();
-    let (resolve, world) = world(shape)?;
+    let (resolve, world) = world(index)?;
     embed_component_metadata(&mut module, resolve, *world, StringEncoding::UTF8, false).ok()?;
     ComponentEncoder::default()
         .module(&module)
@@ -116,8 +117,8 @@ pub fn generate(data: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// The parsed WIT of `shape`'s world (parsed once per process).
-fn world(shape: &Shape) -> Option<&'static (Resolve, wit_parser::WorldId)> {
+/// The parsed WIT of `SHAPES[index]`'s world (all parsed once per process).
+fn world(index: usize) -> Option<&'static (Resolve, wit_parser::WorldId)> {
     static WORLDS: OnceLock<Vec<Option<(Resolve, wit_parser::WorldId)>>> = OnceLock::new();
     let worlds = WORLDS.get_or_init(|| {
         SHAPES
@@ -133,6 +134,5 @@ fn world(shape: &Shape) -> Option<&'static (Resolve, wit_parser::WorldId)> {
             })
             .collect()
     });
-    let index = SHAPES.iter().position(|s| s.world == shape.world)?;
     worlds[index].as_ref()
 }
