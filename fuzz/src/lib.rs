@@ -42,7 +42,7 @@ pub fn compile_and_call(component: &[u8]) {
             WorldKind::Runner => Call::Run,
             WorldKind::Transformer => Call::Transform(b"fuzz input"),
         };
-        let _ = runtime.invoke(&prepared, call, &limits, "fuzz").await;
+        let _ = runtime.invoke(&prepared, call, &limits, &warden_runtime::LongCallHint::default()).await;
     });
 }
 

@@ -16,11 +16,33 @@ pub(crate) struct ServerArg {
     /// The Warden server's base URL.
     #[arg(long, env = "WARDEN_SERVER", default_value = DEFAULT_SERVER)]
     server: String,
+    /// A tenant's API key (`wdn_…`), for a server in secured mode.
+    #[arg(long, env = "WARDEN_KEY", hide_env_values = true)]
+    key: Option<String>,
 }
 
 impl ServerArg {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.trim_end_matches('/'))
+    }
+
+    /// A request to `path`, with the key if one is given.
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        authorized(
+            reqwest::Client::new().request(method, self.url(path)),
+            self.key.as_deref(),
+        )
+    }
+}
+
+/// Adds `Authorization: Bearer <token>` when there is a token.
+pub(crate) fn authorized(
+    request: reqwest::RequestBuilder,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
     }
 }
 
@@ -59,9 +81,12 @@ pub(crate) struct LsArgs {
 }
 
 /// Sends a request and returns the JSON body, or fails with the server's error message.
-async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let response = request.send().await.context("the server did not answer")?;
     let status = response.status();
+    if status == reqwest::StatusCode::NO_CONTENT {
+        return Ok(Value::Null);
+    }
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
         let code = body["error"]["code"].as_str().unwrap_or("error");
@@ -74,7 +99,7 @@ async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
 pub(crate) async fn push(args: PushArgs) -> anyhow::Result<u8> {
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let mut request = reqwest::Client::new().post(args.server.url("/v1/components"));
+    let mut request = args.server.request(reqwest::Method::POST, "/v1/components");
     if let Some(name) = &args.name {
         request = request.query(&[("name", name)]);
     }
@@ -108,8 +133,9 @@ pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
         None => ("run", Vec::new()),
     };
     let path = format!("/v1/components/{}/{route}", args.reference);
-    let request = reqwest::Client::new()
-        .post(args.server.url(&path))
+    let request = args
+        .server
+        .request(reqwest::Method::POST, &path)
         .query(&query)
         .header(reqwest::header::ACCEPT, "application/json")
         .body(body);
@@ -145,10 +171,9 @@ pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
 }
 
 pub(crate) async fn ls(args: LsArgs) -> anyhow::Result<u8> {
-    let client = reqwest::Client::new();
     let mut after: Option<String> = None;
     loop {
-        let mut request = client.get(args.server.url("/v1/components"));
+        let mut request = args.server.request(reqwest::Method::GET, "/v1/components");
         if let Some(cursor) = &after {
             request = request.query(&[("after", cursor)]);
         }

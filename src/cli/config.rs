@@ -1,9 +1,9 @@
 //! Layered configuration: built-in defaults → TOML file → `WARDEN_*` environment → flags.
 //!
 //! Environment keys mirror the file: `WARDEN_LISTEN`, `WARDEN_DATA_DIR`,
-//! `WARDEN_LIMITS__TIMEOUT_MS`, `WARDEN_ENGINE__MAX_CONCURRENT_RUNS` (a double underscore
+//! `WARDEN_LIMITS__TIMEOUT_MS`, `WARDEN_ENGINE__MAX_CONCURRENT_RUNS`, `WARDEN_ADMIN_TOKEN` (a double underscore
 //! descends into a table). Only variables under a top-level key of the file are read, so other
-//! `WARDEN_*` variables (`WARDEN_CONFIG`, `WARDEN_SERVER`, `WARDEN_TOOLS`) never collide; an
+//! `WARDEN_*` variables (`WARDEN_CONFIG`, `WARDEN_SERVER`, `WARDEN_KEY`, `WARDEN_TOOLS`) never collide; an
 //! unknown key inside a table is still an error.
 
 use anyhow::Context;
@@ -13,15 +13,19 @@ use std::path::Path;
 use warden_server::ServerConfig;
 
 /// The top-level keys of `ServerConfig`, as they appear in the file.
-const TOP_LEVEL_KEYS: [&str; 5] = [
+const TOP_LEVEL_KEYS: [&str; 8] = [
     "listen",
     "data_dir",
     "prepared_cache_entries",
     "limits",
     "engine",
+    "admin_token",
+    "insecure",
+    "tenants",
 ];
 
 /// Loads the effective configuration; `file` is optional (no file means defaults + env).
+/// Validation is the caller's, after its own flags are applied.
 pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<ServerConfig> {
     let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
     if let Some(path) = file {
@@ -39,11 +43,7 @@ pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<ServerConfig> {
             .any(|known| top.eq_ignore_ascii_case(known))
     });
     figment = figment.merge(settings.split("__"));
-    let config: ServerConfig = figment.extract().context("reading the configuration")?;
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    Ok(config)
+    figment.extract().context("reading the configuration")
 }
 
 /// The configuration as TOML, for `warden serve --print-config`.

@@ -4,6 +4,7 @@
 //! component was rejected (invalid, precompiled, incompatible world, too large). For `run` and
 //! `invoke`, a call that ended in another outcome exits with its own code, see [`exit_code`].
 
+mod admin;
 mod check;
 mod client;
 mod config;
@@ -36,6 +37,14 @@ enum Command {
     Invoke(client::InvokeArgs),
     /// List a server's stored components.
     Ls(client::LsArgs),
+    /// Manage tenants (secured mode, with the admin token).
+    #[command(subcommand)]
+    Tenant(admin::TenantCommand),
+    /// Manage a tenant's API keys (secured mode, with the admin token).
+    #[command(subcommand)]
+    Key(admin::KeyCommand),
+    /// Show a tenant's metered usage: calls, fuel, wall time, GB·s, by outcome.
+    Usage(admin::UsageArgs),
 }
 
 #[derive(clap::Args)]
@@ -49,9 +58,12 @@ struct ServeArgs {
     /// Data directory (overrides the config file and WARDEN_DATA_DIR).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Print the effective configuration as TOML and exit.
+    /// Print the effective configuration as TOML and exit (the admin token shows as `<set>`).
     #[arg(long)]
     print_config: bool,
+    /// Allow open mode (no admin token) on an address other than loopback.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Writes one line to stdout. A closed pipe (`warden check x.wasm | head -1`) ends the program
@@ -153,6 +165,9 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Push(args) => client::push(args).await,
         Command::Invoke(args) => client::invoke(args).await,
         Command::Ls(args) => client::ls(args).await,
+        Command::Tenant(command) => admin::tenant(command).await,
+        Command::Key(command) => admin::key(command).await,
+        Command::Usage(args) => admin::usage(args).await,
     }
 }
 
@@ -164,6 +179,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(data_dir) = args.data_dir {
         config.data_dir = data_dir;
     }
+    config.insecure |= args.insecure;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     if args.print_config {
         out!("{}", config::to_toml(&config)?.trim_end());
         return Ok(());

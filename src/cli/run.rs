@@ -5,7 +5,10 @@ use super::{EXIT_REJECTED, config, exit_code};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
-use warden_runtime::{Call, CompileError, InvokeError, LimitOverrides, Runtime};
+use warden_registry::RegistryError;
+use warden_runtime::{CompileError, LimitOverrides, Output, Runtime};
+use warden_server::ExecutionDocument;
+use warden_service::{CallRequest, Service, ServiceError, Target};
 
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
@@ -26,49 +29,56 @@ pub(crate) struct RunArgs {
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let config = config::load(args.config.as_deref())?;
-    let limits = config.limits.tightened(&args.limits.overrides())?;
-    let Some((runtime, prepared)) = compile_file(config.engine, &args.file).await? else {
-        return Ok(EXIT_REJECTED);
-    };
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let input = args.input.as_deref().map(read_input).transpose()?;
-    let call = match &input {
-        Some(bytes) => Call::Transform(bytes),
-        None => Call::Run,
+    // The server's own path, on a throwaway store: same limits, same checks, same report.
+    let service = Service::local(config.service())?;
+    let caller = service.authenticate(None)?;
+    let request = CallRequest {
+        target: Target::Bytes(Arc::from(bytes)),
+        input: input.as_deref(),
+        overrides: args.limits.overrides(),
     };
-    let mut execution = match runtime.invoke(&prepared, call, &limits, "cli").await {
-        Ok(execution) => execution,
-        Err(error @ InvokeError::WrongWorld(_)) => {
-            eprintln!(
-                "error: {error}{}",
-                if input.is_some() {
-                    ""
-                } else {
-                    " (pass --input FILE)"
-                }
-            );
+    let report = match service.call(&caller, "cli", request).await {
+        Ok(report) => report,
+        Err(ServiceError::Registry(RegistryError::Compile(error)))
+            if !matches!(error, CompileError::Internal(_)) =>
+        {
+            eprintln!("rejected: {error}");
+            return Ok(EXIT_REJECTED);
+        }
+        Err(error @ ServiceError::WrongWorld { .. }) => {
+            let hint = match input {
+                Some(_) => " (drop --input)",
+                None => " (pass --input FILE)",
+            };
+            eprintln!("error: {error}{hint}");
             return Ok(EXIT_REJECTED);
         }
         Err(error) => return Err(error.into()),
     };
-    execution.stats.compile_us = u64::try_from(prepared.compile_time().as_micros()).unwrap_or(0);
+    let outcome = report.execution.outcome;
     if args.json {
-        out!("{}", serde_json::to_string_pretty(&execution)?);
-    } else {
-        for line in &execution.logs {
-            eprintln!("[{:?}] {}", line.level, line.message);
-        }
-        eprint!("{}", execution.stderr);
-        if !execution.stdout.is_empty() {
-            eprint!("{}", execution.stdout);
-        }
-        print_result(
-            execution.outcome,
-            execution.output_bytes.as_deref(),
-            execution.output.as_deref(),
-            execution.error.as_deref(),
-        )?;
+        let document = ExecutionDocument::new(report, "cli".into());
+        out!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(exit_code(outcome));
     }
-    Ok(exit_code(execution.outcome))
+    let execution = report.execution;
+    for line in &execution.logs {
+        eprintln!("[{:?}] {}", line.level, line.message);
+    }
+    eprint!("{}", execution.stderr);
+    if !execution.stdout.is_empty() {
+        eprint!("{}", execution.stdout);
+    }
+    let (bytes, text) = match &execution.output {
+        Some(Output::Bytes(bytes)) => (Some(bytes.as_slice()), None),
+        Some(Output::Text(text)) => (None, Some(text.as_str())),
+        None => (None, None),
+    };
+    print_result(outcome, bytes, text, execution.error.as_deref())?;
+    Ok(exit_code(outcome))
 }
 
 /// The per-call limit flags shared by `run` and `invoke`; each may only tighten the defaults.

@@ -210,3 +210,116 @@ fn unrelated_warden_variables_do_not_break_the_config() {
         .unwrap();
     assert!(!output.status.success());
 }
+
+/// Runs `warden ARGS` on a blocking thread (the test server shares this runtime).
+async fn output_of(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sets_up_two_tenants_from_the_command_line() {
+    const ADMIN: &str = "cli-admin-token-0123456789abcdef";
+    let server = crate::support::spawn_server_with(|config| {
+        config.admin_token = Some(warden_service::Secret::new(ADMIN));
+    })
+    .await;
+    let client = |args: &[&str]| {
+        let mut command = warden();
+        command
+            .args(args)
+            .env("WARDEN_SERVER", &server.base)
+            .env("WARDEN_ADMIN_TOKEN", ADMIN);
+        command
+    };
+    let hello = repo_root().join("examples/hello.wasm");
+    let mut keys = Vec::new();
+    for tenant in ["acme", "globex"] {
+        stdout_of(&output_of(client(&["tenant", "create", tenant, "--timeout-ms", "500"])).await);
+        let token = stdout_of(&output_of(client(&["key", "create", tenant, "--name", "ci"])).await);
+        assert!(token.starts_with("wdn_"), "{token}");
+        keys.push(token);
+    }
+    let listed = stdout_of(&output_of(client(&["tenant", "ls"])).await);
+    assert!(
+        listed.contains("acme") && listed.contains("globex"),
+        "{listed}"
+    );
+    let shown = stdout_of(&output_of(client(&["tenant", "show", "acme"])).await);
+    assert!(shown.contains("\"timeout_ms\": 500"), "{shown}");
+
+    let mut push = client(&["push", "--name", "hello", "--key", &keys[0]]);
+    push.arg(&hello);
+    stdout_of(&output_of(push).await);
+    let ran = output_of(client(&["invoke", "hello", "--key", &keys[0]])).await;
+    assert_eq!(stdout_of(&ran), "Hello, World!");
+    let other = output_of(client(&["invoke", "hello", "--key", &keys[1]])).await;
+    assert_eq!(other.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("not_found"));
+    let no_key = output_of(client(&["ls"])).await;
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("unauthorized"));
+
+    let usage = stdout_of(&output_of(client(&["usage", "--key", &keys[0], "--json"])).await);
+    let usage: serde_json::Value = serde_json::from_str(&usage).unwrap();
+    assert_eq!(usage["total"]["calls"], 1, "{usage}");
+    let admin_usage =
+        stdout_of(&output_of(client(&["usage", "--tenant", "globex", "--json"])).await);
+    let admin_usage: serde_json::Value = serde_json::from_str(&admin_usage).unwrap();
+    assert_eq!(admin_usage["total"]["calls"], 0, "{admin_usage}");
+
+    let key_list = stdout_of(&output_of(client(&["key", "ls", "acme"])).await);
+    let key_id = &keys[0][4..20];
+    assert!(key_list.contains(key_id), "{key_list}");
+    stdout_of(&output_of(client(&["key", "revoke", "acme", key_id])).await);
+    let revoked = output_of(client(&["invoke", "hello", "--key", &keys[0]])).await;
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("unauthorized"));
+    stdout_of(&output_of(client(&["tenant", "rm", "globex"])).await);
+    let listed = stdout_of(&output_of(client(&["tenant", "ls"])).await);
+    assert!(!listed.contains("globex"), "{listed}");
+}
+
+#[test]
+fn the_admin_token_is_never_printed() {
+    let output = warden()
+        .args(["serve", "--print-config"])
+        .env(
+            "WARDEN_ADMIN_TOKEN",
+            "a-secret-admin-token-that-must-not-leak",
+        )
+        .output()
+        .unwrap();
+    let text = stdout_of(&output);
+    assert!(text.contains("admin_token = \"<set>\""), "{text}");
+    assert!(!text.contains("must-not-leak"), "{text}");
+}
+
+#[test]
+fn open_mode_refuses_a_public_address() {
+    let output = warden()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("admin_token") && stderr.contains("insecure"),
+        "{stderr}"
+    );
+    let short = warden()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("WARDEN_ADMIN_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least"));
+}

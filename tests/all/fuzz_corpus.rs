@@ -44,7 +44,14 @@ async fn every_fuzz_input_ends_without_a_panic() {
             WorldKind::Runner => Call::Run,
             WorldKind::Transformer => Call::Transform(b"fuzz input"),
         };
-        let result = runtime.invoke(&prepared, call, &limits, "fuzz").await;
+        let result = runtime
+            .invoke(
+                &prepared,
+                call,
+                &limits,
+                &warden_runtime::LongCallHint::default(),
+            )
+            .await;
         assert!(result.is_ok(), "{}: {result:?}", file.display());
     }
 }

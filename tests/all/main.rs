@@ -17,4 +17,6 @@ mod long_calls;
 mod outcomes;
 mod process;
 mod registry;
+mod stores;
 mod support;
+mod tenants;

@@ -9,30 +9,36 @@
 //! `.cwasm` on disk, or a fresh compile of the stored bytes (after an engine change, or when an
 //! artifact is missing or corrupt). The registry never calls wasmtime except through the runtime.
 
+pub mod conformance;
 mod files;
-pub mod metadata;
+pub mod ids;
 pub mod sqlite;
+pub mod store;
 
-pub use metadata::{
-    ComponentRecord, DEFAULT_TENANT, DeleteResult, MetadataStore, NameChange, NameRecord,
-    StoreError,
+pub use ids::{
+    ComponentName, ComponentRef, DEFAULT_TENANT, Digest, InvalidId, KEY_ID_LEN, KeyId,
+    MAX_NAME_LEN, TenantId,
+};
+pub use store::{
+    Backend, ComponentRecord, ComponentStore, DeleteResult, Inserted, KeyRecord, LimitProfile,
+    NameChange, NameRecord, Quotas, Scope, StorageQuota, StorageUsed, StoreError, StoreErrorKind,
+    Tenant, TenantStore, UsageCounters, UsageDelta, UsageStore,
 };
 
-use files::{Files, sha256_hex};
+use files::Files;
 use lru::LruCache;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use warden_runtime::{self as runtime, CacheSource, CompileError, Prepared, Runtime};
+use warden_runtime::{CompileError, Prepared, Runtime};
 
 /// Default page size of component listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Largest page size of component listings.
 pub const MAX_PAGE_SIZE: u32 = 500;
-/// Longest component name.
-pub const MAX_NAME_LEN: usize = 64;
 
 /// What a registry call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -40,92 +46,44 @@ pub enum RegistryError {
     /// The bytes are not an acceptable component.
     #[error(transparent)]
     Compile(#[from] CompileError),
-    /// No component or name matches the reference.
+    /// No component or name of the tenant matches the reference.
     #[error("{0}")]
     NotFound(String),
-    /// The reference or name is malformed.
-    #[error("{0}")]
-    BadReference(String),
     /// The component is still named; delete with `force` to remove the names too.
-    #[error("component {digest} is still named by: {}; point the names elsewhere or delete with force", names.join(", "))]
+    #[error("component {digest} is still named by: {}; point the names elsewhere or delete with force",
+        names.iter().map(ComponentName::as_str).collect::<Vec<_>>().join(", "))]
     Referenced {
         /// The component.
-        digest: String,
+        digest: Digest,
         /// Names pointing at it.
-        names: Vec<String>,
+        names: Vec<ComponentName>,
     },
+    /// Storing the component would pass the tenant's storage quota.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Storage failed (I/O, database).
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[from] StoreError),
+    /// File storage failed.
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-impl From<StoreError> for RegistryError {
-    fn from(error: StoreError) -> Self {
-        RegistryError::Storage(error.to_string())
-    }
-}
-
-impl From<std::io::Error> for RegistryError {
-    fn from(error: std::io::Error) -> Self {
-        RegistryError::Storage(error.to_string())
-    }
-}
-
-/// A reference to a stored component.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ComponentRef {
-    /// By content: the lowercase hex SHA-256 of the bytes.
-    Digest(String),
-    /// By name.
-    Name(String),
-}
-
-impl ComponentRef {
-    /// Parses `sha256:<64 hex>` or a name.
-    ///
-    /// # Errors
-    /// [`RegistryError::BadReference`] when it is neither.
-    pub fn parse(text: &str) -> Result<ComponentRef, RegistryError> {
-        match text.strip_prefix("sha256:") {
-            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                Ok(ComponentRef::Digest(hex.to_ascii_lowercase()))
-            }
-            Some(_) => Err(RegistryError::BadReference(
-                "a digest is `sha256:` followed by 64 hex characters".into(),
-            )),
-            None => validate_name(text).map(|()| ComponentRef::Name(text.to_owned())),
-        }
-    }
-}
-
-/// Checks a component name: 1–64 of `a-z 0-9 . _ -`, starting with a letter or digit.
-///
-/// # Errors
-/// [`RegistryError::BadReference`] describing the rule.
-pub fn validate_name(name: &str) -> Result<(), RegistryError> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(RegistryError::BadReference(format!(
-            "a name is 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '.', '_' and '-', starting \
-             with a letter or digit"
-        )))
-    }
-}
-
-/// `sha256:<hex>`.
-pub fn digest_string(hex: &str) -> String {
-    format!("sha256:{hex}")
+/// Where the compiled component of a call came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheSource {
+    /// Compiled for this call.
+    #[default]
+    None,
+    /// Already in memory: no compile, no deserialize, no linking.
+    Memory,
+    /// Loaded from this node's verified compiled artifact.
+    Disk,
 }
 
 /// The current time as RFC 3339 (UTC).
-pub(crate) fn timestamp() -> String {
+pub fn timestamp() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -133,8 +91,8 @@ pub(crate) fn timestamp() -> String {
 
 /// A component ready to invoke, and how it was obtained for this call.
 pub struct Resolved {
-    /// `sha256:<hex>`.
-    pub digest: String,
+    /// Its digest.
+    pub digest: Digest,
     /// The compiled, linked component.
     pub prepared: Prepared,
     /// Where it came from.
@@ -143,18 +101,15 @@ pub struct Resolved {
     pub took: Duration,
 }
 
-impl Resolved {
-    /// Records in `stats` how this call got its component.
-    pub fn annotate(&self, stats: &mut runtime::Stats) {
-        let micros = u64::try_from(self.took.as_micros()).unwrap_or(u64::MAX);
-        stats.cache = self.source;
-        stats.cache_hit = self.source != CacheSource::None;
-        match self.source {
-            CacheSource::None => stats.compile_us = micros,
-            CacheSource::Disk => stats.load_us = micros,
-            CacheSource::Memory => {}
-        }
-    }
+/// Opens the embedded backend (SQLite) in `data_dir`, creating and migrating it as needed.
+///
+/// # Errors
+/// [`RegistryError`] when the directory or database cannot be opened.
+pub fn open_sqlite(data_dir: &Path) -> Result<Arc<sqlite::SqliteStore>, RegistryError> {
+    std::fs::create_dir_all(data_dir)?;
+    Ok(Arc::new(sqlite::SqliteStore::open(
+        &data_dir.join("warden.db"),
+    )?))
 }
 
 /// The registry. Cheap to clone.
@@ -165,42 +120,33 @@ pub struct Registry {
 
 struct Inner {
     runtime: Runtime,
-    store: Arc<dyn MetadataStore>,
+    store: Arc<dyn ComponentStore>,
     files: Files,
+    /// Held while component files are written and their row inserted, and while unused files
+    /// are removed: a delete can never remove the bytes of a concurrent upload of the same
+    /// component.
+    blobs: Mutex<()>,
     /// This engine's compatibility fingerprint: part of every artifact's file name.
     engine: String,
-    prepared: Mutex<LruCache<String, Prepared>>,
-    /// (tenant, reference) → digest hex, for references known to resolve: a warm run then
+    /// Compiled components by digest (shared by every tenant: the same bytes compile once).
+    prepared: Mutex<LruCache<Digest, Prepared>>,
+    /// (tenant, reference) → digest, for references known to resolve: a warm run then
     /// touches no storage. Cleared by every change of names or components.
-    resolutions: Mutex<HashMap<(String, ComponentRef), String>>,
+    resolutions: Mutex<HashMap<(TenantId, ComponentRef), Digest>>,
 }
 
 /// Resolutions remembered before the map is cleared (a bound on memory, not a tuning knob).
 const MAX_RESOLUTIONS: usize = 10_000;
 
 impl Registry {
-    /// Opens the embedded registry in `data_dir` (SQLite + files), creating it if needed.
+    /// A registry on `store`, keeping component files and compiled artifacts in `data_dir`.
     ///
     /// # Errors
-    /// [`RegistryError::Storage`] when the directory or database cannot be opened.
-    pub fn open(
+    /// [`RegistryError`] when the directory cannot be prepared.
+    pub fn new(
         data_dir: &Path,
         runtime: Runtime,
-        cache_entries: usize,
-    ) -> Result<Registry, RegistryError> {
-        std::fs::create_dir_all(data_dir)?;
-        let store = sqlite::SqliteStore::open(&data_dir.join("warden.db"))?;
-        Self::with_store(data_dir, runtime, Arc::new(store), cache_entries)
-    }
-
-    /// Opens a registry on any metadata backend, keeping files in `data_dir`.
-    ///
-    /// # Errors
-    /// [`RegistryError::Storage`] when the directory cannot be prepared.
-    pub fn with_store(
-        data_dir: &Path,
-        runtime: Runtime,
-        store: Arc<dyn MetadataStore>,
+        store: Arc<dyn ComponentStore>,
         cache_entries: usize,
     ) -> Result<Registry, RegistryError> {
         let files = Files::open(data_dir)?;
@@ -211,29 +157,28 @@ impl Registry {
                 runtime,
                 store,
                 files,
+                blobs: Mutex::new(()),
                 prepared: Mutex::new(LruCache::new(capacity)),
                 resolutions: Mutex::new(HashMap::new()),
             }),
         })
     }
 
-    /// Stores a component (validated and compiled first). Returns its record and whether it
-    /// is new; uploading the same bytes again changes nothing (but still points `name`).
+    /// Stores a component for `tenant` (validated and compiled first, unless these bytes are
+    /// compiled already). Returns its record and whether it is new for the tenant; uploading
+    /// the same bytes again changes nothing (but still points `name`).
     ///
     /// # Errors
-    /// [`RegistryError::Compile`] for unacceptable bytes, `BadReference` for a bad name,
-    /// `Storage` when persisting fails.
+    /// [`RegistryError::Compile`] for unacceptable bytes, `QuotaExceeded` when the tenant's
+    /// storage quota would be passed, `Storage` when persisting fails.
     pub async fn upload(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         bytes: Arc<[u8]>,
-        name: Option<&str>,
+        name: Option<&ComponentName>,
+        quota: StorageQuota,
     ) -> Result<(ComponentRecord, bool), RegistryError> {
-        if let Some(name) = name {
-            validate_name(name)?;
-        }
-        let hex = sha256_hex(&bytes);
-        let digest = digest_string(&hex);
+        let digest = Digest::of(&bytes);
         if let Some(existing) = self.blocking(|s| s.component(tenant, &digest)).await? {
             if let Some(name) = name {
                 self.blocking(|s| s.set_name(tenant, name, &digest)).await?;
@@ -241,14 +186,37 @@ impl Registry {
             }
             return Ok((existing, false));
         }
-        let prepared = match self.cached(&hex) {
+        // Cheap refusal before a compile; the insert transaction checks again.
+        let used = self.blocking(|s| s.storage_used(tenant)).await?;
+        let size = bytes.len() as u64;
+        if quota
+            .max_components
+            .is_some_and(|max| used.components >= max)
+            || quota
+                .max_stored_bytes
+                .is_some_and(|max| used.bytes.saturating_add(size) > max)
+        {
+            return Err(RegistryError::QuotaExceeded(format!(
+                "the tenant stores {} components ({} bytes); storing {size} more bytes would \
+                 pass its quota ({} components, {} bytes)",
+                used.components,
+                used.bytes,
+                quota
+                    .max_components
+                    .map_or("no limit".into(), |n| n.to_string()),
+                quota
+                    .max_stored_bytes
+                    .map_or("no limit".into(), |n| n.to_string()),
+            )));
+        }
+        let prepared = match self.cached(&digest) {
             Some(prepared) => prepared,
             None => self.inner.runtime.compile(Arc::clone(&bytes)).await?,
         };
         let info = prepared.info();
         let record = ComponentRecord {
             digest: digest.clone(),
-            size: bytes.len() as u64,
+            size,
             world: info.world.clone(),
             imports: info.imports.clone(),
             exports: info.exports.clone(),
@@ -257,89 +225,90 @@ impl Registry {
         };
         let artifact = prepared.serialize()?;
         let registry = self.clone();
-        let (tenant_owned, name_owned, hex_owned) =
-            (tenant.to_owned(), name.map(str::to_owned), hex.clone());
+        let (tenant_owned, name_owned) = (tenant.clone(), name.cloned());
         let stored = record.clone();
-        let created = on_storage_thread(move || -> Result<bool, RegistryError> {
+        let inserted = on_storage_thread(move || -> Result<Inserted, RegistryError> {
             let inner = &registry.inner;
-            inner.files.write_component(&hex_owned, &bytes)?;
-            inner
-                .files
-                .write_artifact(&hex_owned, &inner.engine, &artifact)?;
-            Ok(inner
-                .store
-                .insert_component(&tenant_owned, &stored, name_owned.as_deref())?)
+            let _blobs = inner.blobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let hex = stored.digest.hex();
+            inner.files.write_component(hex, &bytes)?;
+            inner.files.write_artifact(hex, &inner.engine, &artifact)?;
+            let inserted = inner.store.insert_component(
+                &tenant_owned,
+                &stored,
+                name_owned.as_ref(),
+                &quota,
+            )?;
+            if matches!(inserted, Inserted::OverQuota(_))
+                && !inner.store.digest_in_use(&stored.digest)?
+            {
+                inner.files.remove(hex)?;
+            }
+            Ok(inserted)
         })
         .await?;
-        self.remember(&hex, prepared);
+        self.remember(&digest, prepared);
         if name.is_some() {
             self.forget_resolutions();
         }
-        let record = match created {
-            true => record,
-            // A concurrent upload of the same bytes won the race: answer its record.
-            false => self
-                .blocking(|s| s.component(tenant, &digest))
-                .await?
-                .unwrap_or(record),
-        };
-        Ok((record, created))
+        match inserted {
+            Inserted::New => Ok((record, true)),
+            // A concurrent upload of the same bytes by this tenant won the race.
+            Inserted::Existing(existing) => Ok((existing, false)),
+            Inserted::OverQuota(reason) => Err(RegistryError::QuotaExceeded(reason)),
+        }
     }
 
-    /// The record a reference points at.
+    /// The record a reference points at, for `tenant`.
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`] when nothing matches.
+    /// [`RegistryError::NotFound`] when nothing of the tenant's matches.
     pub async fn component(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         reference: &ComponentRef,
     ) -> Result<ComponentRecord, RegistryError> {
-        let digest = digest_string(&self.digest_of(tenant, reference).await?);
+        let digest = self.digest_of(tenant, reference).await?;
         self.blocking(|s| s.component(tenant, &digest))
             .await?
             .ok_or_else(|| not_found(reference))
     }
 
-    /// One page of components, in digest order, after `after` (a `sha256:` digest).
+    /// One page of the tenant's components, in digest order, after `after`.
     ///
     /// # Errors
-    /// `BadReference` for a malformed cursor; `Storage` when the backend fails.
+    /// `Storage` when the backend fails.
     pub async fn list(
         &self,
-        tenant: &str,
-        after: Option<&str>,
+        tenant: &TenantId,
+        after: Option<&Digest>,
         limit: u32,
     ) -> Result<Vec<ComponentRecord>, RegistryError> {
-        let after = match after {
-            Some(cursor) => match ComponentRef::parse(cursor)? {
-                ComponentRef::Digest(_) => Some(cursor.to_owned()),
-                ComponentRef::Name(_) => {
-                    return Err(RegistryError::BadReference(
-                        "`after` takes a digest (the `next` of the previous page)".into(),
-                    ));
-                }
-            },
-            None => None,
-        };
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        self.blocking(|s| s.list_components(tenant, after.as_deref(), limit))
+        self.blocking(|s| s.list_components(tenant, after, limit))
             .await
     }
 
-    /// Deletes a component. Refuses while names point at it, unless `force` (which removes
-    /// those names, recorded in their history). Returns the names removed.
+    /// What the tenant stores now.
+    ///
+    /// # Errors
+    /// `Storage` when the backend fails.
+    pub async fn storage_used(&self, tenant: &TenantId) -> Result<StorageUsed, RegistryError> {
+        self.blocking(|s| s.storage_used(tenant)).await
+    }
+
+    /// Deletes a component of the tenant's. Refuses while names point at it, unless `force`
+    /// (which removes those names, recorded in their history). Returns the names removed.
     ///
     /// # Errors
     /// `NotFound`, `Referenced`, or `Storage`.
     pub async fn delete(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         reference: &ComponentRef,
         force: bool,
-    ) -> Result<Vec<String>, RegistryError> {
-        let hex = self.digest_of(tenant, reference).await?;
-        let digest = digest_string(&hex);
+    ) -> Result<Vec<ComponentName>, RegistryError> {
+        let digest = self.digest_of(tenant, reference).await?;
         match self
             .blocking(|s| s.delete_component(tenant, &digest, force))
             .await?
@@ -347,29 +316,56 @@ impl Registry {
             DeleteResult::NotFound => Err(not_found(reference)),
             DeleteResult::Referenced { names } => Err(RegistryError::Referenced { digest, names }),
             DeleteResult::Deleted { names } => {
-                self.forget_resolutions();
-                if !self.blocking(|s| s.digest_in_use(&digest)).await? {
-                    self.forget(&hex);
-                    self.inner.files.remove(&hex)?;
-                }
+                self.collect(vec![digest]).await?;
                 Ok(names)
             }
         }
     }
 
+    /// After components were deleted: forgets resolutions, and removes the files (and the
+    /// compiled component in memory) of each digest no tenant stores any more.
+    ///
+    /// # Errors
+    /// `Storage` when the backend or the file system fails.
+    pub async fn collect(&self, digests: Vec<Digest>) -> Result<(), RegistryError> {
+        self.forget_resolutions();
+        let registry = self.clone();
+        let unused = on_storage_thread(move || {
+            let inner = &registry.inner;
+            let _blobs = inner.blobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut unused = Vec::new();
+            for digest in digests {
+                if !inner.store.digest_in_use(&digest)? {
+                    inner.files.remove(digest.hex())?;
+                    unused.push(digest);
+                }
+            }
+            Ok(unused)
+        })
+        .await?;
+        for digest in unused {
+            self.forget(&digest);
+        }
+        Ok(())
+    }
+
     /// Points `name` at the component `target` refers to, recording the change.
     ///
     /// # Errors
-    /// `BadReference` for a bad name, `NotFound` when the target does not exist.
+    /// `NotFound` when the tenant has no such target (checked in the same transaction).
     pub async fn set_name(
         &self,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantId,
+        name: &ComponentName,
         target: &ComponentRef,
     ) -> Result<NameRecord, RegistryError> {
-        validate_name(name)?;
-        let digest = digest_string(&self.stored_digest_of(tenant, target).await?);
-        self.blocking(|s| s.set_name(tenant, name, &digest)).await?;
+        let digest = self.digest_of(tenant, target).await?;
+        match self.blocking(|s| s.set_name(tenant, name, &digest)).await {
+            Err(RegistryError::Storage(error)) if error.kind == StoreErrorKind::NotFound => {
+                return Err(not_found(target));
+            }
+            other => other?,
+        }
         self.forget_resolutions();
         self.name(tenant, name).await
     }
@@ -377,57 +373,61 @@ impl Registry {
     /// A name's target and history.
     ///
     /// # Errors
-    /// `NotFound` when the name does not exist.
-    pub async fn name(&self, tenant: &str, name: &str) -> Result<NameRecord, RegistryError> {
-        validate_name(name)?;
+    /// `NotFound` when the tenant has no such name.
+    pub async fn name(
+        &self,
+        tenant: &TenantId,
+        name: &ComponentName,
+    ) -> Result<NameRecord, RegistryError> {
         self.blocking(|s| s.name(tenant, name))
             .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("no component is named `{name}`")))
+            .ok_or_else(|| not_found(&ComponentRef::Name(name.clone())))
     }
 
     /// Removes a name (the component stays).
     ///
     /// # Errors
-    /// `NotFound` when the name does not exist.
-    pub async fn delete_name(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
-        validate_name(name)?;
+    /// `NotFound` when the tenant has no such name.
+    pub async fn delete_name(
+        &self,
+        tenant: &TenantId,
+        name: &ComponentName,
+    ) -> Result<(), RegistryError> {
         match self.blocking(|s| s.delete_name(tenant, name)).await? {
             true => {
                 self.forget_resolutions();
                 Ok(())
             }
-            false => Err(RegistryError::NotFound(format!(
-                "no component is named `{name}`"
-            ))),
+            false => Err(not_found(&ComponentRef::Name(name.clone()))),
         }
     }
 
-    /// The prepared component a reference points at: from memory, from this node's verified
-    /// artifact, or compiled from the stored bytes.
+    /// The prepared component a reference of the tenant's points at: from memory, from this
+    /// node's verified artifact, or compiled from the stored bytes.
     ///
     /// # Errors
     /// `NotFound`, or `Storage`/`Compile` when the stored bytes cannot be used.
     pub async fn resolve(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         reference: &ComponentRef,
     ) -> Result<Resolved, RegistryError> {
-        let hex = match self.resolution(tenant, reference) {
-            Some(hex) => hex,
+        let digest = match self.resolution(tenant, reference) {
+            Some(digest) => digest,
             None => {
-                let hex = self.stored_digest_of(tenant, reference).await?;
-                self.remember_resolution(tenant, reference, &hex);
-                hex
+                let digest = self.stored_digest_of(tenant, reference).await?;
+                self.remember_resolution(tenant, reference, &digest);
+                digest
             }
         };
-        if let Some(resolved) = self.cached_or_stored(&hex).await {
+        if let Some(resolved) = self.cached_or_stored(&digest).await {
             return Ok(resolved);
         }
         let registry = self.clone();
-        let hex_owned = hex.clone();
+        let hex = digest.hex().to_owned();
         let bytes =
-            on_storage_thread(move || Ok(registry.inner.files.read_component(&hex_owned)?)).await?;
-        self.compile_and_keep(&hex, Arc::from(bytes), true).await
+            on_storage_thread(move || Ok(registry.inner.files.read_component(&hex)?)).await?;
+        self.compile_and_keep(&digest, Arc::from(bytes), true).await
     }
 
     /// The prepared component for `bytes` sent with a request (`POST /run`): found by digest
@@ -437,27 +437,27 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::Compile`] for unacceptable bytes.
     pub async fn prepare_bytes(&self, bytes: Arc<[u8]>) -> Result<Resolved, RegistryError> {
-        let hex = sha256_hex(&bytes);
-        if let Some(resolved) = self.cached_or_stored(&hex).await {
+        let digest = Digest::of(&bytes);
+        if let Some(resolved) = self.cached_or_stored(&digest).await {
             return Ok(resolved);
         }
-        self.compile_and_keep(&hex, bytes, false).await
+        self.compile_and_keep(&digest, bytes, false).await
     }
 
-    async fn cached_or_stored(&self, hex: &str) -> Option<Resolved> {
-        if let Some(prepared) = self.cached(hex) {
+    async fn cached_or_stored(&self, digest: &Digest) -> Option<Resolved> {
+        if let Some(prepared) = self.cached(digest) {
             return Some(Resolved {
-                digest: digest_string(hex),
+                digest: digest.clone(),
                 prepared,
                 source: CacheSource::Memory,
                 took: Duration::ZERO,
             });
         }
         let registry = self.clone();
-        let hex_owned = hex.to_owned();
+        let hex = digest.hex().to_owned();
         let loaded = tokio::task::spawn_blocking(move || {
             let inner = &registry.inner;
-            let path = inner.files.verified_artifact(&hex_owned, &inner.engine)?;
+            let path = inner.files.verified_artifact(&hex, &inner.engine)?;
             let started = Instant::now();
             match inner.runtime.load_precompiled(&path) {
                 Ok(prepared) => Some((prepared, started.elapsed())),
@@ -472,9 +472,9 @@ impl Registry {
         .ok()
         .flatten()?;
         let (prepared, took) = loaded;
-        self.remember(hex, prepared.clone());
+        self.remember(digest, prepared.clone());
         Some(Resolved {
-            digest: digest_string(hex),
+            digest: digest.clone(),
             prepared,
             source: CacheSource::Disk,
             took,
@@ -483,7 +483,7 @@ impl Registry {
 
     async fn compile_and_keep(
         &self,
-        hex: &str,
+        digest: &Digest,
         bytes: Arc<[u8]>,
         write_artifact: bool,
     ) -> Result<Resolved, RegistryError> {
@@ -493,18 +493,16 @@ impl Registry {
         if write_artifact {
             let artifact = prepared.serialize()?;
             let registry = self.clone();
-            let hex_owned = hex.to_owned();
+            let hex = digest.hex().to_owned();
             on_storage_thread(move || {
                 let inner = &registry.inner;
-                Ok(inner
-                    .files
-                    .write_artifact(&hex_owned, &inner.engine, &artifact)?)
+                Ok(inner.files.write_artifact(&hex, &inner.engine, &artifact)?)
             })
             .await?;
         }
-        self.remember(hex, prepared.clone());
+        self.remember(digest, prepared.clone());
         Ok(Resolved {
-            digest: digest_string(hex),
+            digest: digest.clone(),
             prepared,
             source: CacheSource::None,
             took,
@@ -514,45 +512,37 @@ impl Registry {
     /// The digest `reference` points at, checked to be stored for `tenant`.
     async fn stored_digest_of(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         reference: &ComponentRef,
-    ) -> Result<String, RegistryError> {
-        let hex = self.digest_of(tenant, reference).await?;
-        let digest = digest_string(&hex);
+    ) -> Result<Digest, RegistryError> {
+        let digest = self.digest_of(tenant, reference).await?;
         match self.blocking(|s| s.component(tenant, &digest)).await? {
-            Some(_) => Ok(hex),
+            Some(_) => Ok(digest),
             None => Err(not_found(reference)),
         }
     }
 
     async fn digest_of(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         reference: &ComponentRef,
-    ) -> Result<String, RegistryError> {
+    ) -> Result<Digest, RegistryError> {
         match reference {
-            ComponentRef::Digest(hex) => Ok(hex.clone()),
-            ComponentRef::Name(name) => {
-                let record = self.name(tenant, name).await?;
-                Ok(record
-                    .digest
-                    .strip_prefix("sha256:")
-                    .unwrap_or(&record.digest)
-                    .to_owned())
-            }
+            ComponentRef::Digest(digest) => Ok(digest.clone()),
+            ComponentRef::Name(name) => Ok(self.name(tenant, name).await?.digest),
         }
     }
 
-    fn resolution(&self, tenant: &str, reference: &ComponentRef) -> Option<String> {
+    fn resolution(&self, tenant: &TenantId, reference: &ComponentRef) -> Option<Digest> {
         let map = self
             .inner
             .resolutions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        map.get(&(tenant.to_owned(), reference.clone())).cloned()
+        map.get(&(tenant.clone(), reference.clone())).cloned()
     }
 
-    fn remember_resolution(&self, tenant: &str, reference: &ComponentRef, hex: &str) {
+    fn remember_resolution(&self, tenant: &TenantId, reference: &ComponentRef, digest: &Digest) {
         let mut map = self
             .inner
             .resolutions
@@ -561,7 +551,7 @@ impl Registry {
         if map.len() >= MAX_RESOLUTIONS {
             map.clear();
         }
-        map.insert((tenant.to_owned(), reference.clone()), hex.to_owned());
+        map.insert((tenant.clone(), reference.clone()), digest.clone());
     }
 
     /// Forgets every remembered resolution; called after any change to names or components.
@@ -574,50 +564,53 @@ impl Registry {
             .clear();
     }
 
-    fn cached(&self, hex: &str) -> Option<Prepared> {
+    fn cached(&self, digest: &Digest) -> Option<Prepared> {
         let mut cache = self
             .inner
             .prepared
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        cache.get(hex).cloned()
+        cache.get(digest).cloned()
     }
 
-    fn remember(&self, hex: &str, prepared: Prepared) {
+    fn remember(&self, digest: &Digest, prepared: Prepared) {
         let mut cache = self
             .inner
             .prepared
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        cache.put(hex.to_owned(), prepared);
+        cache.put(digest.clone(), prepared);
     }
 
-    fn forget(&self, hex: &str) {
+    fn forget(&self, digest: &Digest) {
         let mut cache = self
             .inner
             .prepared
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        cache.pop(hex);
+        cache.pop(digest);
     }
 
     /// Runs a metadata call on a blocking thread.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&dyn MetadataStore) -> Result<T, StoreError>,
+        work: impl FnOnce(&dyn ComponentStore) -> Result<T, StoreError>,
     ) -> Result<T, RegistryError> {
-        // Metadata calls are short (one indexed statement or transaction), and SQLite's busy
-        // timeout bounds any wait. On a multi-threaded runtime, tell tokio this worker blocks
-        // so other tasks move elsewhere; a current-thread runtime just runs it inline.
         let store = self.inner.store.as_ref();
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let result = if multi_thread {
-            tokio::task::block_in_place(|| work(store))
-        } else {
-            work(store)
-        };
-        result.map_err(Into::into)
+        Ok(on_blocking_thread(|| work(store))?)
+    }
+}
+
+/// Runs short storage work (one statement or transaction) in place, telling a multi-threaded
+/// tokio runtime that this worker blocks so other tasks move elsewhere; SQLite's busy timeout
+/// bounds any wait. On a current-thread runtime it just runs inline.
+pub fn on_blocking_thread<T>(work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }
 
@@ -625,38 +618,18 @@ impl Registry {
 async fn on_storage_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| RegistryError::Storage(format!("storage thread failed: {e}")))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        RegistryError::Storage(StoreError::backend(format!("storage thread failed: {e}")))
+    })?
 }
 
 fn not_found(reference: &ComponentRef) -> RegistryError {
     match reference {
-        ComponentRef::Digest(hex) => {
-            RegistryError::NotFound(format!("no component with digest sha256:{hex}"))
+        ComponentRef::Digest(digest) => {
+            RegistryError::NotFound(format!("no component with digest {digest}"))
         }
         ComponentRef::Name(name) => {
             RegistryError::NotFound(format!("no component is named `{name}`"))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_parse() {
-        let hex = "a".repeat(64);
-        assert_eq!(
-            ComponentRef::parse(&format!("sha256:{hex}"))
-                .unwrap_or(ComponentRef::Name(String::new())),
-            ComponentRef::Digest(hex)
-        );
-        assert!(ComponentRef::parse("sha256:abc").is_err());
-        assert!(ComponentRef::parse("checkout-rule.v2").is_ok());
-        for bad in ["", "-x", "Upper", "a/b", "a b", &"x".repeat(65)] {
-            assert!(ComponentRef::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -16,7 +16,7 @@ use criterion::{Criterion, criterion_group};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use warden_runtime::{Call, EngineConfig, Limits, Prepared, Runtime};
+use warden_runtime::{Call, EngineConfig, Limits, LongCallHint, Prepared, Runtime};
 use wasmtime::component::{Component, Linker, ResourceTable, WasmStr};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -57,7 +57,7 @@ fn prepare(runtime: &Runtime, rt: &tokio::runtime::Runtime, bytes: &[u8]) -> Pre
 
 async fn warm_call(runtime: &Runtime, prepared: &Prepared, limits: &Limits) {
     let execution = runtime
-        .invoke(prepared, Call::Run, limits, "bench")
+        .invoke(prepared, Call::Run, limits, &LongCallHint::default())
         .await
         .expect("admitted");
     assert_eq!(execution.outcome, warden_runtime::Outcome::Ok);

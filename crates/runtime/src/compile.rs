@@ -9,7 +9,6 @@ use crate::sandbox::Sandbox;
 use crate::world::{self, ComponentInfo, IncompatibleWorld};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre};
@@ -57,9 +56,6 @@ pub struct Prepared {
     pub(crate) pre: InstancePre<Sandbox>,
     info: Arc<ComponentInfo>,
     compile_time: Duration,
-    /// Set when a call of this component outlived the fast path, so the next call starts on a
-    /// low-priority thread at once; cleared when a call there finishes quickly again.
-    pub(crate) runs_long: Arc<AtomicBool>,
 }
 
 impl Prepared {
@@ -168,7 +164,6 @@ impl Runtime {
             pre,
             info: Arc::new(info),
             compile_time,
-            runs_long: Arc::new(AtomicBool::new(false)),
         })
     }
 }

@@ -7,8 +7,8 @@
 use crate::Runtime;
 use crate::compile::Prepared;
 use crate::limits::Limits;
-use crate::long_calls::{LowPriority, Metered};
-use crate::outcome::{self, DeadlineExceeded, Execution, Outcome, Stats};
+use crate::long_calls::{LongCallHint, LowPriority, Metered};
+use crate::outcome::{self, DeadlineExceeded, Execution, Outcome, Output, Stats};
 use crate::sandbox::{MAX_RESOURCE_HANDLES, Sandbox};
 use crate::world::WorldKind;
 use std::pin::Pin;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Instant;
+use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
 /// Which export to call, with its input.
@@ -44,29 +45,47 @@ pub enum InvokeError {
     /// All execution slots are busy and the wait queue is full; retry later.
     #[error("all execution slots are busy and the queue is full; retry later")]
     Overloaded,
-    /// The limits cannot be served by this runtime (e.g. memory above the pool's slot size),
-    /// or the input is larger than the input limit.
-    #[error("{0}")]
-    Limits(String),
+    /// The input is larger than the call's input limit.
+    #[error("the input is {size} bytes; the input limit is {max} bytes")]
+    InputTooLarge {
+        /// Bytes of input.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The memory limit is above what the engine's pool was built for.
+    #[error("memory_mb {requested} exceeds the engine's max_memory_mb {max}")]
+    MemoryAboveEngine {
+        /// The call's memory limit, in MiB.
+        requested: u64,
+        /// The engine's ceiling, in MiB.
+        max: u64,
+    },
     /// The component implements another world than the call needs.
-    #[error("{0}")]
-    WrongWorld(String),
+    #[error("the call needs a {expected:?} component; this one is a {found:?}")]
+    WrongWorld {
+        /// The world the call needs.
+        expected: WorldKind,
+        /// The world the component implements.
+        found: WorldKind,
+    },
+    /// The thread running the call failed (a bug in Warden).
+    #[error("execution thread failed: {0}")]
+    Internal(String),
 }
 
 /// What the guest handed back before the store is dropped.
 struct Returned {
     outcome: Outcome,
-    output: Option<String>,
-    output_bytes: Option<Vec<u8>>,
+    output: Option<Output>,
     error: Option<String>,
 }
 
 impl Returned {
-    fn ok(output: Option<String>, output_bytes: Option<Vec<u8>>) -> Returned {
+    fn ok(output: Output) -> Returned {
         Returned {
             outcome: Outcome::Ok,
-            output,
-            output_bytes,
+            output: Some(output),
             error: None,
         }
     }
@@ -75,7 +94,6 @@ impl Returned {
         Returned {
             outcome,
             output: None,
-            output_bytes: None,
             error: Some(error),
         }
     }
@@ -84,44 +102,41 @@ impl Returned {
 impl Runtime {
     /// Runs one call of `prepared` under `limits`, in a fresh sandbox.
     ///
-    /// `request_id` tags the call's guest log lines in the server log. Dropping the returned
-    /// future cancels the call cleanly (the store is dropped and its slot released).
+    /// `hint` says whether this component's previous call (for the same caller) was long, and
+    /// is updated by this call. Guest log lines mirrored to the server log carry the caller's
+    /// current tracing span. Dropping the returned future cancels the call cleanly (the store
+    /// is dropped and its slot released).
     ///
     /// # Errors
-    /// [`InvokeError::Overloaded`] when the admission queue is full; [`InvokeError::Limits`]
-    /// when `limits` exceed what the engine was built for.
+    /// [`InvokeError::Overloaded`] when the admission queue is full; `WrongWorld`,
+    /// `InputTooLarge` and `MemoryAboveEngine` when the call cannot start as asked.
     pub async fn invoke(
         &self,
         prepared: &Prepared,
         call: Call<'_>,
         limits: &Limits,
-        request_id: &str,
+        hint: &LongCallHint,
     ) -> Result<Execution, InvokeError> {
-        let info = prepared.info();
-        if call.world() != info.kind {
-            let route = match info.kind {
-                WorldKind::Runner => "run",
-                WorldKind::Transformer => "invoke",
-            };
-            return Err(InvokeError::WrongWorld(format!(
-                "the component implements {}; call it with `{route}`",
-                info.world
-            )));
+        let found = prepared.info().kind;
+        if call.world() != found {
+            return Err(InvokeError::WrongWorld {
+                expected: call.world(),
+                found,
+            });
         }
         if let Call::Transform(input) = call
             && input.len() as u64 > limits.max_input_bytes
         {
-            return Err(InvokeError::Limits(format!(
-                "the input is {} bytes; the input limit is {} bytes",
-                input.len(),
-                limits.max_input_bytes
-            )));
+            return Err(InvokeError::InputTooLarge {
+                size: input.len() as u64,
+                max: limits.max_input_bytes,
+            });
         }
         if limits.memory_mb > self.inner.config.max_memory_mb {
-            return Err(InvokeError::Limits(format!(
-                "memory_mb {} exceeds the server's max_memory_mb {}",
-                limits.memory_mb, self.inner.config.max_memory_mb
-            )));
+            return Err(InvokeError::MemoryAboveEngine {
+                requested: limits.memory_mb,
+                max: self.inner.config.max_memory_mb,
+            });
         }
         let queued = Instant::now();
         let admitted = Arc::clone(&self.inner.run_admission)
@@ -133,7 +148,7 @@ impl Runtime {
             .map_err(|_| InvokeError::Overloaded)?;
         let queued_us = micros(queued.elapsed());
 
-        let store = self.new_store(limits, request_id);
+        let store = self.new_store(limits);
         let deadline = store.data().deadline;
         // Set once the call has used enough CPU to be a long call.
         let long_running = Arc::new(AtomicBool::new(false));
@@ -143,14 +158,15 @@ impl Runtime {
             started: Instant::now(),
         };
         let mut work = Metered::new(
-            execute(store, prepared.clone(), OwnedCall::from(call), *limits),
+            execute(store, prepared.clone(), OwnedCall::from(call), *limits)
+                .instrument(tracing::Span::current()),
             Arc::clone(&long_running),
         );
         // The permits stay with the store: a pool slot is free only once the call's store is
         // dropped, even if the caller has gone away.
         let permits = (admitted, slot);
         // Fast path: run on this async worker, unless this component's last call was long.
-        if !prepared.runs_long.load(Ordering::Relaxed) {
+        if !hint.is_long() {
             let first = std::future::poll_fn(|cx| match Pin::new(&mut work).poll(cx) {
                 Poll::Ready(done) => Poll::Ready(Some(done)),
                 Poll::Pending if long_running.load(Ordering::Relaxed) => Poll::Ready(None),
@@ -163,8 +179,8 @@ impl Runtime {
                 return Ok(execution);
             }
         }
-        prepared.runs_long.store(true, Ordering::Relaxed);
-        let runs_long = Arc::clone(&prepared.runs_long);
+        hint.0.store(true, Ordering::Relaxed);
+        let runs_long = Arc::clone(&hint.0);
         let lane = Arc::clone(&self.inner.long_lane);
         let handle = tokio::runtime::Handle::current();
         let priority = self.inner.config.long_call_priority;
@@ -190,7 +206,7 @@ impl Runtime {
         // releases its slot and memory) whenever its thread next runs.
         tokio::select! {
             joined = in_lane => {
-                joined.map_err(|e| InvokeError::Limits(format!("execution thread failed: {e}")))
+                joined.map_err(|e| InvokeError::Internal(e.to_string()))
             }
             () = tokio::time::sleep_until((deadline + STARVED_GRACE).into()) => {
                 Ok(ending.starved())
@@ -198,8 +214,8 @@ impl Runtime {
         }
     }
 
-    fn new_store(&self, limits: &Limits, request_id: &str) -> Store<Sandbox> {
-        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits, request_id));
+    fn new_store(&self, limits: &Limits) -> Store<Sandbox> {
+        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits));
         store.limiter(|sandbox| &mut sandbox.memory);
         // Fuel is enabled engine-wide, so setting it cannot fail.
         let _ = store.set_fuel(limits.fuel);
@@ -240,7 +256,6 @@ impl Ending {
         Execution {
             outcome: Outcome::Timeout,
             output: None,
-            output_bytes: None,
             error: Some(format!(
                 "{DeadlineExceeded} (the machine was too busy for this long call to end on \
                  time; its logs are not available)"
@@ -288,7 +303,6 @@ impl Ending {
         Execution {
             outcome: returned.outcome,
             output: returned.output,
-            output_bytes: returned.output_bytes,
             error: returned.error,
             logs,
             logs_truncated,
@@ -301,7 +315,6 @@ impl Ending {
                 queued_us: self.queued_us,
                 memory_peak_bytes: sandbox.memory.peak,
                 long_call,
-                ..Stats::default()
             },
         }
     }
@@ -380,7 +393,7 @@ async fn call_run(
     let cap = output_cap(limits);
     Ok(match result {
         Ok(text) if text.len() > cap => output_limit(text.len(), cap),
-        Ok(text) => Returned::ok(Some(text), None),
+        Ok(text) => Returned::ok(Output::Text(text)),
         Err(text) => guest_error(&text, cap),
     })
 }
@@ -398,7 +411,7 @@ async fn call_transform(
     let cap = output_cap(limits);
     Ok(match result {
         Ok(bytes) if bytes.len() > cap => output_limit(bytes.len(), cap),
-        Ok(bytes) => Returned::ok(String::from_utf8(bytes.clone()).ok(), Some(bytes)),
+        Ok(bytes) => Returned::ok(Output::Bytes(bytes)),
         Err(text) => guest_error(&text, cap),
     })
 }

@@ -35,8 +35,8 @@ pub use limits::{
     DEFAULT_TIMEOUT_MS,
 };
 pub use limits::{InvalidLimit, LimitOverrides, Limits};
-pub use long_calls::LongCallPriority;
-pub use outcome::{CacheSource, Execution, Outcome, Stats};
+pub use long_calls::{LongCallHint, LongCallPriority};
+pub use outcome::{Execution, Outcome, Output, Stats};
 pub use world::{
     ComponentInfo, Denial, IncompatibleWorld, RUNNER_VERSIONS, TRANSFORMER_WORLD, WorldKind,
 };

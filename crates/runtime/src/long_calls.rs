@@ -23,6 +23,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// Whether the last call of one component, for one caller, was a long call: the next call then
+/// starts in the long lane at once. The runtime reads and updates it; the caller keeps one per
+/// (tenant, component), so one tenant's hostile calls never change how another tenant's calls of
+/// the same bytes are scheduled. Cheap to clone; `Default` is "not long".
+#[derive(Debug, Clone, Default)]
+pub struct LongCallHint(pub(crate) Arc<AtomicBool>);
+
+impl LongCallHint {
+    /// Whether the next call should start in the long lane.
+    pub fn is_long(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// CPU time after which a call is a long call.
 pub(crate) const LONG_CALL_CPU: Duration = Duration::from_millis(2);
 

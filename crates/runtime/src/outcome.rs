@@ -64,59 +64,51 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// Measurements of one call.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// Measurements of one call, as the runtime saw it. Where the compiled component came from
+/// (memory, disk, a fresh compile) is the caller's to report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Fuel the guest consumed (deterministic for the same component and input).
     pub fuel_used: u64,
     /// Wall time of instantiate + call, in microseconds.
     pub wall_us: u64,
-    /// Time spent compiling for this call, in microseconds (0 when served from a cache).
-    pub compile_us: u64,
     /// Time to instantiate, in microseconds.
     pub instantiate_us: u64,
     /// Time spent waiting for an execution slot, in microseconds.
     pub queued_us: u64,
     /// Highest total of memories and tables, in bytes.
     pub memory_peak_bytes: u64,
-    /// Time spent loading a compiled artifact from disk for this call, in microseconds.
-    pub load_us: u64,
-    /// Whether the compiled component came from a cache (no compile for this call).
-    pub cache_hit: bool,
-    /// Which cache it came from.
-    pub cache: CacheSource,
     /// Whether the call ran as a long call: at low OS priority, in the long lane
     /// (because it used 2 ms of CPU, or because the component's previous call did).
     pub long_call: bool,
 }
 
-/// Where the compiled component of a call came from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheSource {
-    /// Compiled for this call.
-    #[default]
-    None,
-    /// Already in memory: no compile, no deserialize, no linking.
-    Memory,
-    /// Loaded from this node's verified compiled artifact.
-    Disk,
+/// What a guest returned on `ok`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `run`'s string.
+    Text(String),
+    /// `transform`'s bytes.
+    Bytes(Vec<u8>),
+}
+
+impl Output {
+    /// The output's bytes (a text's UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Output::Text(text) => text.as_bytes(),
+            Output::Bytes(bytes) => bytes,
+        }
+    }
 }
 
 /// The full report of one call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Execution {
     /// How it ended.
     pub outcome: Outcome,
-    /// The returned text for `ok` (for `transform`, the output bytes when they are UTF-8).
-    pub output: Option<String>,
-    /// The bytes `transform` returned, for `ok` (base64 in JSON; absent for `run`).
-    #[serde(
-        rename = "output_base64",
-        serialize_with = "as_base64",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub output_bytes: Option<Vec<u8>>,
+    /// What the guest returned, for `ok`.
+    pub output: Option<Output>,
     /// What went wrong, for every outcome but `ok` (the guest's own text for `guest_error`).
     pub error: Option<String>,
     /// The guest's log lines, capped.
@@ -129,19 +121,6 @@ pub struct Execution {
     pub stderr: String,
     /// Measurements.
     pub stats: Stats,
-}
-
-fn as_base64<S: serde::Serializer>(
-    bytes: &Option<Vec<u8>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    use base64::Engine as _;
-    match bytes {
-        Some(bytes) => {
-            serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
-        }
-        None => serializer.serialize_none(),
-    }
 }
 
 /// The error a call's epoch callback raises when the wall-clock deadline has passed.

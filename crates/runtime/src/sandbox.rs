@@ -30,14 +30,12 @@ pub(crate) struct Sandbox {
     pub(crate) logs: LogBuffer,
     pub(crate) stdout: BoundedCapture,
     pub(crate) stderr: BoundedCapture,
-    /// Tag of the request this call serves, for the server log.
-    pub(crate) request_id: String,
     /// When the wall-clock deadline passes (checked at every epoch tick).
     pub(crate) deadline: std::time::Instant,
 }
 
 impl Sandbox {
-    pub(crate) fn new(limits: &Limits, request_id: &str) -> Self {
+    pub(crate) fn new(limits: &Limits) -> Self {
         let stdout = BoundedCapture::new(limits.max_stdout_bytes);
         let stderr = BoundedCapture::new(limits.max_stderr_bytes);
         let wasi = WasiCtx::builder()
@@ -61,16 +59,16 @@ impl Sandbox {
             ),
             stdout,
             stderr,
-            request_id: request_id.to_owned(),
             deadline: std::time::Instant::now() + limits.timeout(),
         }
     }
 
     /// Records a guest log line (already decoded) and mirrors it, escaped, to the server log.
+    /// The caller's tracing span (request id, tenant) tags the line.
     pub(crate) fn log(&mut self, level: LogLevel, text: &str) {
         if let Some(line) = self.logs.push(level, text) {
             let shown = crate::capture::escape_for_log(&line.message);
-            tracing::info!(target: "warden::guest", request_id = %self.request_id, ?level, message = %shown);
+            tracing::info!(target: "warden::guest", ?level, message = %shown);
         }
     }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use warden_runtime::{EngineConfig, Limits};
+use warden_service::{Secret, ServiceConfig, TenantDefaults};
 
 /// Default listen address: loopback only, so a fresh install is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -31,6 +32,15 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Engine-wide settings: concurrency, queue sizes, component size, stack, pool.
     pub engine: EngineConfig,
+    /// The admin token. Unset (the default): open mode, one anonymous tenant. Set: secured
+    /// mode, every request needs the admin token or a tenant's API key. Printed as `<set>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+    /// Allow open mode on an address other than loopback. Default `false`: an open server is
+    /// for one machine only.
+    pub insecure: bool,
+    /// Limits and quotas every tenant inherits where its own say nothing.
+    pub tenants: TenantDefaults,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +51,9 @@ impl Default for ServerConfig {
             prepared_cache_entries: DEFAULT_PREPARED_CACHE_ENTRIES,
             limits: Limits::default(),
             engine: EngineConfig::default(),
+            admin_token: None,
+            insecure: false,
+            tenants: TenantDefaults::default(),
         }
     }
 }
@@ -51,20 +64,29 @@ impl ServerConfig {
     /// # Errors
     /// A message naming the first invalid setting.
     pub fn validate(&self) -> Result<(), String> {
-        self.limits.validate().map_err(|e| format!("limits: {e}"))?;
-        self.engine.validate().map_err(|e| format!("engine: {e}"))?;
-        if self.limits.memory_mb > self.engine.max_memory_mb {
-            return Err(format!(
-                "limits.memory_mb ({}) exceeds engine.max_memory_mb ({})",
-                self.limits.memory_mb, self.engine.max_memory_mb
-            ));
-        }
-        if self.limits.max_output_bytes > self.engine.max_component_bytes.max(64 * 1024 * 1024) {
-            return Err("limits.max_output_bytes is unreasonably large (over 64 MiB)".into());
-        }
         if self.prepared_cache_entries == 0 {
             return Err("prepared_cache_entries must be at least 1".into());
         }
-        Ok(())
+        if self.admin_token.is_none() && !self.listen.ip().is_loopback() && !self.insecure {
+            return Err(format!(
+                "listen = {} is not loopback, and no admin_token is set: anyone who can reach \
+                 it could run code and read every component. Set admin_token (secured mode), \
+                 or insecure = true to accept that",
+                self.listen
+            ));
+        }
+        self.service().validate()
+    }
+
+    /// The service's part of the settings.
+    pub fn service(&self) -> ServiceConfig {
+        ServiceConfig {
+            data_dir: self.data_dir.clone(),
+            prepared_cache_entries: self.prepared_cache_entries,
+            limits: self.limits,
+            engine: self.engine.clone(),
+            admin_token: self.admin_token.clone(),
+            tenants: self.tenants,
+        }
     }
 }

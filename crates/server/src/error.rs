@@ -9,7 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use warden_registry::RegistryError;
-use warden_runtime::{CompileError, InvokeError};
+use warden_runtime::{CompileError, InvokeError, WorldKind};
+use warden_service::ServiceError;
 
 /// Seconds a client should wait before retrying an overloaded server.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -41,6 +42,23 @@ pub enum ApiError {
     /// 400 `bad_request` (malformed query, JSON or reference).
     #[error("{0}")]
     BadRequest(String),
+    /// 401 `unauthorized`, with `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `forbidden`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 429 `rate_limited`, `quota_exceeded` or `concurrency_limit`, with `Retry-After` when
+    /// waiting helps.
+    #[error("{message}")]
+    TooMany {
+        /// The stable code.
+        code: &'static str,
+        /// What happened.
+        message: String,
+        /// Seconds to wait.
+        retry_after: Option<u64>,
+    },
     /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
@@ -69,6 +87,9 @@ impl ApiError {
             ApiError::InvalidLimit(_) => (StatusCode::BAD_REQUEST, "invalid_limit"),
             ApiError::WrongWorld(_) => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_world"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::TooMany { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -88,11 +109,20 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let body = Json(json!({ "error": { "code": code, "message": message } }));
+        let retry_after = match &self {
+            ApiError::Overloaded(_) => Some(HeaderValue::from_static(RETRY_AFTER_SECONDS)),
+            ApiError::TooMany { retry_after, .. } => retry_after.map(HeaderValue::from),
+            _ => None,
+        };
         let mut response = (status, body).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        let headers = response.headers_mut();
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, seconds);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"warden\""),
             );
         }
         response
@@ -120,9 +150,13 @@ impl From<RegistryError> for ApiError {
         match error {
             RegistryError::Compile(compile) => compile.into(),
             RegistryError::NotFound(_) => ApiError::NotFound(text),
-            RegistryError::BadReference(_) => ApiError::BadRequest(text),
             RegistryError::Referenced { .. } => ApiError::Conflict(text),
-            RegistryError::Storage(_) => ApiError::Internal(text),
+            RegistryError::QuotaExceeded(message) => ApiError::TooMany {
+                code: "quota_exceeded",
+                message,
+                retry_after: None,
+            },
+            RegistryError::Storage(_) | RegistryError::Io(_) => ApiError::Internal(text),
         }
     }
 }
@@ -132,9 +166,78 @@ impl From<InvokeError> for ApiError {
         let text = error.to_string();
         match error {
             InvokeError::Overloaded => ApiError::Overloaded(text),
-            InvokeError::Limits(_) => ApiError::InvalidLimit(text),
-            InvokeError::WrongWorld(_) => ApiError::WrongWorld(text),
+            InvokeError::InputTooLarge { .. } => ApiError::TooLarge(text),
+            InvokeError::MemoryAboveEngine { .. } => ApiError::InvalidLimit(text),
+            InvokeError::WrongWorld { .. } => ApiError::WrongWorld(text),
+            InvokeError::Internal(_) => ApiError::Internal(text),
         }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        let text = error.to_string();
+        match error {
+            ServiceError::Unauthorized(_) => ApiError::Unauthorized(text),
+            ServiceError::Forbidden(_) => ApiError::Forbidden(text),
+            ServiceError::NotFound(_) => ApiError::NotFound(text),
+            ServiceError::Conflict(_) => ApiError::Conflict(text),
+            ServiceError::BadRequest(_) => ApiError::BadRequest(text),
+            ServiceError::InvalidLimit(_) => ApiError::InvalidLimit(text),
+            ServiceError::RateLimited {
+                message,
+                retry_after_secs,
+            } => ApiError::TooMany {
+                code: "rate_limited",
+                message,
+                retry_after: Some(retry_after_secs),
+            },
+            ServiceError::QuotaExceeded {
+                message,
+                retry_after_secs,
+            } => ApiError::TooMany {
+                code: "quota_exceeded",
+                message,
+                retry_after: retry_after_secs,
+            },
+            ServiceError::ConcurrencyLimit {
+                message,
+                retry_after_secs,
+            } => ApiError::TooMany {
+                code: "concurrency_limit",
+                message,
+                retry_after: Some(retry_after_secs),
+            },
+            ServiceError::WrongWorld { expected, found } => {
+                ApiError::WrongWorld(wrong_world(expected, found))
+            }
+            ServiceError::Registry(error) => error.into(),
+            ServiceError::Invoke(error) => error.into(),
+            ServiceError::Internal(_) => ApiError::Internal(text),
+        }
+    }
+}
+
+/// What went wrong, naming the component's world and the route that calls it.
+fn wrong_world(expected: WorldKind, found: WorldKind) -> String {
+    let world = |kind: WorldKind| match kind {
+        WorldKind::Runner => "local:main/runner",
+        WorldKind::Transformer => "warden:plugin/transformer",
+    };
+    let route = match found {
+        WorldKind::Runner => "`POST /v1/components/{ref}/run` (or `POST /run`)",
+        WorldKind::Transformer => "`POST /v1/components/{ref}/invoke` with the input as the body",
+    };
+    format!(
+        "this route calls `{}` components; the component implements `{}`: call it with {route}",
+        world(expected),
+        world(found)
+    )
+}
+
+impl From<warden_registry::InvalidId> for ApiError {
+    fn from(error: warden_registry::InvalidId) -> Self {
+        ApiError::BadRequest(error.to_string())
     }
 }
 

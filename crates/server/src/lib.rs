@@ -1,24 +1,25 @@
 //! Warden's HTTP surface: routes, JSON errors, request ids, graceful shutdown.
 //!
-//! Handlers are thin: extract, call the runtime or registry, map to JSON. [`app`] builds the
-//! router from a state so tests can drive it in process; [`serve`] binds a socket and runs it.
+//! Handlers are thin: extract (the caller first, before any body is read), call the service,
+//! map to JSON. [`app`] builds the router from a state so tests can drive it in process;
+//! [`serve`] binds a socket and runs it.
 
 mod body;
+mod caller;
 pub mod config;
 mod error;
-mod routes;
+pub(crate) mod routes;
 
 pub use config::ServerConfig;
 pub use error::ApiError;
+pub use routes::ExecutionResponse as ExecutionDocument;
 
 use anyhow::Context;
 use axum::Router;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
-use warden_registry::Registry;
-use warden_runtime::Runtime;
+use warden_service::Service;
 
 /// Shared state of every handler. Cheap to clone.
 #[derive(Clone)]
@@ -27,15 +28,12 @@ pub struct AppState {
 }
 
 struct StateInner {
-    runtime: Runtime,
-    registry: Registry,
+    service: Service,
     config: ServerConfig,
-    next_request: AtomicU64,
 }
 
 impl AppState {
-    /// Builds the runtime for `config` (validated first) and opens the registry in its data
-    /// directory.
+    /// Validates `config` and opens the service on its data directory.
     ///
     /// # Errors
     /// When the configuration is invalid, the runtime cannot start, or storage can't be opened.
@@ -43,41 +41,19 @@ impl AppState {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-        let runtime = Runtime::new(config.engine.clone())?;
-        let registry = Registry::open(
-            &config.data_dir,
-            runtime.clone(),
-            config.prepared_cache_entries,
-        )
-        .with_context(|| format!("opening the registry in {}", config.data_dir.display()))?;
+        let service = Service::open(config.service())?;
         Ok(AppState {
-            inner: Arc::new(StateInner {
-                runtime,
-                registry,
-                config,
-                next_request: AtomicU64::new(1),
-            }),
+            inner: Arc::new(StateInner { service, config }),
         })
     }
 
-    pub(crate) fn runtime(&self) -> &Runtime {
-        &self.inner.runtime
-    }
-
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The service every handler calls.
+    pub fn service(&self) -> &Service {
+        &self.inner.service
     }
 
     pub(crate) fn config(&self) -> &ServerConfig {
         &self.inner.config
-    }
-
-    /// A short, unique id for a request, used in the server log and the response headers.
-    pub(crate) fn next_request_id(&self) -> String {
-        format!(
-            "r{:06}",
-            self.inner.next_request.fetch_add(1, Ordering::Relaxed)
-        )
     }
 }
 
@@ -103,7 +79,12 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, allocator = ?state.runtime().allocator(), "warden listening");
+    let mode = if state.service().secured() {
+        "secured"
+    } else {
+        "open"
+    };
+    tracing::info!(%address, mode, allocator = ?state.service().runtime().allocator(), "warden listening");
     on_ready(address);
     serve_on(listener, state, shutdown_signal()).await
 }
@@ -117,10 +98,15 @@ pub async fn serve_on(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(state))
+    let service = state.service().clone();
+    let writer = service.spawn_background();
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    writer.abort();
+    service.flush().await;
+    served
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,7 @@
 //! `/v1/components`: upload once, list, inspect, delete.
 
 use crate::body::read_capped;
+use crate::caller::Authed;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Body;
@@ -10,7 +11,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use warden_registry::{ComponentRecord, ComponentRef, DEFAULT_PAGE_SIZE, DEFAULT_TENANT};
+use warden_registry::{ComponentName, ComponentRecord, ComponentRef, DEFAULT_PAGE_SIZE, Digest};
 
 #[derive(Deserialize)]
 pub(crate) struct UploadQuery {
@@ -29,19 +30,21 @@ pub(crate) struct Uploaded {
 /// `POST /v1/components[?name=NAME]`: 201 when new, 200 when the same bytes were there.
 pub(crate) async fn upload(
     State(state): State<AppState>,
+    Authed(caller): Authed,
     query: Result<Query<UploadQuery>, QueryRejection>,
     body: Body,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let name = query
+        .name
+        .as_deref()
+        .map(ComponentName::parse)
+        .transpose()?;
     let max = state.config().engine.max_component_bytes;
     let bytes = read_capped(body, max, "component").await?;
     let (record, created) = state
-        .registry()
-        .upload(
-            DEFAULT_TENANT,
-            Arc::from(bytes.as_ref()),
-            query.name.as_deref(),
-        )
+        .service()
+        .upload(&caller, Arc::from(bytes.as_ref()), name.as_ref())
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -67,14 +70,13 @@ pub(crate) struct ListQuery {
 /// next page (`null` on the last).
 pub(crate) async fn list(
     State(state): State<AppState>,
+    Authed(caller): Authed,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    let page = state
-        .registry()
-        .list(DEFAULT_TENANT, query.after.as_deref(), limit)
-        .await?;
+    let after = query.after.as_deref().map(Digest::parse).transpose()?;
+    let page = state.service().list(&caller, after.as_ref(), limit).await?;
     let next = match page.len() as u32 >= limit.clamp(1, warden_registry::MAX_PAGE_SIZE) {
         true => page.last().map(|record| record.digest.clone()),
         false => None,
@@ -85,15 +87,11 @@ pub(crate) async fn list(
 /// `GET /v1/components/{ref}`.
 pub(crate) async fn show(
     State(state): State<AppState>,
+    Authed(caller): Authed,
     Path(reference): Path<String>,
 ) -> Result<Json<ComponentRecord>, ApiError> {
     let reference = ComponentRef::parse(&reference)?;
-    Ok(Json(
-        state
-            .registry()
-            .component(DEFAULT_TENANT, &reference)
-            .await?,
-    ))
+    Ok(Json(state.service().component(&caller, &reference).await?))
 }
 
 #[derive(Deserialize)]
@@ -105,18 +103,15 @@ pub(crate) struct DeleteQuery {
 /// `DELETE /v1/components/{ref}[?force=true]`: refuses (409) while a name points at it.
 pub(crate) async fn delete(
     State(state): State<AppState>,
+    Authed(caller): Authed,
     Path(reference): Path<String>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let reference = ComponentRef::parse(&reference)?;
-    let record = state
-        .registry()
-        .component(DEFAULT_TENANT, &reference)
-        .await?;
-    let names = state
-        .registry()
-        .delete(DEFAULT_TENANT, &reference, query.force)
+    let (record, names) = state
+        .service()
+        .delete(&caller, &reference, query.force)
         .await?;
     Ok(Json(
         json!({ "deleted": record.digest, "names_removed": names }),

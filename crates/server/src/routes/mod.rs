@@ -4,6 +4,7 @@ mod components;
 mod health;
 mod names;
 mod run;
+mod tenants;
 
 use crate::AppState;
 use axum::Json;
@@ -12,7 +13,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Serialize;
-use warden_runtime::Execution;
+use warden_registry::CacheSource;
+use warden_runtime::{LogLine, Outcome};
+use warden_service::CallReport;
 
 /// Response header carrying the call's outcome (`ok`, `timeout`, …).
 pub(crate) const OUTCOME_HEADER: HeaderName = HeaderName::from_static("warden-outcome");
@@ -52,29 +55,115 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/names/{name}",
             put(names::put).get(names::show).delete(names::delete),
         )
+        .route("/v1/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(tenants::show)
+                .patch(tenants::update)
+                .delete(tenants::delete),
+        )
+        .route(
+            "/v1/tenants/{tenant}/keys",
+            post(tenants::create_key).get(tenants::keys),
+        )
+        .route(
+            "/v1/tenants/{tenant}/keys/{key}",
+            axum::routing::delete(tenants::revoke_key),
+        )
+        .route("/v1/tenants/{tenant}/usage", get(tenants::tenant_usage))
+        .route("/v1/me", get(tenants::me))
+        .route("/v1/usage", get(tenants::usage))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
 }
 
-/// A completed call: HTTP 200 whatever the outcome, the outcome also in a header.
+/// A completed call, as answered: HTTP 200 whatever the outcome, the outcome also in a header.
+/// `warden run --json` prints the same document.
 #[derive(Serialize)]
-pub(crate) struct ExecutionResponse {
-    #[serde(flatten)]
-    pub(crate) execution: Execution,
-    /// The component's digest, when it is known.
+pub struct ExecutionResponse {
+    outcome: Outcome,
+    /// The returned text for `ok` (for `transform`, the output bytes when they are UTF-8).
+    output: Option<String>,
+    /// The bytes `transform` returned, for `ok` (absent for `run`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) digest: Option<String>,
+    output_base64: Option<String>,
+    error: Option<String>,
+    logs: Vec<LogLine>,
+    logs_truncated: bool,
+    stdout: String,
+    stderr: String,
+    stats: WireStats,
+    /// The component's digest.
+    digest: String,
     #[serde(skip)]
-    pub(crate) request_id: String,
+    output_bytes: Option<Vec<u8>>,
+    #[serde(skip)]
+    request_id: String,
+}
+
+/// The measurements of a call, as answered.
+#[derive(Serialize)]
+struct WireStats {
+    fuel_used: u64,
+    wall_us: u64,
+    compile_us: u64,
+    instantiate_us: u64,
+    queued_us: u64,
+    memory_peak_bytes: u64,
+    load_us: u64,
+    cache_hit: bool,
+    cache: CacheSource,
+    long_call: bool,
 }
 
 impl ExecutionResponse {
+    /// The document of a finished call.
+    pub fn new(report: CallReport, request_id: String) -> ExecutionResponse {
+        use base64::Engine as _;
+        let execution = report.execution;
+        let stats = execution.stats;
+        let (output, output_bytes) = match execution.output {
+            None => (None, None),
+            Some(warden_runtime::Output::Text(text)) => (Some(text), None),
+            Some(warden_runtime::Output::Bytes(bytes)) => {
+                (String::from_utf8(bytes.clone()).ok(), Some(bytes))
+            }
+        };
+        ExecutionResponse {
+            outcome: execution.outcome,
+            output,
+            output_base64: output_bytes
+                .as_ref()
+                .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            error: execution.error,
+            logs: execution.logs,
+            logs_truncated: execution.logs_truncated,
+            stdout: execution.stdout,
+            stderr: execution.stderr,
+            stats: WireStats {
+                fuel_used: stats.fuel_used,
+                wall_us: stats.wall_us,
+                compile_us: report.compile_us,
+                instantiate_us: stats.instantiate_us,
+                queued_us: stats.queued_us,
+                memory_peak_bytes: stats.memory_peak_bytes,
+                load_us: report.load_us,
+                cache_hit: report.cache != CacheSource::None,
+                cache: report.cache,
+                long_call: stats.long_call,
+            },
+            digest: report.digest.to_string(),
+            output_bytes,
+            request_id,
+        }
+    }
+
     /// For `ok`, the output bytes as the body with the outcome and stats in headers; any other
     /// outcome answers the JSON document (status 200 either way).
     pub(crate) fn into_raw_response(mut self) -> Response {
-        let Some(bytes) = self.execution.output_bytes.take() else {
+        let Some(bytes) = self.output_bytes.take() else {
             return self.into_response();
         };
-        let stats = &self.execution.stats;
+        let stats = &self.stats;
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
@@ -82,17 +171,14 @@ impl ExecutionResponse {
         );
         headers.insert(
             OUTCOME_HEADER,
-            HeaderValue::from_static(self.execution.outcome.as_str()),
+            HeaderValue::from_static(self.outcome.as_str()),
         );
         headers.insert(FUEL_HEADER, HeaderValue::from(stats.fuel_used));
         headers.insert(WALL_HEADER, HeaderValue::from(stats.wall_us));
-        headers.insert(
-            LOG_LINES_HEADER,
-            HeaderValue::from(self.execution.logs.len()),
-        );
+        headers.insert(LOG_LINES_HEADER, HeaderValue::from(self.logs.len()));
         for (name, value) in [
             (REQUEST_ID_HEADER, Some(&self.request_id)),
-            (DIGEST_HEADER, self.digest.as_ref()),
+            (DIGEST_HEADER, Some(&self.digest)),
         ] {
             if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
                 headers.insert(name, value);
@@ -104,7 +190,7 @@ impl ExecutionResponse {
 
 impl IntoResponse for ExecutionResponse {
     fn into_response(self) -> Response {
-        let outcome = HeaderValue::from_static(self.execution.outcome.as_str());
+        let outcome = HeaderValue::from_static(self.outcome.as_str());
         let request_id = HeaderValue::from_str(&self.request_id).ok();
         let mut response = Json(self).into_response();
         let headers = response.headers_mut();

@@ -1,0 +1,431 @@
+//! The store conformance suite: what every storage backend must do, written once.
+//!
+//! A backend's test calls [`run_all`] with a function that makes a fresh, empty backend; each
+//! check gets its own. SQLite runs it in `tests/all/stores.rs`; a PostgreSQL backend runs the
+//! same suite. A failed check panics with what it expected.
+
+#![allow(clippy::unwrap_used)]
+
+use crate::ids::{ComponentName, Digest, KeyId, TenantId};
+use crate::store::{
+    Backend, ComponentRecord, DeleteResult, Inserted, KeyRecord, LimitProfile, Quotas, Scope,
+    StorageQuota, StoreErrorKind, Tenant, UsageCounters, UsageDelta,
+};
+use std::sync::Arc;
+
+/// Every check, by name.
+pub const CHECKS: &[(&str, fn(Arc<dyn Backend>))] = &[
+    ("components are per tenant", components_are_per_tenant),
+    (
+        "quotas are checked in the insert",
+        quotas_are_checked_in_the_insert,
+    ),
+    (
+        "concurrent inserts respect a quota",
+        concurrent_inserts_respect_a_quota,
+    ),
+    (
+        "names point only at stored components",
+        names_point_only_at_stored_components,
+    ),
+    ("deleting a named component", deleting_a_named_component),
+    ("tenants", tenants),
+    (
+        "deleting a tenant removes what it owns",
+        deleting_a_tenant_removes_what_it_owns,
+    ),
+    ("keys", keys),
+    ("usage adds up", usage_adds_up),
+];
+
+/// Runs every check, each on a fresh backend from `make`.
+///
+/// # Panics
+/// When a check fails (with the check's name and what it expected).
+pub fn run_all(make: &dyn Fn() -> Arc<dyn Backend>) {
+    for (name, check) in CHECKS {
+        eprintln!("store conformance: {name}");
+        check(make());
+    }
+}
+
+fn tenant(id: &str) -> TenantId {
+    TenantId::parse(id).unwrap()
+}
+
+fn name(text: &str) -> ComponentName {
+    ComponentName::parse(text).unwrap()
+}
+
+fn record(seed: &str, size: u64) -> ComponentRecord {
+    ComponentRecord {
+        digest: Digest::of(seed.as_bytes()),
+        size,
+        world: "local:main/runner@0.0.1".into(),
+        imports: vec!["local:main/host@0.0.1".into()],
+        exports: vec!["run".into()],
+        compile_ms: 3,
+        created_at: crate::timestamp(),
+    }
+}
+
+fn new_tenant(store: &dyn Backend, id: &str) -> TenantId {
+    let id = tenant(id);
+    store
+        .create_tenant(&Tenant {
+            id: id.clone(),
+            limits: LimitProfile::default(),
+            quotas: Quotas::default(),
+            created_at: crate::timestamp(),
+        })
+        .unwrap();
+    id
+}
+
+const NO_QUOTA: StorageQuota = StorageQuota {
+    max_components: None,
+    max_stored_bytes: None,
+};
+
+fn components_are_per_tenant(store: Arc<dyn Backend>) {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let one = record("one", 10);
+    assert_eq!(
+        store.insert_component(&a, &one, None, &NO_QUOTA).unwrap(),
+        Inserted::New
+    );
+    assert!(matches!(
+        store.insert_component(&a, &one, None, &NO_QUOTA).unwrap(),
+        Inserted::Existing(existing) if existing.digest == one.digest
+    ));
+    assert_eq!(store.component(&a, &one.digest).unwrap(), Some(one.clone()));
+    assert_eq!(store.component(&b, &one.digest).unwrap(), None);
+    assert!(store.list_components(&b, None, 10).unwrap().is_empty());
+    // The same bytes for another tenant are new for it.
+    assert_eq!(
+        store.insert_component(&b, &one, None, &NO_QUOTA).unwrap(),
+        Inserted::New
+    );
+    let two = record("two", 20);
+    store.insert_component(&a, &two, None, &NO_QUOTA).unwrap();
+    let listed = store.list_components(&a, None, 10).unwrap();
+    let mut expected = vec![one.digest.clone(), two.digest.clone()];
+    expected.sort();
+    assert_eq!(
+        listed.iter().map(|r| r.digest.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    let after_first = store.list_components(&a, Some(&expected[0]), 10).unwrap();
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].digest, expected[1]);
+    let used = store.storage_used(&a).unwrap();
+    assert_eq!((used.components, used.bytes), (2, 30));
+    assert!(store.digest_in_use(&one.digest).unwrap());
+}
+
+fn quotas_are_checked_in_the_insert(store: Arc<dyn Backend>) {
+    let a = tenant("a");
+    let count = StorageQuota {
+        max_components: Some(1),
+        max_stored_bytes: None,
+    };
+    assert_eq!(
+        store
+            .insert_component(&a, &record("one", 10), None, &count)
+            .unwrap(),
+        Inserted::New
+    );
+    assert!(matches!(
+        store
+            .insert_component(&a, &record("two", 10), Some(&name("x")), &count)
+            .unwrap(),
+        Inserted::OverQuota(_)
+    ));
+    assert_eq!(store.name(&a, &name("x")).unwrap(), None, "no half write");
+    // Re-uploading what is stored is not a new component.
+    assert!(matches!(
+        store
+            .insert_component(&a, &record("one", 10), None, &count)
+            .unwrap(),
+        Inserted::Existing(_)
+    ));
+    let bytes = StorageQuota {
+        max_components: None,
+        max_stored_bytes: Some(25),
+    };
+    assert_eq!(
+        store
+            .insert_component(&a, &record("three", 15), None, &bytes)
+            .unwrap(),
+        Inserted::New
+    );
+    assert!(matches!(
+        store
+            .insert_component(&a, &record("four", 1), None, &bytes)
+            .unwrap(),
+        Inserted::OverQuota(_)
+    ));
+    assert_eq!(store.storage_used(&a).unwrap().components, 2);
+}
+
+fn concurrent_inserts_respect_a_quota(store: Arc<dyn Backend>) {
+    let a = tenant("a");
+    let quota = StorageQuota {
+        max_components: Some(1),
+        max_stored_bytes: None,
+    };
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let a = a.clone();
+            std::thread::spawn(move || {
+                store
+                    .insert_component(&a, &record(&format!("c{i}"), 1), None, &quota)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let new = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|inserted| *inserted == Inserted::New)
+        .count();
+    assert_eq!(
+        new, 1,
+        "exactly one of eight racing inserts fits a quota of 1"
+    );
+    assert_eq!(store.storage_used(&a).unwrap().components, 1);
+}
+
+fn names_point_only_at_stored_components(store: Arc<dyn Backend>) {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let one = record("one", 1);
+    let error = store.set_name(&a, &name("n"), &one.digest).unwrap_err();
+    assert_eq!(error.kind, StoreErrorKind::NotFound);
+    store.insert_component(&a, &one, None, &NO_QUOTA).unwrap();
+    // Another tenant's component is as absent as a missing one.
+    let error = store.set_name(&b, &name("n"), &one.digest).unwrap_err();
+    assert_eq!(error.kind, StoreErrorKind::NotFound);
+    store.set_name(&a, &name("n"), &one.digest).unwrap();
+    let two = record("two", 1);
+    store
+        .insert_component(&a, &two, Some(&name("n")), &NO_QUOTA)
+        .unwrap();
+    let named = store.name(&a, &name("n")).unwrap().unwrap();
+    assert_eq!(named.digest, two.digest);
+    assert_eq!(
+        named
+            .history
+            .iter()
+            .map(|c| c.digest.clone())
+            .collect::<Vec<_>>(),
+        vec![Some(two.digest.clone()), Some(one.digest.clone())],
+        "history is newest first"
+    );
+    assert_eq!(store.name(&b, &name("n")).unwrap(), None);
+    assert!(!store.delete_name(&b, &name("n")).unwrap());
+    assert!(store.delete_name(&a, &name("n")).unwrap());
+    assert_eq!(store.name(&a, &name("n")).unwrap(), None);
+    assert!(!store.delete_name(&a, &name("n")).unwrap());
+}
+
+fn deleting_a_named_component(store: Arc<dyn Backend>) {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let one = record("one", 1);
+    store
+        .insert_component(&a, &one, Some(&name("n")), &NO_QUOTA)
+        .unwrap();
+    store.insert_component(&b, &one, None, &NO_QUOTA).unwrap();
+    assert_eq!(
+        store.delete_component(&a, &one.digest, false).unwrap(),
+        DeleteResult::Referenced {
+            names: vec![name("n")]
+        }
+    );
+    assert_eq!(
+        store
+            .delete_component(&a, &record("zzz", 1).digest, true)
+            .unwrap(),
+        DeleteResult::NotFound
+    );
+    assert_eq!(
+        store.delete_component(&a, &one.digest, true).unwrap(),
+        DeleteResult::Deleted {
+            names: vec![name("n")]
+        }
+    );
+    assert_eq!(store.component(&a, &one.digest).unwrap(), None);
+    assert_eq!(store.name(&a, &name("n")).unwrap(), None);
+    assert!(
+        store.digest_in_use(&one.digest).unwrap(),
+        "tenant b still stores the bytes"
+    );
+    assert_eq!(
+        store.delete_component(&b, &one.digest, false).unwrap(),
+        DeleteResult::Deleted { names: vec![] }
+    );
+    assert!(!store.digest_in_use(&one.digest).unwrap());
+}
+
+fn tenants(store: Arc<dyn Backend>) {
+    let acme = new_tenant(store.as_ref(), "acme");
+    let duplicate = store
+        .create_tenant(&store.tenant(&acme).unwrap().unwrap())
+        .unwrap_err();
+    assert_eq!(duplicate.kind, StoreErrorKind::Conflict);
+    new_tenant(store.as_ref(), "beta");
+    let ids: Vec<String> = store
+        .list_tenants()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    assert_eq!(ids, ["acme", "beta"]);
+    let mut changed = store.tenant(&acme).unwrap().unwrap();
+    changed.limits.timeout_ms = Some(200);
+    changed.quotas.runs_per_minute = Some(5);
+    store.update_tenant(&changed).unwrap();
+    assert_eq!(store.tenant(&acme).unwrap(), Some(changed));
+    let missing = Tenant {
+        id: tenant("nobody"),
+        limits: LimitProfile::default(),
+        quotas: Quotas::default(),
+        created_at: crate::timestamp(),
+    };
+    assert_eq!(
+        store.update_tenant(&missing).unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(store.tenant(&missing.id).unwrap(), None);
+}
+
+fn key(id: &str, tenant: &TenantId, scope: Scope) -> KeyRecord {
+    KeyRecord {
+        id: KeyId::parse(id).unwrap(),
+        tenant: tenant.clone(),
+        name: "ci".into(),
+        scope,
+        hash: [7; 32],
+        created_at: 1_700_000_000,
+        expires_at: Some(1_900_000_000),
+        last_used_at: None,
+    }
+}
+
+fn deleting_a_tenant_removes_what_it_owns(store: Arc<dyn Backend>) {
+    let acme = new_tenant(store.as_ref(), "acme");
+    let beta = new_tenant(store.as_ref(), "beta");
+    let one = record("one", 1);
+    store
+        .insert_component(&acme, &one, Some(&name("n")), &NO_QUOTA)
+        .unwrap();
+    store
+        .insert_component(&beta, &one, None, &NO_QUOTA)
+        .unwrap();
+    store
+        .insert_key(&key("00000000000000aa", &acme, Scope::Manage))
+        .unwrap();
+    assert_eq!(
+        store.delete_tenant(&acme).unwrap(),
+        vec![one.digest.clone()]
+    );
+    assert_eq!(store.tenant(&acme).unwrap(), None);
+    assert_eq!(
+        store
+            .key(&KeyId::parse("00000000000000aa").unwrap())
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.component(&acme, &one.digest).unwrap(), None);
+    assert_eq!(store.name(&acme, &name("n")).unwrap(), None);
+    assert!(store.component(&beta, &one.digest).unwrap().is_some());
+    assert_eq!(
+        store.delete_tenant(&acme).unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
+}
+
+fn keys(store: Arc<dyn Backend>) {
+    let acme = new_tenant(store.as_ref(), "acme");
+    let beta = new_tenant(store.as_ref(), "beta");
+    let orphan = key("0000000000000001", &tenant("nobody"), Scope::Run);
+    assert_eq!(
+        store.insert_key(&orphan).unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
+    let first = key("0000000000000002", &acme, Scope::Run);
+    store.insert_key(&first).unwrap();
+    assert_eq!(
+        store.insert_key(&first).unwrap_err().kind,
+        StoreErrorKind::Conflict
+    );
+    store
+        .insert_key(&key("0000000000000003", &acme, Scope::Manage))
+        .unwrap();
+    assert_eq!(store.key(&first.id).unwrap(), Some(first.clone()));
+    assert_eq!(store.list_keys(&acme).unwrap().len(), 2);
+    assert!(store.list_keys(&beta).unwrap().is_empty());
+    store
+        .touch_keys(&[(first.id.clone(), 1_800_000_000)])
+        .unwrap();
+    store
+        .touch_keys(&[(first.id.clone(), 1_700_000_001)])
+        .unwrap();
+    assert_eq!(
+        store.key(&first.id).unwrap().unwrap().last_used_at,
+        Some(1_800_000_000),
+        "last use never moves back"
+    );
+    assert!(
+        !store.revoke_key(&beta, &first.id).unwrap(),
+        "not beta's key"
+    );
+    assert!(store.revoke_key(&acme, &first.id).unwrap());
+    assert_eq!(store.key(&first.id).unwrap(), None);
+    assert!(!store.revoke_key(&acme, &first.id).unwrap());
+}
+
+fn usage_adds_up(store: Arc<dyn Backend>) {
+    let acme = tenant("acme");
+    let delta = |day: &str, outcome: &str, calls: u64, fuel: u64| UsageDelta {
+        tenant: acme.clone(),
+        day: day.into(),
+        outcome: outcome.into(),
+        counters: UsageCounters {
+            calls,
+            fuel,
+            wall_us: 10 * calls,
+            memory_gb_s: 0.5 * calls as f64,
+            bytes_in: 3 * calls,
+            bytes_out: 4 * calls,
+        },
+    };
+    store
+        .add_usage(&[
+            delta("2026-11-23", "ok", 2, 100),
+            delta("2026-11-24", "ok", 1, 50),
+            delta("2026-11-24", "timeout", 1, 7),
+        ])
+        .unwrap();
+    store.add_usage(&[delta("2026-11-24", "ok", 3, 5)]).unwrap();
+    let rows = store.usage(&acme, "2026-11-24", "2026-11-24").unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].outcome, "ok");
+    assert_eq!(rows[0].counters.calls, 4);
+    assert_eq!(rows[0].counters.fuel, 55);
+    assert_eq!(rows[0].counters.bytes_out, 16);
+    assert!((rows[0].counters.memory_gb_s - 2.0).abs() < 1e-9);
+    assert_eq!(
+        store
+            .usage(&acme, "2026-11-01", "2026-11-30")
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        store
+            .usage(&tenant("beta"), "2026-11-01", "2026-11-30")
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,254 @@
+//! Typed identifiers: a digest, a tenant id, a component name and a key id are different things,
+//! so they are different types. Each is parsed (validated) once, at the edge; everything after
+//! holds the type, and `set_name(tenant, name, digest)` cannot be called with its arguments
+//! swapped. They are `Arc<str>` inside, so cloning one on the hot path costs a reference count.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::Sha256;
+use std::fmt;
+use std::sync::Arc;
+
+/// Longest tenant id, component name or key name, in characters.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A text that is not a valid identifier of its kind; the message states the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidId(pub String);
+
+/// 1–64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+fn is_valid_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_NAME_LEN
+        && text.as_bytes()[0].is_ascii_alphanumeric()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+fn name_rule(what: &str) -> InvalidId {
+    InvalidId(format!(
+        "{what} is 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '.', '_' and '-', starting with a \
+         letter or digit"
+    ))
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(text: &str) -> Result<Self, InvalidId> {
+                $name::parse(text)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A component's content address: `sha256:` and 64 lowercase hex characters.
+    Digest
+);
+string_id!(
+    /// A tenant: a customer of the product (1–64 of `a-z 0-9 . _ -`).
+    TenantId
+);
+string_id!(
+    /// A tenant's name for one of its components (1–64 of `a-z 0-9 . _ -`).
+    ComponentName
+);
+string_id!(
+    /// The public part of an API key (`wdn_<id>_<secret>`): 16 lowercase hex characters.
+    KeyId
+);
+
+impl Digest {
+    /// Parses `sha256:<64 hex>` (either case; kept lowercase).
+    ///
+    /// # Errors
+    /// [`InvalidId`] for anything else.
+    pub fn parse(text: &str) -> Result<Digest, InvalidId> {
+        match text.strip_prefix("sha256:") {
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(
+                Digest(Arc::from(format!("sha256:{}", hex.to_ascii_lowercase()))),
+            ),
+            _ => Err(InvalidId(
+                "a digest is `sha256:` followed by 64 hex characters".into(),
+            )),
+        }
+    }
+
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        Digest(Arc::from(format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(bytes))
+        )))
+    }
+
+    /// The 64 hex characters, without the `sha256:` prefix (file names).
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+}
+
+impl TenantId {
+    /// The tenant of open mode (no admin token: one tenant, no keys).
+    pub fn default_tenant() -> TenantId {
+        TenantId(Arc::from(DEFAULT_TENANT))
+    }
+
+    /// Parses a tenant id.
+    ///
+    /// # Errors
+    /// [`InvalidId`] stating the rule.
+    pub fn parse(text: &str) -> Result<TenantId, InvalidId> {
+        match is_valid_name(text) {
+            true => Ok(TenantId(Arc::from(text))),
+            false => Err(name_rule("a tenant id")),
+        }
+    }
+}
+
+/// The id of open mode's only tenant, which also owns data stored before tenants existed.
+pub const DEFAULT_TENANT: &str = "default";
+
+impl ComponentName {
+    /// Parses a component name.
+    ///
+    /// # Errors
+    /// [`InvalidId`] stating the rule.
+    pub fn parse(text: &str) -> Result<ComponentName, InvalidId> {
+        match is_valid_name(text) {
+            true => Ok(ComponentName(Arc::from(text))),
+            false => Err(name_rule("a name")),
+        }
+    }
+}
+
+/// Hex characters in a key id.
+pub const KEY_ID_LEN: usize = 16;
+
+impl KeyId {
+    /// Parses a key id (16 lowercase hex characters).
+    ///
+    /// # Errors
+    /// [`InvalidId`] for anything else.
+    pub fn parse(text: &str) -> Result<KeyId, InvalidId> {
+        let valid = text.len() == KEY_ID_LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match valid {
+            true => Ok(KeyId(Arc::from(text))),
+            false => Err(InvalidId(format!(
+                "a key id is {KEY_ID_LEN} lowercase hex characters"
+            ))),
+        }
+    }
+}
+
+/// A reference to a stored component: by content or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ComponentRef {
+    /// By content.
+    Digest(Digest),
+    /// By the tenant's name for it.
+    Name(ComponentName),
+}
+
+impl ComponentRef {
+    /// Parses `sha256:<64 hex>` or a name.
+    ///
+    /// # Errors
+    /// [`InvalidId`] when it is neither.
+    pub fn parse(text: &str) -> Result<ComponentRef, InvalidId> {
+        if text.starts_with("sha256:") {
+            Digest::parse(text).map(ComponentRef::Digest)
+        } else {
+            ComponentName::parse(text).map(ComponentRef::Name)
+        }
+    }
+}
+
+impl fmt::Display for ComponentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentRef::Digest(digest) => digest.fmt(f),
+            ComponentRef::Name(name) => name.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_parse() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            ComponentRef::parse(&format!("sha256:{}", hex.to_uppercase())).ok(),
+            Digest::parse(&format!("sha256:{hex}"))
+                .ok()
+                .map(ComponentRef::Digest)
+        );
+        assert!(ComponentRef::parse("sha256:abc").is_err());
+        assert!(ComponentRef::parse("checkout-rule.v2").is_ok());
+        for bad in ["", "-x", "Upper", "a/b", "a b", &"x".repeat(65)] {
+            assert!(ComponentRef::parse(bad).is_err(), "{bad:?}");
+            assert!(TenantId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn digest_of_bytes_is_parseable() {
+        let digest = Digest::of(b"hello");
+        assert_eq!(Digest::parse(digest.as_str()).ok(), Some(digest.clone()));
+        assert_eq!(digest.hex().len(), 64);
+    }
+
+    #[test]
+    fn key_ids_are_hex() {
+        assert!(KeyId::parse("0123456789abcdef").is_ok());
+        for bad in ["0123456789ABCDEF", "0123", "0123456789abcdeg"] {
+            assert!(KeyId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

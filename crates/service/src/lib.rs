@@ -1,0 +1,1245 @@
+//! Warden's service layer: the one path every call and every change takes, whatever the edge
+//! (HTTP handlers, the CLI's local `warden run`).
+//!
+//! A call's life, in order: authenticate the caller ([`Service::authenticate`]), find the
+//! tenant's state, compute its limits (server defaults ← tenant defaults ← the tenant's profile
+//! ← the request, which may only tighten), admit it (rate, daily fuel, the tenant's share of the
+//! slots), resolve the component *for that tenant*, invoke it, meter it. Component management
+//! and tenant administration pass through here too, so scopes and tenant boundaries are checked
+//! in one place.
+//!
+//! ```text
+//! edge ─▶ Service ─▶ Registry ─▶ ComponentStore (SQLite today; PostgreSQL next)
+//!            │   └──▶ TenantStore, UsageStore
+//!            └──────▶ Runtime (wasmtime)
+//! ```
+
+pub mod auth;
+pub mod config;
+mod tenants;
+mod usage;
+
+pub use auth::{Caller, KEY_CACHE_TTL, KEY_PREFIX, NewKey};
+pub use config::{
+    DEFAULT_TENANT_MAX_CONCURRENT_RUNS, MIN_ADMIN_TOKEN_LEN, Secret, ServiceConfig, TenantDefaults,
+};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+use tenants::TenantState;
+use tracing::Instrument;
+use warden_registry::{
+    Backend, CacheSource, ComponentName, ComponentRecord, ComponentRef, Digest, InvalidId, KeyId,
+    KeyRecord, LimitProfile, NameRecord, Quotas, Registry, RegistryError, Scope, StorageUsed,
+    StoreError, StoreErrorKind, Tenant, TenantId, UsageCounters, on_blocking_thread,
+};
+use warden_runtime::{
+    Call, Execution, InvokeError, LimitOverrides, Limits, LongCallHint, Runtime, WorldKind,
+};
+
+/// How often metered usage and key use are written to the store.
+pub const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest span of days one usage query may cover.
+pub const MAX_USAGE_DAYS: i64 = 366;
+/// Long-call hints remembered before the map is emptied (a bound on memory).
+const MAX_HINTS: usize = 100_000;
+
+/// Why the service refused or failed. The HTTP edge maps each to one status and stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No credentials, or credentials that are not valid (unknown, revoked, expired).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such object for this caller (another tenant's objects are reported the same way).
+    #[error("{0}")]
+    NotFound(String),
+    /// The object exists already, or is in use.
+    #[error("{0}")]
+    Conflict(String),
+    /// Malformed input.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A limit that can never make sense.
+    #[error("{0}")]
+    InvalidLimit(String),
+    /// The tenant's calls-per-minute quota is used up for now.
+    #[error("{message}")]
+    RateLimited {
+        /// What happened.
+        message: String,
+        /// When to retry.
+        retry_after_secs: u64,
+    },
+    /// A quota (storage, daily fuel) is used up.
+    #[error("{message}")]
+    QuotaExceeded {
+        /// What happened.
+        message: String,
+        /// When to retry, if waiting helps.
+        retry_after_secs: Option<u64>,
+    },
+    /// The tenant already has its share of calls in progress.
+    #[error("{message}")]
+    ConcurrencyLimit {
+        /// What happened.
+        message: String,
+        /// When to retry.
+        retry_after_secs: u64,
+    },
+    /// The component implements another world than the call needs.
+    #[error("the call needs a {expected:?} component; this one is a {found:?}")]
+    WrongWorld {
+        /// The world the call needs.
+        expected: WorldKind,
+        /// The world the component implements.
+        found: WorldKind,
+    },
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(RegistryError),
+    /// The call could not start.
+    #[error(transparent)]
+    Invoke(InvokeError),
+    /// A bug or a failing backend: logged in full, answered generically.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<RegistryError> for ServiceError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::QuotaExceeded(message) => ServiceError::QuotaExceeded {
+                message,
+                retry_after_secs: None,
+            },
+            other => ServiceError::Registry(other),
+        }
+    }
+}
+
+impl From<InvokeError> for ServiceError {
+    fn from(error: InvokeError) -> Self {
+        match error {
+            InvokeError::WrongWorld { expected, found } => {
+                ServiceError::WrongWorld { expected, found }
+            }
+            other => ServiceError::Invoke(other),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error.kind {
+            StoreErrorKind::NotFound => ServiceError::NotFound(error.to_string()),
+            StoreErrorKind::Conflict => ServiceError::Conflict(error.to_string()),
+            StoreErrorKind::Backend => ServiceError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<InvalidId> for ServiceError {
+    fn from(error: InvalidId) -> Self {
+        ServiceError::BadRequest(error.to_string())
+    }
+}
+
+/// What to run.
+pub enum Target {
+    /// Bytes sent with the request (`POST /run`, `warden run`): compiled or found by digest,
+    /// never stored.
+    Bytes(Arc<[u8]>),
+    /// A component the tenant stored.
+    Stored(ComponentRef),
+}
+
+/// One call, as the edge hands it over.
+pub struct CallRequest<'a> {
+    /// The component.
+    pub target: Target,
+    /// `None` calls `run`; `Some(input)` calls `transform(input)`.
+    pub input: Option<&'a [u8]>,
+    /// The request's wish for lower limits.
+    pub overrides: LimitOverrides,
+}
+
+/// A finished call and where its compiled component came from.
+pub struct CallReport {
+    /// The runtime's report.
+    pub execution: Execution,
+    /// The component's digest.
+    pub digest: Digest,
+    /// Where the compiled component came from, as this tenant may see it.
+    pub cache: CacheSource,
+    /// Compile time for this call, in microseconds (`cache` is `none`).
+    pub compile_us: u64,
+    /// Artifact load time for this call, in microseconds (`cache` is `disk`).
+    pub load_us: u64,
+}
+
+/// A tenant to create.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// Its id (the rules of a name: lowercase letters, digits, `-`, `_`, `.`).
+    pub id: String,
+    /// Its per-call ceilings (unset fields inherit the server's tenant defaults).
+    #[serde(default)]
+    pub limits: LimitProfile,
+    /// Its quotas (unset fields inherit the server's tenant defaults).
+    #[serde(default)]
+    pub quotas: Quotas,
+}
+
+/// A change to a tenant: a JSON merge patch of `limits` and `quotas` (a field set to `null`
+/// goes back to the default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    /// Changes to the limits.
+    #[serde(default)]
+    pub limits: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Changes to the quotas.
+    #[serde(default)]
+    pub quotas: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A tenant as the admin sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    /// The stored tenant.
+    #[serde(flatten)]
+    pub tenant: Tenant,
+    /// The limits its calls run under (profile over defaults over the server's).
+    pub effective_limits: Limits,
+    /// The quotas that apply (its own over the defaults).
+    pub effective_quotas: Quotas,
+    /// What it stores.
+    pub storage: StorageUsed,
+}
+
+/// A key to create.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyRequest {
+    /// A label (who or what uses it), up to 128 characters. Default: empty.
+    #[serde(default)]
+    pub name: String,
+    /// `run` or `manage`. Default: `manage`.
+    #[serde(default = "manage")]
+    pub scope: Scope,
+    /// Refused from this moment (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Refused this many seconds from now (instead of `expires_at`).
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+fn manage() -> Scope {
+    Scope::Manage
+}
+
+/// Longest key label.
+pub const MAX_KEY_NAME_LEN: usize = 128;
+
+/// A key as listed: never its token or hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    /// Its id (the part of the token after `wdn_`).
+    pub id: KeyId,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its label.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Refused from (RFC 3339), if set.
+    pub expires_at: Option<String>,
+    /// Last used (RFC 3339, to the second), if ever.
+    pub last_used_at: Option<String>,
+}
+
+/// A created key: the token is shown only here.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedKey {
+    /// The key.
+    #[serde(flatten)]
+    pub key: KeyView,
+    /// The token, `wdn_<id>_<secret>`: store it now, it is not shown again.
+    pub token: String,
+}
+
+/// One row of usage.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageRow {
+    /// UTC day.
+    pub day: String,
+    /// Outcome.
+    pub outcome: String,
+    /// Counters.
+    #[serde(flatten)]
+    pub counters: UsageCounters,
+}
+
+/// A tenant's usage over some days.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageReport {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// First day (UTC).
+    pub from: String,
+    /// Last day (UTC).
+    pub to: String,
+    /// Everything, summed.
+    pub total: UsageCounters,
+    /// By outcome, summed over the days.
+    pub by_outcome: std::collections::BTreeMap<String, UsageCounters>,
+    /// By day and outcome.
+    pub days: Vec<UsageRow>,
+    /// What it stores now.
+    pub storage: StorageUsed,
+}
+
+/// Who the caller is, and what applies to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Me {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The key's scope.
+    pub scope: Scope,
+    /// The key's id (absent in open mode).
+    pub key: Option<KeyId>,
+    /// `open` or `secured`.
+    pub mode: &'static str,
+    /// The limits its calls run under.
+    pub limits: Limits,
+    /// Its share of concurrent calls.
+    pub max_concurrent_runs: Option<u32>,
+    /// The quotas that apply.
+    pub quotas: Quotas,
+    /// What it stores.
+    pub storage: StorageUsed,
+}
+
+/// The service. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Runtime,
+    registry: Registry,
+    store: Arc<dyn Backend>,
+    config: ServiceConfig,
+    keys: auth::KeyCache,
+    tenants: RwLock<HashMap<TenantId, Arc<TenantState>>>,
+    meter: usage::Meter,
+    /// Per (tenant, component): whether its last call was long. Its presence also means the
+    /// tenant has run this component on this node before.
+    hints: Mutex<HashMap<(TenantId, Digest), LongCallHint>>,
+    next_request: AtomicU64,
+    flush_now: tokio::sync::Notify,
+    /// `warden run`'s scratch directory, removed with the service.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Service {
+    /// Opens the service on the data directory: validates the configuration, starts the
+    /// runtime, opens (and migrates) the embedded store, and makes sure the `default` tenant
+    /// exists (it owns what was stored before tenants existed).
+    ///
+    /// # Errors
+    /// When the configuration is invalid, the runtime cannot start or storage cannot be opened.
+    pub fn open(config: ServiceConfig) -> anyhow::Result<Service> {
+        let store = warden_registry::open_sqlite(&config.data_dir)
+            .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        let data_dir = config.data_dir.clone();
+        Service::build(config, store, &data_dir, None)
+    }
+
+    /// A service for one local process (`warden run`): the same path, on an in-memory store
+    /// and a scratch directory that are gone when it is dropped.
+    ///
+    /// # Errors
+    /// When the configuration is invalid or the runtime cannot start.
+    pub fn local(config: ServiceConfig) -> anyhow::Result<Service> {
+        let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+        let store = Arc::new(warden_registry::sqlite::SqliteStore::in_memory()?);
+        let data_dir = scratch.path().to_owned();
+        Service::build(config, store, &data_dir, Some(scratch))
+    }
+
+    fn build(
+        config: ServiceConfig,
+        store: Arc<dyn Backend>,
+        data_dir: &Path,
+        scratch: Option<tempfile::TempDir>,
+    ) -> anyhow::Result<Service> {
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let runtime = Runtime::new(config.engine.clone())?;
+        let component_store: Arc<dyn warden_registry::ComponentStore> = store.clone();
+        let registry = Registry::new(
+            data_dir,
+            runtime.clone(),
+            component_store,
+            config.prepared_cache_entries,
+        )?;
+        let default = Tenant {
+            id: TenantId::default_tenant(),
+            limits: LimitProfile::default(),
+            quotas: Quotas::default(),
+            created_at: warden_registry::timestamp(),
+        };
+        match store.create_tenant(&default) {
+            Err(error) if error.kind != StoreErrorKind::Conflict => Err(error)?,
+            _ => {}
+        }
+        Ok(Service {
+            inner: Arc::new(Inner {
+                runtime,
+                registry,
+                store,
+                config,
+                keys: auth::KeyCache::default(),
+                tenants: RwLock::new(HashMap::new()),
+                meter: usage::Meter::default(),
+                hints: Mutex::new(HashMap::new()),
+                next_request: AtomicU64::new(1),
+                flush_now: tokio::sync::Notify::new(),
+                _scratch: scratch,
+            }),
+        })
+    }
+
+    /// The runtime (for `healthz` and `check`).
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    /// Whether an admin token is set (secured mode).
+    pub fn secured(&self) -> bool {
+        self.inner.config.admin_token.is_some()
+    }
+
+    /// A short, unique id for a request, tagging its log lines and its response.
+    pub fn next_request_id(&self) -> String {
+        format!(
+            "r{:06}",
+            self.inner.next_request.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    // ---- who is calling -------------------------------------------------------------------
+
+    /// Who `bearer` (the token of an `Authorization: Bearer` header, if any) is.
+    ///
+    /// Open mode: everyone is the `default` tenant with `manage` scope. Secured mode: the admin
+    /// token, or a valid key; anything else is [`ServiceError::Unauthorized`].
+    ///
+    /// # Errors
+    /// `Unauthorized` as above; `Internal` when the store fails.
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, ServiceError> {
+        let Some(admin) = &self.inner.config.admin_token else {
+            return Ok(Caller::Tenant {
+                tenant: TenantId::default_tenant(),
+                scope: Scope::Manage,
+                key: None,
+            });
+        };
+        let Some(token) = bearer else {
+            return Err(ServiceError::Unauthorized(
+                "this server needs an API key: send `Authorization: Bearer wdn_…`".into(),
+            ));
+        };
+        let invalid = || ServiceError::Unauthorized("the API key is not valid".into());
+        let Some(id) = auth::key_id_of(token) else {
+            return match auth::same_secret(token, admin.expose()) {
+                true => Ok(Caller::Admin),
+                false => Err(invalid()),
+            };
+        };
+        let record = match self.inner.keys.get(&id) {
+            Some(record) => record,
+            None => {
+                let store = &self.inner.store;
+                let record = on_blocking_thread(|| store.key(&id))?.ok_or_else(invalid)?;
+                self.inner.keys.put(record.clone());
+                record
+            }
+        };
+        let now = auth::now_secs();
+        if !auth::key_matches(&record, token, now) {
+            return Err(invalid());
+        }
+        self.inner.keys.touch(&record, now);
+        Ok(Caller::Tenant {
+            tenant: record.tenant,
+            scope: record.scope,
+            key: Some(record.id),
+        })
+    }
+
+    /// The limits the caller's calls run under (the edge caps request bodies with them).
+    ///
+    /// # Errors
+    /// `Forbidden` for the admin; `Unauthorized` when the caller's tenant is gone.
+    pub fn limits_for(&self, caller: &Caller) -> Result<Limits, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Run)?;
+        Ok(self.tenant_state(tenant)?.limits)
+    }
+
+    // ---- a call's life ----------------------------------------------------------------------
+
+    /// Runs one call for `caller`, start to end: limits, admission, resolve, invoke, meter.
+    ///
+    /// # Errors
+    /// `Forbidden`, `InvalidLimit`, `RateLimited`, `QuotaExceeded`, `ConcurrencyLimit`,
+    /// `Registry` (not found, bad bytes), `WrongWorld`, `Invoke` (overloaded, too large).
+    pub async fn call(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        request: CallRequest<'_>,
+    ) -> Result<CallReport, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Run)?;
+        let span = tracing::info_span!("call", request_id, tenant = %tenant);
+        self.call_as(tenant, request).instrument(span).await
+    }
+
+    async fn call_as(
+        &self,
+        tenant: &TenantId,
+        request: CallRequest<'_>,
+    ) -> Result<CallReport, ServiceError> {
+        let state = self.tenant_state(tenant)?;
+        let mut limits = state
+            .limits
+            .tightened(&request.overrides)
+            .map_err(|e| ServiceError::InvalidLimit(e.to_string()))?;
+        let admitted = state.admit()?;
+        if let Some(cap) = admitted.fuel_cap {
+            limits.fuel = limits.fuel.min(cap);
+        }
+        let (resolved, bytes_in) = match request.target {
+            Target::Bytes(bytes) => {
+                let size = bytes.len() as u64;
+                (self.inner.registry.prepare_bytes(bytes).await?, size)
+            }
+            Target::Stored(reference) => {
+                let size = request.input.map_or(0, |input| input.len() as u64);
+                (self.inner.registry.resolve(tenant, &reference).await?, size)
+            }
+        };
+        let (hint, seen_before) = self.hint(tenant, &resolved.digest);
+        let call = match request.input {
+            None => Call::Run,
+            Some(input) => Call::Transform(input),
+        };
+        let execution = self
+            .inner
+            .runtime
+            .invoke(&resolved.prepared, call, &limits, &hint)
+            .await?;
+        drop(admitted);
+        self.meter(&state, &execution, bytes_in);
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        // A tenant never learns from the cache that another tenant ran the same bytes: its
+        // first run of bytes it sent is reported as compiled, with the compile's real cost.
+        let (cache, took) = match (seen_before, resolved.source) {
+            (false, CacheSource::Memory | CacheSource::Disk)
+                if !self.stores(tenant, &resolved.digest).await =>
+            {
+                (CacheSource::None, resolved.prepared.compile_time())
+            }
+            (_, source) => (source, resolved.took),
+        };
+        Ok(CallReport {
+            execution,
+            digest: resolved.digest,
+            cache,
+            compile_us: if cache == CacheSource::None {
+                micros(took)
+            } else {
+                0
+            },
+            load_us: if cache == CacheSource::Disk {
+                micros(took)
+            } else {
+                0
+            },
+        })
+    }
+
+    /// Whether the tenant stores the component (then the cache's provenance is its own).
+    async fn stores(&self, tenant: &TenantId, digest: &Digest) -> bool {
+        self.inner
+            .registry
+            .component(tenant, &ComponentRef::Digest(digest.clone()))
+            .await
+            .is_ok()
+    }
+
+    /// The long-call hint of (tenant, component), and whether it existed.
+    fn hint(&self, tenant: &TenantId, digest: &Digest) -> (LongCallHint, bool) {
+        let mut hints = self
+            .inner
+            .hints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (tenant.clone(), digest.clone());
+        if let Some(hint) = hints.get(&key) {
+            return (hint.clone(), true);
+        }
+        if hints.len() >= MAX_HINTS {
+            hints.clear();
+        }
+        let hint = LongCallHint::default();
+        hints.insert(key, hint.clone());
+        (hint, false)
+    }
+
+    fn meter(&self, state: &TenantState, execution: &Execution, bytes_in: u64) {
+        let stats = &execution.stats;
+        let counters = UsageCounters {
+            calls: 1,
+            fuel: stats.fuel_used,
+            wall_us: stats.wall_us,
+            memory_gb_s: stats.memory_peak_bytes as f64 * (stats.wall_us as f64 / 1e6) / 1e9,
+            bytes_in,
+            bytes_out: execution
+                .output
+                .as_ref()
+                .map_or(0, |output| output.as_bytes().len() as u64),
+        };
+        state.add_fuel(stats.fuel_used);
+        let due = self.inner.meter.add(
+            &state.tenant.id,
+            tenants::today(),
+            execution.outcome.as_str(),
+            &counters,
+        );
+        if due {
+            self.inner.flush_now.notify_one();
+        }
+    }
+
+    /// The tenant's live state, built from the store on first use.
+    fn tenant_state(&self, id: &TenantId) -> Result<Arc<TenantState>, ServiceError> {
+        if let Some(state) = self
+            .inner
+            .tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
+            return Ok(Arc::clone(state));
+        }
+        let store = &self.inner.store;
+        let tenant = on_blocking_thread(|| store.tenant(id))?.ok_or_else(|| {
+            ServiceError::Unauthorized("the API key's tenant no longer exists".into())
+        })?;
+        let today = tenants::today();
+        let stored = on_blocking_thread(|| store.usage(id, &today, &today))?;
+        let fuel: u64 = self
+            .inner
+            .meter
+            .merged(id, &today, &today, stored)
+            .iter()
+            .map(|row| row.counters.fuel)
+            .sum();
+        let state = Arc::new(TenantState::new(
+            tenant,
+            &self.inner.config.tenants,
+            &self.inner.config.limits,
+            fuel,
+        ));
+        let mut states = self
+            .inner
+            .tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(Arc::clone(states.entry(id.clone()).or_insert(state)))
+    }
+
+    fn forget_tenant(&self, id: &TenantId) {
+        self.inner
+            .tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        self.inner.keys.clear();
+    }
+
+    // ---- components ---------------------------------------------------------------------
+
+    /// Stores a component for the caller's tenant, within its storage quota.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage` scope; `QuotaExceeded`; `Registry`.
+    pub async fn upload(
+        &self,
+        caller: &Caller,
+        bytes: Arc<[u8]>,
+        name: Option<&ComponentName>,
+    ) -> Result<(ComponentRecord, bool), ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Manage)?;
+        let quota = self.tenant_state(tenant)?.quotas.storage();
+        Ok(self
+            .inner
+            .registry
+            .upload(tenant, bytes, name, quota)
+            .await?)
+    }
+
+    /// One page of the caller's components.
+    ///
+    /// # Errors
+    /// `Forbidden` for the admin; `Registry`.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<ComponentRecord>, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Run)?;
+        Ok(self.inner.registry.list(tenant, after, limit).await?)
+    }
+
+    /// One of the caller's components.
+    ///
+    /// # Errors
+    /// `Forbidden` for the admin; `Registry` (not found).
+    pub async fn component(
+        &self,
+        caller: &Caller,
+        reference: &ComponentRef,
+    ) -> Result<ComponentRecord, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Run)?;
+        Ok(self.inner.registry.component(tenant, reference).await?)
+    }
+
+    /// Deletes one of the caller's components; returns its record and the names removed.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage` scope; `Registry` (not found, referenced).
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        reference: &ComponentRef,
+        force: bool,
+    ) -> Result<(ComponentRecord, Vec<ComponentName>), ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Manage)?;
+        let registry = &self.inner.registry;
+        let record = registry.component(tenant, reference).await?;
+        let names = registry.delete(tenant, reference, force).await?;
+        Ok((record, names))
+    }
+
+    /// Points one of the caller's names at one of its components.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage` scope; `Registry` (not found).
+    pub async fn set_name(
+        &self,
+        caller: &Caller,
+        name: &ComponentName,
+        target: &ComponentRef,
+    ) -> Result<NameRecord, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Manage)?;
+        Ok(self.inner.registry.set_name(tenant, name, target).await?)
+    }
+
+    /// One of the caller's names, with its history.
+    ///
+    /// # Errors
+    /// `Forbidden` for the admin; `Registry` (not found).
+    pub async fn name(
+        &self,
+        caller: &Caller,
+        name: &ComponentName,
+    ) -> Result<NameRecord, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Run)?;
+        Ok(self.inner.registry.name(tenant, name).await?)
+    }
+
+    /// Removes one of the caller's names.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage` scope; `Registry` (not found).
+    pub async fn delete_name(
+        &self,
+        caller: &Caller,
+        name: &ComponentName,
+    ) -> Result<(), ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Manage)?;
+        Ok(self.inner.registry.delete_name(tenant, name).await?)
+    }
+
+    /// The caller: tenant, scope, limits, quotas, storage.
+    ///
+    /// # Errors
+    /// `Forbidden` for the admin.
+    pub async fn me(&self, caller: &Caller) -> Result<Me, ServiceError> {
+        let (tenant, scope) = tenant_of(caller, Scope::Run)?;
+        let state = self.tenant_state(tenant)?;
+        let key = match caller {
+            Caller::Tenant { key, .. } => key.clone(),
+            Caller::Admin => None,
+        };
+        Ok(Me {
+            tenant: tenant.clone(),
+            scope,
+            key,
+            mode: if self.secured() { "secured" } else { "open" },
+            limits: state.limits,
+            max_concurrent_runs: state.max_concurrent_runs(),
+            quotas: state.quotas,
+            storage: self.inner.registry.storage_used(tenant).await?,
+        })
+    }
+
+    /// Usage of the caller's tenant (or, for the admin, of `tenant`) on the days `from..=to`
+    /// (`YYYY-MM-DD`, UTC; default: the last 30 days).
+    ///
+    /// # Errors
+    /// `BadRequest` for bad dates or a span over [`MAX_USAGE_DAYS`]; `NotFound`; `Forbidden`.
+    pub async fn usage(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<UsageReport, ServiceError> {
+        let tenant = match (caller, tenant) {
+            (Caller::Admin, Some(tenant)) => {
+                self.existing_tenant(tenant)?;
+                tenant
+            }
+            (Caller::Admin, None) => {
+                return Err(ServiceError::Forbidden(
+                    "the admin token has no usage of its own; ask for a tenant's".into(),
+                ));
+            }
+            (Caller::Tenant { tenant: own, .. }, asked) => {
+                if asked.is_some_and(|asked| asked != own) {
+                    return Err(ServiceError::Forbidden(
+                        "only the admin token may read another tenant's usage".into(),
+                    ));
+                }
+                own
+            }
+        };
+        let (from, to) = day_range(from, to)?;
+        let store = &self.inner.store;
+        let stored = on_blocking_thread(|| store.usage(tenant, &from, &to))?;
+        let rows = self.inner.meter.merged(tenant, &from, &to, stored);
+        let mut total = UsageCounters::default();
+        let mut by_outcome = std::collections::BTreeMap::<String, UsageCounters>::new();
+        for row in &rows {
+            total.add(&row.counters);
+            by_outcome
+                .entry(row.outcome.clone())
+                .or_default()
+                .add(&row.counters);
+        }
+        Ok(UsageReport {
+            tenant: tenant.clone(),
+            from,
+            to,
+            total,
+            by_outcome,
+            days: rows
+                .into_iter()
+                .map(|row| UsageRow {
+                    day: row.day,
+                    outcome: row.outcome,
+                    counters: row.counters,
+                })
+                .collect(),
+            storage: self.inner.registry.storage_used(tenant).await?,
+        })
+    }
+
+    // ---- administration -------------------------------------------------------------------
+
+    /// Creates a tenant.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin; `BadRequest` for a bad id; `InvalidLimit`; `Conflict`.
+    pub async fn create_tenant(
+        &self,
+        caller: &Caller,
+        new: NewTenant,
+    ) -> Result<TenantView, ServiceError> {
+        self.admin(caller)?;
+        let tenant = Tenant {
+            id: TenantId::parse(&new.id)?,
+            limits: new.limits,
+            quotas: new.quotas,
+            created_at: warden_registry::timestamp(),
+        };
+        self.check_tenant(&tenant)?;
+        let store = &self.inner.store;
+        on_blocking_thread(|| store.create_tenant(&tenant)).map_err(|error| match error.kind {
+            StoreErrorKind::Conflict => {
+                ServiceError::Conflict(format!("tenant `{}` exists already", tenant.id))
+            }
+            _ => error.into(),
+        })?;
+        self.forget_tenant(&tenant.id);
+        self.tenant_view(&tenant.id).await
+    }
+
+    /// Every tenant.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin.
+    pub fn tenants(&self, caller: &Caller) -> Result<Vec<Tenant>, ServiceError> {
+        self.admin(caller)?;
+        let store = &self.inner.store;
+        Ok(on_blocking_thread(|| store.list_tenants())?)
+    }
+
+    /// One tenant, with its effective limits and storage.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin; `NotFound`.
+    pub async fn tenant(&self, caller: &Caller, id: &TenantId) -> Result<TenantView, ServiceError> {
+        self.admin(caller)?;
+        self.tenant_view(id).await
+    }
+
+    async fn tenant_view(&self, id: &TenantId) -> Result<TenantView, ServiceError> {
+        self.existing_tenant(id)?;
+        let state = self.tenant_state(id)?;
+        Ok(TenantView {
+            tenant: state.tenant.clone(),
+            effective_limits: state.limits,
+            effective_quotas: state.quotas,
+            storage: self.inner.registry.storage_used(id).await?,
+        })
+    }
+
+    /// Changes a tenant's limits or quotas (a merge patch; `null` restores the default).
+    /// Calls admitted after this answer use the new values.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin; `NotFound`; `BadRequest`; `InvalidLimit`.
+    pub async fn update_tenant(
+        &self,
+        caller: &Caller,
+        id: &TenantId,
+        patch: TenantPatch,
+    ) -> Result<TenantView, ServiceError> {
+        self.admin(caller)?;
+        let mut tenant = self.existing_tenant(id)?;
+        if let Some(changes) = patch.limits {
+            tenant.limits = merge_patch(&tenant.limits, changes, "limits")?;
+        }
+        if let Some(changes) = patch.quotas {
+            tenant.quotas = merge_patch(&tenant.quotas, changes, "quotas")?;
+        }
+        self.check_tenant(&tenant)?;
+        let store = &self.inner.store;
+        on_blocking_thread(|| store.update_tenant(&tenant))?;
+        self.forget_tenant(id);
+        self.tenant_view(id).await
+    }
+
+    /// Deletes a tenant with its keys, names and components (bytes no other tenant stores are
+    /// removed). Its usage stays, for billing. The `default` tenant cannot be deleted.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin; `NotFound`; `Conflict` for `default`.
+    pub async fn delete_tenant(&self, caller: &Caller, id: &TenantId) -> Result<(), ServiceError> {
+        self.admin(caller)?;
+        if *id == TenantId::default_tenant() {
+            return Err(ServiceError::Conflict(
+                "the default tenant owns the data of open mode; it cannot be deleted".into(),
+            ));
+        }
+        let store = &self.inner.store;
+        let digests =
+            on_blocking_thread(|| store.delete_tenant(id)).map_err(|error| match error.kind {
+                StoreErrorKind::NotFound => no_tenant(id),
+                _ => error.into(),
+            })?;
+        self.forget_tenant(id);
+        self.inner.registry.collect(digests).await?;
+        Ok(())
+    }
+
+    /// Creates a key for a tenant; the token is in the answer, and only there.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin; `NotFound`; `BadRequest`.
+    pub fn create_key(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        request: NewKeyRequest,
+    ) -> Result<CreatedKey, ServiceError> {
+        self.admin(caller)?;
+        if request.name.chars().count() > MAX_KEY_NAME_LEN
+            || request.name.chars().any(char::is_control)
+        {
+            return Err(ServiceError::BadRequest(format!(
+                "a key's name is at most {MAX_KEY_NAME_LEN} printable characters"
+            )));
+        }
+        let now = auth::now_secs();
+        let expires_at = match (&request.expires_at, request.expires_in_secs) {
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::BadRequest(
+                    "give expires_at or expires_in_secs, not both".into(),
+                ));
+            }
+            (Some(at), None) => Some(parse_time(at)?),
+            (None, Some(secs)) => Some(now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))),
+            (None, None) => None,
+        };
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(ServiceError::BadRequest(
+                "the key would be expired already".into(),
+            ));
+        }
+        let key = auth::new_key(tenant, request.name, request.scope, expires_at)
+            .map_err(|e| ServiceError::Internal(format!("random source failed: {e}")))?;
+        let store = &self.inner.store;
+        on_blocking_thread(|| store.insert_key(&key.record)).map_err(|error| match error.kind {
+            StoreErrorKind::NotFound => no_tenant(tenant),
+            _ => error.into(),
+        })?;
+        Ok(CreatedKey {
+            key: self.key_view(&key.record),
+            token: key.token,
+        })
+    }
+
+    /// A tenant's keys (never their tokens).
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin; `NotFound`.
+    pub fn keys(&self, caller: &Caller, tenant: &TenantId) -> Result<Vec<KeyView>, ServiceError> {
+        self.admin(caller)?;
+        self.existing_tenant(tenant)?;
+        let store = &self.inner.store;
+        let keys = on_blocking_thread(|| store.list_keys(tenant))?;
+        Ok(keys.iter().map(|key| self.key_view(key)).collect())
+    }
+
+    /// Revokes a tenant's key, at once on this node.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin; `NotFound`.
+    pub fn revoke_key(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        key: &KeyId,
+    ) -> Result<(), ServiceError> {
+        self.admin(caller)?;
+        let store = &self.inner.store;
+        let revoked = on_blocking_thread(|| store.revoke_key(tenant, key))?;
+        self.inner.keys.clear();
+        match revoked {
+            true => Ok(()),
+            false => Err(ServiceError::NotFound(format!(
+                "tenant `{tenant}` has no key `{key}`"
+            ))),
+        }
+    }
+
+    fn key_view(&self, key: &KeyRecord) -> KeyView {
+        let pending = self.inner.keys.last_touched(&key.id);
+        KeyView {
+            id: key.id.clone(),
+            tenant: key.tenant.clone(),
+            name: key.name.clone(),
+            scope: key.scope,
+            created_at: format_time(key.created_at),
+            expires_at: key.expires_at.map(format_time),
+            last_used_at: pending.or(key.last_used_at).map(format_time),
+        }
+    }
+
+    fn admin(&self, caller: &Caller) -> Result<(), ServiceError> {
+        match (caller, self.secured()) {
+            (Caller::Admin, _) => Ok(()),
+            (_, false) => Err(ServiceError::Forbidden(
+                "tenants and keys need secured mode: start the server with an admin token".into(),
+            )),
+            (_, true) => Err(ServiceError::Forbidden("this needs the admin token".into())),
+        }
+    }
+
+    fn existing_tenant(&self, id: &TenantId) -> Result<Tenant, ServiceError> {
+        let store = &self.inner.store;
+        on_blocking_thread(|| store.tenant(id))?.ok_or_else(|| no_tenant(id))
+    }
+
+    fn check_tenant(&self, tenant: &Tenant) -> Result<(), ServiceError> {
+        let config = &self.inner.config;
+        tenants::check_profile(&tenant.limits, &config.limits, &config.engine)
+            .map_err(ServiceError::InvalidLimit)?;
+        let zero = [
+            ("max_components", tenant.quotas.max_components),
+            ("max_stored_bytes", tenant.quotas.max_stored_bytes),
+            (
+                "runs_per_minute",
+                tenant.quotas.runs_per_minute.map(u64::from),
+            ),
+            ("fuel_per_day", tenant.quotas.fuel_per_day),
+        ];
+        match zero.iter().find(|(_, value)| *value == Some(0)) {
+            Some((name, _)) => Err(ServiceError::InvalidLimit(format!(
+                "quota {name} must be greater than zero (leave it unset for no quota)"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    // ---- background -------------------------------------------------------------------------
+
+    /// Writes pending usage and key use to the store. On failure they stay pending.
+    pub async fn flush(&self) {
+        let deltas = self.inner.meter.take();
+        let touched = self.inner.keys.take_touched();
+        if deltas.is_empty() && touched.is_empty() {
+            return;
+        }
+        let store = Arc::clone(&self.inner.store);
+        let written = tokio::task::spawn_blocking(move || {
+            let usage = store.add_usage(&deltas).map_err(|e| (e, deltas));
+            let keys = store.touch_keys(&touched);
+            (usage, keys)
+        })
+        .await;
+        match written {
+            Ok((usage, keys)) => {
+                if let Err((error, deltas)) = usage {
+                    tracing::warn!(%error, "writing usage failed; will retry");
+                    self.inner.meter.restore(deltas);
+                }
+                if let Err(error) = keys {
+                    tracing::warn!(%error, "recording key use failed");
+                }
+            }
+            Err(error) => tracing::error!(%error, "the usage writer failed"),
+        }
+    }
+
+    /// Starts the background writer: flushes every [`USAGE_FLUSH_INTERVAL`], or sooner when
+    /// much is pending. Call [`Service::flush`] once more at shutdown.
+    pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(USAGE_FLUSH_INTERVAL) => {}
+                    () = service.inner.flush_now.notified() => {}
+                }
+                service.flush().await;
+            }
+        })
+    }
+}
+
+/// The caller's tenant, if it may act at `needed` scope.
+fn tenant_of(caller: &Caller, needed: Scope) -> Result<(&TenantId, Scope), ServiceError> {
+    match caller {
+        Caller::Admin => Err(ServiceError::Forbidden(
+            "the admin token manages tenants and keys; use a tenant's API key for this".into(),
+        )),
+        Caller::Tenant { tenant, scope, .. } => match (needed, scope) {
+            (Scope::Manage, Scope::Run) => Err(ServiceError::Forbidden(
+                "this key has `run` scope: it may run and read, not change components".into(),
+            )),
+            _ => Ok((tenant, *scope)),
+        },
+    }
+}
+
+fn no_tenant(id: &TenantId) -> ServiceError {
+    ServiceError::NotFound(format!("no tenant `{id}`"))
+}
+
+/// Applies a JSON merge patch (RFC 7396) of one level to a settings struct.
+fn merge_patch<T: Serialize + serde::de::DeserializeOwned>(
+    current: &T,
+    changes: serde_json::Map<String, serde_json::Value>,
+    what: &str,
+) -> Result<T, ServiceError> {
+    let mut value = serde_json::to_value(current)
+        .map_err(|e| ServiceError::Internal(format!("serializing {what}: {e}")))?;
+    let serde_json::Value::Object(fields) = &mut value else {
+        return Err(ServiceError::Internal(format!("{what} is not an object")));
+    };
+    for (key, change) in changes {
+        match change {
+            serde_json::Value::Null => fields.remove(&key),
+            other => fields.insert(key, other),
+        };
+    }
+    serde_json::from_value(value).map_err(|e| ServiceError::BadRequest(format!("{what}: {e}")))
+}
+
+fn parse_day(text: &str) -> Result<time::Date, ServiceError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text, &format)
+        .map_err(|_| ServiceError::BadRequest(format!("`{text}` is not a day (YYYY-MM-DD)")))
+}
+
+fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(String, String), ServiceError> {
+    let today = time::OffsetDateTime::now_utc().date();
+    let to = to.map(parse_day).transpose()?.unwrap_or(today);
+    let from = from
+        .map(parse_day)
+        .transpose()?
+        .unwrap_or(to - time::Duration::days(29));
+    if from > to {
+        return Err(ServiceError::BadRequest("`from` is after `to`".into()));
+    }
+    if (to - from).whole_days() >= MAX_USAGE_DAYS {
+        return Err(ServiceError::BadRequest(format!(
+            "ask for at most {MAX_USAGE_DAYS} days at once"
+        )));
+    }
+    let show = |date: time::Date| tenants::day_of(date.midnight().assume_utc());
+    Ok((show(from), show(to)))
+}
+
+fn parse_time(text: &str) -> Result<i64, ServiceError> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|at| at.unix_timestamp())
+        .map_err(|_| ServiceError::BadRequest(format!("`{text}` is not an RFC 3339 time")))
+}
+
+fn format_time(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,342 @@
+//! A tenant's live state on this node: its effective limits, its share of the execution slots,
+//! its rate bucket, and the fuel it used today.
+//!
+//! Concurrency and rate are counted per node (a cluster of N nodes admits up to N times a
+//! tenant's share); fuel per day is loaded from the usage store when the state is built and
+//! counted here after, so it holds across restarts.
+
+use crate::ServiceError;
+use crate::config::TenantDefaults;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use warden_registry::{LimitProfile, Quotas, Tenant};
+use warden_runtime::{EngineConfig, Limits};
+
+/// Seconds a client should wait after `concurrency_limit`.
+const CONCURRENCY_RETRY_SECS: u64 = 1;
+
+/// One tenant's state. Replaced whole when the tenant is changed.
+pub(crate) struct TenantState {
+    pub(crate) tenant: Tenant,
+    /// The tenant's per-call limits: its profile over the defaults over the server's.
+    pub(crate) limits: Limits,
+    pub(crate) quotas: Quotas,
+    slots: Arc<Semaphore>,
+    max_concurrent: u32,
+    bucket: Option<Mutex<Bucket>>,
+    fuel_today: Mutex<FuelDay>,
+}
+
+struct Bucket {
+    tokens: f64,
+    per_second: f64,
+    capacity: f64,
+    at: Instant,
+}
+
+struct FuelDay {
+    day: String,
+    used: u64,
+}
+
+/// A call admitted for a tenant: holds its slot until dropped.
+pub(crate) struct Admitted {
+    _slot: OwnedSemaphorePermit,
+    /// Fuel the call may use (the tenant's limit, cut to what is left of its daily quota).
+    pub(crate) fuel_cap: Option<u64>,
+}
+
+impl TenantState {
+    pub(crate) fn new(
+        tenant: Tenant,
+        defaults: &TenantDefaults,
+        server: &Limits,
+        fuel_used_today: u64,
+    ) -> TenantState {
+        let profile = overlay(&tenant.limits, &defaults.limits);
+        let quotas = overlay_quotas(&tenant.quotas, &defaults.quotas);
+        let max_concurrent = profile.max_concurrent_runs.unwrap_or(u32::MAX).max(1);
+        let bucket = quotas.runs_per_minute.map(|per_minute| {
+            let capacity = f64::from(per_minute.max(1));
+            Mutex::new(Bucket {
+                tokens: capacity,
+                per_second: capacity / 60.0,
+                capacity,
+                at: Instant::now(),
+            })
+        });
+        TenantState {
+            limits: apply(&profile, server),
+            quotas,
+            slots: Arc::new(Semaphore::new(
+                usize::try_from(max_concurrent)
+                    .unwrap_or(usize::MAX)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            max_concurrent,
+            bucket,
+            fuel_today: Mutex::new(FuelDay {
+                day: today(),
+                used: fuel_used_today,
+            }),
+            tenant,
+        }
+    }
+
+    /// Admits one call, or says why not: the rate bucket, the daily fuel, then a slot.
+    pub(crate) fn admit(&self) -> Result<Admitted, ServiceError> {
+        if let Some(bucket) = &self.bucket {
+            let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let refill = now.duration_since(bucket.at).as_secs_f64() * bucket.per_second;
+            bucket.tokens = (bucket.tokens + refill).min(bucket.capacity);
+            bucket.at = now;
+            if bucket.tokens < 1.0 {
+                let wait = ((1.0 - bucket.tokens) / bucket.per_second).ceil().max(1.0);
+                return Err(ServiceError::RateLimited {
+                    message: format!(
+                        "tenant `{}` may start {} calls per minute",
+                        self.tenant.id,
+                        self.quotas.runs_per_minute.unwrap_or_default()
+                    ),
+                    retry_after_secs: wait as u64,
+                });
+            }
+            bucket.tokens -= 1.0;
+        }
+        let fuel_cap = match self.quotas.fuel_per_day {
+            Some(quota) => {
+                let used = self.fuel_used_today();
+                if used >= quota {
+                    return Err(ServiceError::QuotaExceeded {
+                        message: format!(
+                            "tenant `{}` used its {quota} fuel for today (UTC)",
+                            self.tenant.id
+                        ),
+                        retry_after_secs: Some(seconds_to_midnight()),
+                    });
+                }
+                Some(quota - used)
+            }
+            None => None,
+        };
+        let slot = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            ServiceError::ConcurrencyLimit {
+                message: format!(
+                    "tenant `{}` already has {} calls in progress",
+                    self.tenant.id, self.max_concurrent
+                ),
+                retry_after_secs: CONCURRENCY_RETRY_SECS,
+            }
+        })?;
+        Ok(Admitted {
+            _slot: slot,
+            fuel_cap,
+        })
+    }
+
+    /// The tenant's share of concurrent calls (`None`: only the server's admission bounds it).
+    pub(crate) fn max_concurrent_runs(&self) -> Option<u32> {
+        (self.max_concurrent != u32::MAX).then_some(self.max_concurrent)
+    }
+
+    /// Counts fuel a call used against today's quota.
+    pub(crate) fn add_fuel(&self, fuel: u64) {
+        let mut day = self
+            .fuel_today
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = today();
+        if day.day != now {
+            *day = FuelDay { day: now, used: 0 };
+        }
+        day.used = day.used.saturating_add(fuel);
+    }
+
+    fn fuel_used_today(&self) -> u64 {
+        let day = self
+            .fuel_today
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match day.day == today() {
+            true => day.used,
+            false => 0,
+        }
+    }
+}
+
+/// `profile`'s fields where set, else `defaults`'.
+fn overlay(profile: &LimitProfile, defaults: &LimitProfile) -> LimitProfile {
+    LimitProfile {
+        fuel: profile.fuel.or(defaults.fuel),
+        timeout_ms: profile.timeout_ms.or(defaults.timeout_ms),
+        memory_mb: profile.memory_mb.or(defaults.memory_mb),
+        max_input_bytes: profile.max_input_bytes.or(defaults.max_input_bytes),
+        max_output_bytes: profile.max_output_bytes.or(defaults.max_output_bytes),
+        max_log_line_bytes: profile.max_log_line_bytes.or(defaults.max_log_line_bytes),
+        max_log_bytes: profile.max_log_bytes.or(defaults.max_log_bytes),
+        max_log_lines: profile.max_log_lines.or(defaults.max_log_lines),
+        max_stdout_bytes: profile.max_stdout_bytes.or(defaults.max_stdout_bytes),
+        max_stderr_bytes: profile.max_stderr_bytes.or(defaults.max_stderr_bytes),
+        max_concurrent_runs: profile.max_concurrent_runs.or(defaults.max_concurrent_runs),
+    }
+}
+
+fn overlay_quotas(quotas: &Quotas, defaults: &Quotas) -> Quotas {
+    Quotas {
+        max_components: quotas.max_components.or(defaults.max_components),
+        max_stored_bytes: quotas.max_stored_bytes.or(defaults.max_stored_bytes),
+        runs_per_minute: quotas.runs_per_minute.or(defaults.runs_per_minute),
+        fuel_per_day: quotas.fuel_per_day.or(defaults.fuel_per_day),
+    }
+}
+
+/// The server's limits with a profile's fields put in.
+fn apply(profile: &LimitProfile, server: &Limits) -> Limits {
+    Limits {
+        fuel: profile.fuel.unwrap_or(server.fuel),
+        timeout_ms: profile.timeout_ms.unwrap_or(server.timeout_ms),
+        memory_mb: profile.memory_mb.unwrap_or(server.memory_mb),
+        max_input_bytes: profile.max_input_bytes.unwrap_or(server.max_input_bytes),
+        max_output_bytes: profile.max_output_bytes.unwrap_or(server.max_output_bytes),
+        max_log_line_bytes: profile
+            .max_log_line_bytes
+            .unwrap_or(server.max_log_line_bytes),
+        max_log_bytes: profile.max_log_bytes.unwrap_or(server.max_log_bytes),
+        max_log_lines: profile.max_log_lines.unwrap_or(server.max_log_lines),
+        max_stdout_bytes: profile.max_stdout_bytes.unwrap_or(server.max_stdout_bytes),
+        max_stderr_bytes: profile.max_stderr_bytes.unwrap_or(server.max_stderr_bytes),
+    }
+}
+
+/// Checks that a profile makes usable limits on this server.
+///
+/// # Errors
+/// A message naming the first unusable field.
+pub(crate) fn check_profile(
+    profile: &LimitProfile,
+    server: &Limits,
+    engine: &EngineConfig,
+) -> Result<(), String> {
+    let limits = apply(profile, server);
+    limits.validate().map_err(|e| e.0)?;
+    if limits.memory_mb > engine.max_memory_mb {
+        return Err(format!(
+            "memory_mb ({}) exceeds the engine's max_memory_mb ({})",
+            limits.memory_mb, engine.max_memory_mb
+        ));
+    }
+    if profile.max_concurrent_runs == Some(0) {
+        return Err("max_concurrent_runs must be greater than zero".into());
+    }
+    Ok(())
+}
+
+/// Today, UTC, as `YYYY-MM-DD`.
+pub(crate) fn today() -> String {
+    day_of(time::OffsetDateTime::now_utc())
+}
+
+pub(crate) fn day_of(at: time::OffsetDateTime) -> String {
+    let date = at.date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+fn seconds_to_midnight() -> u64 {
+    let now = time::OffsetDateTime::now_utc();
+    let seconds_today =
+        u64::from(now.hour()) * 3600 + u64::from(now.minute()) * 60 + u64::from(now.second());
+    (86_400 - seconds_today).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_registry::TenantId;
+
+    fn state(limits: LimitProfile, quotas: Quotas) -> TenantState {
+        let tenant = Tenant {
+            id: TenantId::parse("acme").unwrap(),
+            limits,
+            quotas,
+            created_at: String::new(),
+        };
+        TenantState::new(tenant, &TenantDefaults::default(), &Limits::default(), 0)
+    }
+
+    #[test]
+    fn the_profile_overrides_the_server_and_the_defaults_fill_in() {
+        let s = state(
+            LimitProfile {
+                timeout_ms: Some(200),
+                ..LimitProfile::default()
+            },
+            Quotas::default(),
+        );
+        assert_eq!(s.limits.timeout_ms, 200);
+        assert_eq!(s.limits.fuel, Limits::default().fuel);
+        assert_eq!(
+            s.max_concurrent,
+            crate::config::DEFAULT_TENANT_MAX_CONCURRENT_RUNS
+        );
+    }
+
+    #[test]
+    fn slots_are_released_when_a_call_ends() {
+        let s = state(
+            LimitProfile {
+                max_concurrent_runs: Some(1),
+                ..LimitProfile::default()
+            },
+            Quotas::default(),
+        );
+        let first = s.admit().unwrap();
+        assert!(matches!(
+            s.admit(),
+            Err(ServiceError::ConcurrencyLimit { .. })
+        ));
+        drop(first);
+        assert!(s.admit().is_ok());
+    }
+
+    #[test]
+    fn the_bucket_holds_a_minute_of_calls() {
+        let s = state(
+            LimitProfile::default(),
+            Quotas {
+                runs_per_minute: Some(3),
+                ..Quotas::default()
+            },
+        );
+        for _ in 0..3 {
+            drop(s.admit().unwrap());
+        }
+        match s.admit() {
+            Err(ServiceError::RateLimited {
+                retry_after_secs, ..
+            }) => assert!((1..=20).contains(&retry_after_secs)),
+            _ => panic!("the fourth call in a minute must be rate limited"),
+        }
+    }
+
+    #[test]
+    fn fuel_per_day_cuts_the_last_call_and_then_refuses() {
+        let s = state(
+            LimitProfile::default(),
+            Quotas {
+                fuel_per_day: Some(1000),
+                ..Quotas::default()
+            },
+        );
+        s.add_fuel(700);
+        assert_eq!(s.admit().unwrap().fuel_cap, Some(300));
+        s.add_fuel(300);
+        assert!(matches!(s.admit(), Err(ServiceError::QuotaExceeded { .. })));
+    }
+}
