@@ -159,7 +159,7 @@ pub(crate) enum KeyCommand {
         /// The tenant.
         tenant: String,
         /// The key id (the 16 hex characters after `wdn_`).
-        key: String,
+        key_id: String,
         #[command(flatten)]
         admin: AdminArg,
     },
@@ -274,10 +274,14 @@ pub(crate) async fn key(command: KeyCommand) -> anyhow::Result<u8> {
                 );
             }
         }
-        KeyCommand::Revoke { tenant, key, admin } => {
-            let path = format!("/v1/tenants/{tenant}/keys/{key}");
+        KeyCommand::Revoke {
+            tenant,
+            key_id,
+            admin,
+        } => {
+            let path = format!("/v1/tenants/{tenant}/keys/{key_id}");
             send(admin.request(Method::DELETE, &path)).await?;
-            eprintln!("revoked key {key} of tenant {tenant}");
+            eprintln!("revoked key {key_id} of tenant {tenant}");
         }
     }
     Ok(0)

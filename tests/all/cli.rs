@@ -323,3 +323,32 @@ fn open_mode_refuses_a_public_address() {
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least"));
 }
+
+#[test]
+fn every_command_parses() {
+    // clap checks a command's definition only when it is parsed: ask each for its help.
+    for command in [
+        &["serve"][..],
+        &["run"],
+        &["check"],
+        &["push"],
+        &["invoke"],
+        &["ls"],
+        &["tenant", "create"],
+        &["tenant", "set"],
+        &["tenant", "ls"],
+        &["tenant", "show"],
+        &["tenant", "rm"],
+        &["key", "create"],
+        &["key", "ls"],
+        &["key", "revoke"],
+        &["usage"],
+    ] {
+        let output = warden().args(command).arg("--help").output().unwrap();
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -643,7 +643,9 @@ async fn quotas_refuse_with_429_and_a_reason() {
     )
     .await;
     let fuel = one.json["stats"]["fuel_used"].as_u64().unwrap();
-    let patch = json!({ "quotas": { "fuel_per_day": fuel * 2 + fuel / 2 } });
+    let used = call(&server, Some(&token), Method::GET, "/v1/usage", None).await;
+    let used = used.json["total"]["fuel"].as_u64().unwrap();
+    let patch = json!({ "quotas": { "fuel_per_day": used + fuel + fuel / 2 } });
     assert_eq!(
         admin_json(&server, Method::PATCH, "/v1/tenants/small", patch)
             .await

@@ -13,8 +13,11 @@ use crate::store::{
 };
 use std::sync::Arc;
 
+/// One check: it gets a fresh, empty backend and panics when the backend misbehaves.
+pub type Check = fn(Arc<dyn Backend>);
+
 /// Every check, by name.
-pub const CHECKS: &[(&str, fn(Arc<dyn Backend>))] = &[
+pub const CHECKS: &[(&str, Check)] = &[
     ("components are per tenant", components_are_per_tenant),
     (
         "quotas are checked in the insert",

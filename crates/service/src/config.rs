@@ -4,10 +4,12 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use warden_registry::{LimitProfile, Quotas};
+
 use warden_runtime::{EngineConfig, Limits};
 
-/// Default calls one tenant may have admitted at once (running or queued), unless its own
-/// limits say otherwise. Below the engine's admission capacity, so no tenant can take it all.
+/// Calls one tenant may have admitted at once (running or queued) in secured mode, unless the
+/// tenant defaults or its own limits say otherwise: below the engine's admission capacity, so no
+/// tenant can take it all. (Open mode has one tenant: only the engine's admission bounds it.)
 pub const DEFAULT_TENANT_MAX_CONCURRENT_RUNS: u32 = 16;
 
 /// A secret from the configuration (the admin token): never printed, never logged.
@@ -40,26 +42,15 @@ impl Serialize for Secret {
 }
 
 /// What every tenant gets where its own limits and quotas say nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantDefaults {
     /// Default per-call ceilings of a tenant (each unset field falls back to `limits`).
-    /// `max_concurrent_runs` defaults to [`DEFAULT_TENANT_MAX_CONCURRENT_RUNS`].
+    /// `max_concurrent_runs` unset: [`DEFAULT_TENANT_MAX_CONCURRENT_RUNS`] in secured mode, no
+    /// share of its own in open mode.
     pub limits: LimitProfile,
     /// Default quotas of a tenant. Default: none.
     pub quotas: Quotas,
-}
-
-impl Default for TenantDefaults {
-    fn default() -> Self {
-        TenantDefaults {
-            limits: LimitProfile {
-                max_concurrent_runs: Some(DEFAULT_TENANT_MAX_CONCURRENT_RUNS),
-                ..LimitProfile::default()
-            },
-            quotas: Quotas::default(),
-        }
-    }
 }
 
 /// Everything the service needs.

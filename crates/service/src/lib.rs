@@ -382,7 +382,7 @@ impl Service {
     }
 
     fn build(
-        config: ServiceConfig,
+        mut config: ServiceConfig,
         store: Arc<dyn Backend>,
         data_dir: &Path,
         scratch: Option<tempfile::TempDir>,
@@ -390,6 +390,10 @@ impl Service {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        if config.admin_token.is_some() {
+            let share = &mut config.tenants.limits.max_concurrent_runs;
+            share.get_or_insert(DEFAULT_TENANT_MAX_CONCURRENT_RUNS);
+        }
         let runtime = Runtime::new(config.engine.clone())?;
         let component_store: Arc<dyn warden_registry::ComponentStore> = store.clone();
         let registry = Registry::new(

@@ -256,6 +256,7 @@ fn seconds_to_midnight() -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use warden_registry::TenantId;
@@ -282,8 +283,9 @@ mod tests {
         assert_eq!(s.limits.timeout_ms, 200);
         assert_eq!(s.limits.fuel, Limits::default().fuel);
         assert_eq!(
-            s.max_concurrent,
-            crate::config::DEFAULT_TENANT_MAX_CONCURRENT_RUNS
+            s.max_concurrent_runs(),
+            None,
+            "open mode: no share of its own"
         );
     }
 
