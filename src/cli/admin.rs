@@ -252,7 +252,7 @@ pub(crate) async fn key(command: KeyCommand) -> anyhow::Result<u8> {
             }
             let path = format!("/v1/tenants/{tenant}/keys");
             let key = send(admin.request(Method::POST, &path).json(&body)).await?;
-            out!("{}", key["token"].as_str().unwrap_or_default());
+            out!("{}", key["key"].as_str().unwrap_or_default());
             eprintln!(
                 "key {} for tenant {tenant}, scope {}: store the token now, it is not shown again",
                 key["id"].as_str().unwrap_or("?"),

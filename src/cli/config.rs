@@ -13,7 +13,7 @@ use std::path::Path;
 use warden_server::ServerConfig;
 
 /// The top-level keys of `ServerConfig`, as they appear in the file.
-const TOP_LEVEL_KEYS: [&str; 8] = [
+const TOP_LEVEL_KEYS: [&str; 9] = [
     "listen",
     "data_dir",
     "prepared_cache_entries",
@@ -22,6 +22,7 @@ const TOP_LEVEL_KEYS: [&str; 8] = [
     "admin_token",
     "insecure",
     "tenants",
+    "http",
 ];
 
 /// Loads the effective configuration; `file` is optional (no file means defaults + env).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use warden_registry::RegistryError;
 use warden_runtime::{CompileError, LimitOverrides, Output, Runtime};
 use warden_server::ExecutionDocument;
-use warden_service::{CallRequest, Service, ServiceError, Target};
+use warden_service::{CallContext, CallRequest, Service, ServiceError, Target};
 
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
@@ -34,13 +34,16 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let input = args.input.as_deref().map(read_input).transpose()?;
     // The server's own path, on a throwaway store: same limits, same checks, same report.
     let service = Service::local(config.service())?;
-    let caller = service.authenticate(None)?;
+    let context = CallContext {
+        caller: service.authenticate(None)?,
+        request_id: "cli".into(),
+    };
     let request = CallRequest {
         target: Target::Bytes(Arc::from(bytes)),
         input: input.as_deref(),
         overrides: args.limits.overrides(),
     };
-    let report = match service.call(&caller, "cli", request).await {
+    let report = match service.call(&context, request).await {
         Ok(report) => report,
         Err(ServiceError::Registry(RegistryError::Compile(error)))
             if !matches!(error, CompileError::Internal(_)) =>

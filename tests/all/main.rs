@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod cli;
+mod edge;
 mod errors;
 mod fixtures;
 mod fuzz_corpus;

@@ -3,7 +3,7 @@
 
 use crate::fixtures;
 use crate::support::{Reply, reply};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
 /// A `warden serve` child process on 127.0.0.1:0; killed when dropped.
@@ -241,4 +241,151 @@ async fn concurrent_memory_bombs_stay_within_slots_times_the_limit() {
         "peak RSS {} MiB",
         peak / (1024 * 1024)
     );
+}
+
+/// Resident memory of the process now, in bytes (Linux).
+fn rss_now(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Twelve clients each declare a 64 MB upload, send 60 MiB and stall. Only what the body
+/// budget (64 MiB here) allows is held: the rest are refused with 503, a small call still runs,
+/// and once the stall deadline passes the budget is whole again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_are_held_within_the_body_budget() {
+    const BUDGET_MIB: u64 = 64;
+    /// What the server may add to its idle RSS beyond the budget: allocator slack, hyper's
+    /// buffers, the small call's instance (documented in docs/HARDENING.md).
+    const OVERHEAD_MIB: u64 = 96;
+    let server = ServerProcess::start(&[
+        ("RUST_LOG", "warn"),
+        ("WARDEN_HTTP__BODY_BUDGET_MB", "64"),
+        ("WARDEN_HTTP__BODY_GRACE_MS", "2000"),
+        ("WARDEN_HTTP__BODY_MIN_BYTES_PER_SEC", "16777216"),
+    ]);
+    let idle = rss_now(server.child.id());
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                stream
+                    .set_write_timeout(Some(std::time::Duration::from_secs(3)))
+                    .unwrap();
+                let _ = stream.write_all(
+                    b"POST /v1/components HTTP/1.1\r\nHost: x\r\nContent-Length: 64000000\r\n\r\n",
+                );
+                let chunk = vec![7u8; 1024 * 1024];
+                for _ in 0..60 {
+                    if stream.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                    .unwrap();
+                let mut answer = [0u8; 512];
+                let n = stream.read(&mut answer).unwrap_or(0);
+                String::from_utf8_lossy(&answer[..n]).into_owned()
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let held = rss_now(server.child.id());
+    let small = server.run(fixtures::hello(fixtures::V0_0_1)).await;
+    assert_eq!(
+        small.outcome(),
+        "ok",
+        "a small call runs meanwhile: {}",
+        small.json
+    );
+    let answers: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let refused = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 503"))
+        .count();
+    let timed_out = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 408"))
+        .count();
+    assert!(
+        refused >= 11,
+        "the uploads past the budget get 503: {answers:?}"
+    );
+    assert_eq!(refused + timed_out, 12, "{answers:?}");
+    let grown = held.saturating_sub(idle) / (1024 * 1024);
+    eprintln!(
+        "stalled uploads: idle RSS {} MiB, during the stall {} MiB",
+        idle >> 20,
+        held >> 20
+    );
+    assert!(
+        grown <= BUDGET_MIB + OVERHEAD_MIB,
+        "RSS grew {grown} MiB (idle {} MiB)",
+        idle >> 20
+    );
+    // The budget is whole again: a full-size body is read (and refused as not a component).
+    let full = reqwest::Client::new()
+        .post(format!("{}/v1/components", server.base))
+        .body(vec![0u8; 60 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), 400);
+}
+
+/// SIGTERM while a long call runs: the call finishes and is answered, a request meanwhile gets
+/// 503 `shutting_down`, and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_calls_then_exits_zero() {
+    let mut server =
+        ServerProcess::start(&[("RUST_LOG", "warn"), ("WARDEN_LIMITS__TIMEOUT_MS", "3000")]);
+    let base = server.base.clone();
+    let long = tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/run"))
+            .body(crate::support::guest("rust-sleep"))
+            .send()
+            .await
+            .unwrap();
+        reply(response).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let meanwhile = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(meanwhile.status(), 503);
+    let meanwhile = reply(meanwhile).await;
+    assert_eq!(meanwhile.error_code(), "shutting_down");
+    let answered = long.await.unwrap();
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.outcome(), "timeout", "{}", answered.json);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
 }

@@ -18,6 +18,8 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     /// The server's data directory, removed when the server is dropped.
     pub data: tempfile::TempDir,
+    /// The server's state (for its admin listener's address).
+    pub state: AppState,
 }
 
 impl Drop for TestServer {
@@ -77,6 +79,7 @@ async fn start(
     };
     edit(&mut config);
     let state = AppState::new(config).expect("server state");
+    let kept = state.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -94,6 +97,7 @@ async fn start(
             .expect("client"),
         shutdown: Some(shutdown),
         data,
+        state: kept,
     }
 }
 

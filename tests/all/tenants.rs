@@ -62,7 +62,7 @@ async fn key(server: &TestServer, tenant: &str, scope: &str) -> String {
     )
     .await;
     assert_eq!(key.status, 201, "{}", key.json);
-    let token = key.json["token"].as_str().unwrap().to_owned();
+    let token = key.json["key"].as_str().unwrap().to_owned();
     assert!(token.starts_with("wdn_"));
     token
 }
@@ -213,7 +213,7 @@ async fn only_valid_credentials_get_in() {
         json!({ "expires_in_secs": 1 }),
     )
     .await;
-    let short = short.json["token"].as_str().unwrap().to_owned();
+    let short = short.json["key"].as_str().unwrap().to_owned();
     assert_eq!(
         call(&server, Some(&short), Method::GET, "/v1/me", None)
             .await
@@ -308,6 +308,19 @@ async fn another_tenants_objects_are_404_on_every_route() {
     )
     .await;
     assert_eq!(point.status, 404, "{}", point.json);
+    // Nothing of acme's changed.
+    let ran = call(
+        &server,
+        Some(&acme),
+        Method::POST,
+        "/v1/components/hello/run",
+        None,
+    )
+    .await;
+    assert_eq!(ran.outcome(), "ok", "{}", ran.json);
+    let names = call(&server, Some(&acme), Method::GET, "/v1/names/hello", None).await;
+    assert_eq!(names.json["digest"], digest.as_str());
+    assert_eq!(names.json["history"].as_array().unwrap().len(), 1);
     let listed = call(&server, Some(&globex), Method::GET, "/v1/components", None).await;
     assert_eq!(listed.json["components"], json!([]));
 
@@ -804,6 +817,8 @@ async fn open_mode_is_one_anonymous_tenant() {
     );
     let usage = call(&server, None, Method::GET, "/v1/usage", None).await;
     assert_eq!(usage.json["total"]["calls"], 1, "{}", usage.json);
+    let me = call(&server, None, Method::GET, "/v1/me", None).await;
+    assert_eq!(me.json["usage_today"]["calls"], 1, "{}", me.json);
 }
 
 /// A data directory written by the release before tenants (committed in

@@ -41,6 +41,113 @@ pub struct ServerConfig {
     pub insecure: bool,
     /// Limits and quotas every tenant inherits where its own say nothing.
     pub tenants: TenantDefaults,
+    /// The HTTP edge: timeouts, connection and body-memory budgets, header caps, TLS, drain.
+    pub http: HttpConfig,
+}
+
+/// The HTTP edge's settings. Every timeout, budget and cap has a default; none is unbounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Time a client has to send a request's headers, counted from the connection's start or
+    /// from the end of its previous response (so it is also the keep-alive idle timeout).
+    /// Default 10 000.
+    pub header_timeout_ms: u64,
+    /// Time a request body may take before the minimum rate applies. Default 10 000.
+    pub body_grace_ms: u64,
+    /// Slowest accepted body transfer after the grace, in bytes per second: a body must arrive
+    /// within `body_grace_ms + size / body_min_bytes_per_sec`. Default 1 MiB/s.
+    pub body_min_bytes_per_sec: u64,
+    /// Longest a response write may wait on a client that does not read. Default 10 000.
+    pub write_timeout_ms: u64,
+    /// Open connections at once on `listen`; more are answered a minimal 503 and closed.
+    /// Default 4096 (lowered at start to fit the process's file-descriptor limit).
+    pub max_connections: u32,
+    /// Open connections at once from one client address. Default 256.
+    pub max_connections_per_ip: u32,
+    /// Bytes of a request's head (request line and headers); past it: 431. Default 16 KiB
+    /// (at least 8 KiB).
+    pub max_header_bytes: usize,
+    /// Headers in one request; past it: 431. Default 100.
+    pub max_headers: usize,
+    /// Request-body bytes held in memory at once, over all requests, in MiB. A request that
+    /// cannot get its share within `body_budget_wait_ms` gets 503 `overloaded`. Default 256.
+    pub body_budget_mb: u64,
+    /// Longest a request waits for body budget. Default 1000.
+    pub body_budget_wait_ms: u64,
+    /// On SIGTERM/SIGINT: longest in-flight calls are waited for (new requests get 503
+    /// meanwhile). Default 30 000.
+    pub drain_timeout_ms: u64,
+    /// A second listener for `/healthz` and the admin routes, with its own small connection
+    /// budget, so they stay reachable under a connection flood on `listen`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate chain and key (PEM),
+    /// reloaded on SIGHUP. Default: none (plain HTTP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// HTTP/2 streams at once per connection. Default 100.
+    pub h2_max_concurrent_streams: u32,
+}
+
+/// Certificate and key files for TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_ms: 10_000,
+            body_grace_ms: 10_000,
+            body_min_bytes_per_sec: 1024 * 1024,
+            write_timeout_ms: 10_000,
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            body_budget_mb: 256,
+            body_budget_wait_ms: 1_000,
+            drain_timeout_ms: 30_000,
+            admin_listen: None,
+            tls: None,
+            h2_max_concurrent_streams: 100,
+        }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("body_grace_ms", self.body_grace_ms),
+            ("body_min_bytes_per_sec", self.body_min_bytes_per_sec),
+            ("write_timeout_ms", self.write_timeout_ms),
+            ("max_connections", u64::from(self.max_connections)),
+            (
+                "max_connections_per_ip",
+                u64::from(self.max_connections_per_ip),
+            ),
+            ("max_headers", self.max_headers as u64),
+            ("body_budget_mb", self.body_budget_mb),
+            (
+                "h2_max_concurrent_streams",
+                u64::from(self.h2_max_concurrent_streams),
+            ),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("http.{name} must be greater than zero"));
+        }
+        if self.max_header_bytes < 8 * 1024 {
+            return Err("http.max_header_bytes must be at least 8192".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -54,6 +161,7 @@ impl Default for ServerConfig {
             admin_token: None,
             insecure: false,
             tenants: TenantDefaults::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -64,6 +172,7 @@ impl ServerConfig {
     /// # Errors
     /// A message naming the first invalid setting.
     pub fn validate(&self) -> Result<(), String> {
+        self.http.validate()?;
         if self.prepared_cache_entries == 0 {
             return Err("prepared_cache_entries must be at least 1".into());
         }

@@ -65,6 +65,12 @@ pub enum ApiError {
     /// 409 `conflict`.
     #[error("{0}")]
     Conflict(String),
+    /// 408 `request_timeout`: the body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 503 `shutting_down`, with `Retry-After`: the server is draining.
+    #[error("{0}")]
+    ShuttingDown(String),
     /// 503 `overloaded`, with `Retry-After`.
     #[error("{0}")]
     Overloaded(String),
@@ -93,6 +99,8 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::ShuttingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -110,7 +118,9 @@ impl IntoResponse for ApiError {
         };
         let body = Json(json!({ "error": { "code": code, "message": message } }));
         let retry_after = match &self {
-            ApiError::Overloaded(_) => Some(HeaderValue::from_static(RETRY_AFTER_SECONDS)),
+            ApiError::Overloaded(_) | ApiError::ShuttingDown(_) => {
+                Some(HeaderValue::from_static(RETRY_AFTER_SECONDS))
+            }
             ApiError::TooMany { retry_after, .. } => retry_after.map(HeaderValue::from),
             _ => None,
         };

@@ -1,4 +1,5 @@
-//! Warden's HTTP surface: routes, JSON errors, request ids, graceful shutdown.
+//! Warden's HTTP surface: the edge (connection budget, timeouts, TLS, drain), routes, JSON
+//! errors, request ids.
 //!
 //! Handlers are thin: extract (the caller first, before any body is read), call the service,
 //! map to JSON. [`app`] builds the router from a state so tests can drive it in process;
@@ -7,6 +8,7 @@
 mod body;
 mod caller;
 pub mod config;
+mod edge;
 mod error;
 pub(crate) mod routes;
 
@@ -16,8 +18,13 @@ pub use routes::ExecutionResponse as ExecutionDocument;
 
 use anyhow::Context;
 use axum::Router;
-use std::sync::Arc;
+use body::BodyRules;
+use edge::{ConnectionBudget, Drain, Tls};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tower_http::trace::TraceLayer;
 use warden_service::Service;
 
@@ -30,6 +37,9 @@ pub struct AppState {
 struct StateInner {
     service: Service,
     config: ServerConfig,
+    body: BodyRules,
+    drain: Arc<Drain>,
+    admin_address: OnceLock<SocketAddr>,
 }
 
 impl AppState {
@@ -43,7 +53,13 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let service = Service::open(config.service())?;
         Ok(AppState {
-            inner: Arc::new(StateInner { service, config }),
+            inner: Arc::new(StateInner {
+                service,
+                body: BodyRules::new(&config.http),
+                drain: Arc::new(Drain::default()),
+                admin_address: OnceLock::new(),
+                config,
+            }),
         })
     }
 
@@ -52,28 +68,51 @@ impl AppState {
         &self.inner.service
     }
 
+    /// Where the admin listener (`http.admin_listen`) is bound, once it is.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.inner.admin_address.get().copied()
+    }
+
     pub(crate) fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn body_rules(&self) -> &BodyRules {
+        &self.inner.body
     }
 }
 
 /// The router with every route and layer.
 pub fn app(state: AppState) -> Router {
-    routes::router()
+    with_layers(routes::router(), state)
+}
+
+fn with_layers(router: Router<AppState>, state: AppState) -> Router {
+    let drain = Arc::clone(&state.inner.drain);
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            drain,
+            edge::drain::guard,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
 /// Validates `config`, starts the runtime, binds `config.listen`, calls `on_ready` with the
-/// bound address, and serves until ctrl-c / SIGTERM.
+/// bound address, and serves until SIGTERM / ctrl-c (a second one exits at once). SIGHUP
+/// reloads the TLS certificate.
 ///
 /// # Errors
 /// When the configuration is invalid, the runtime cannot start, or the address can't be bound.
-pub async fn serve(
-    config: ServerConfig,
-    on_ready: impl FnOnce(std::net::SocketAddr),
-) -> anyhow::Result<()> {
+pub async fn serve(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let listen = config.listen;
+    if config.admin_token.is_some() && !listen.ip().is_loopback() && config.http.tls.is_none() {
+        tracing::warn!(
+            %listen,
+            "secured mode on a non-loopback address without TLS: API keys cross the network \
+             in clear text; set http.tls (or terminate TLS in front of Warden)"
+        );
+    }
     let state = AppState::new(config)?;
     let listener = TcpListener::bind(listen)
         .await
@@ -86,27 +125,105 @@ pub async fn serve(
     };
     tracing::info!(%address, mode, allocator = ?state.service().runtime().allocator(), "warden listening");
     on_ready(address);
-    serve_on(listener, state, shutdown_signal()).await
+    let shutdown = async {
+        shutdown_signal().await;
+        // A second signal ends the process at once, without waiting for the drain.
+        tokio::spawn(async {
+            shutdown_signal().await;
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(1);
+        });
+    };
+    serve_on(listener, state, shutdown).await
 }
 
-/// Serves `state` on an already bound listener until `shutdown` completes (used by tests).
+/// Serves `state` on an already bound listener (and on `http.admin_listen`, if set) until
+/// `shutdown` completes, then drains: new requests get 503 `shutting_down` while requests in
+/// flight finish (up to `http.drain_timeout_ms`); then usage is flushed.
 ///
 /// # Errors
-/// When the server fails while accepting connections.
+/// When the TLS files cannot be loaded or the admin address cannot be bound.
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let http = state.config().http.clone();
+    let tls = http.tls.as_ref().map(Tls::load).transpose()?;
+    let (max_connections, files) = edge::fit_connections(http.max_connections);
+    if max_connections < http.max_connections {
+        tracing::warn!(
+            files,
+            max_connections,
+            "http.max_connections lowered to fit the open-file limit"
+        );
+    }
+    tracing::info!(files, max_connections, "connection budget");
+    let main = edge::Listener::new(
+        app(state.clone()),
+        &http,
+        ConnectionBudget::new(max_connections, http.max_connections_per_ip),
+        tls.clone(),
+    );
+    let mut accepting = vec![tokio::spawn(main.accept(listener, JoinSet::new()))];
+    if let Some(admin_listen) = http.admin_listen {
+        let socket = TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("binding the admin listener {admin_listen}"))?;
+        let _ = state.inner.admin_address.set(socket.local_addr()?);
+        let admin = edge::Listener::new(
+            with_layers(routes::admin_router(), state.clone()),
+            &http,
+            ConnectionBudget::new(ADMIN_CONNECTIONS, ADMIN_CONNECTIONS),
+            tls.clone(),
+        );
+        accepting.push(tokio::spawn(admin.accept(socket, JoinSet::new())));
+    }
     let service = state.service().clone();
     let writer = service.spawn_background();
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP");
+    let reloader = tls.map(|tls| tokio::spawn(reload_on_hangup(tls)));
+
+    shutdown.await;
+    state.inner.drain.start();
+    let left = state
+        .inner
+        .drain
+        .wait(Duration::from_millis(http.drain_timeout_ms))
+        .await;
+    if left > 0 {
+        tracing::warn!(left, "drain deadline passed with requests in flight");
+    }
+    for task in accepting {
+        task.abort();
+    }
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     writer.abort();
     service.flush().await;
-    served
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Connections the admin listener accepts at once.
+const ADMIN_CONNECTIONS: u32 = 64;
+
+async fn reload_on_hangup(tls: Tls) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tls.reload();
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tls;
+    }
 }
 
 async fn shutdown_signal() {
@@ -128,5 +245,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: draining");
 }

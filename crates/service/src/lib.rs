@@ -273,11 +273,11 @@ pub struct KeyView {
 /// A created key: the token is shown only here.
 #[derive(Debug, Clone, Serialize)]
 pub struct CreatedKey {
-    /// The key.
+    /// What is stored of it.
     #[serde(flatten)]
-    pub key: KeyView,
-    /// The token, `wdn_<id>_<secret>`: store it now, it is not shown again.
-    pub token: String,
+    pub record: KeyView,
+    /// The key itself, `wdn_<id>_<secret>`: store it now, it is not shown again.
+    pub key: String,
 }
 
 /// One row of usage.
@@ -330,6 +330,17 @@ pub struct Me {
     pub quotas: Quotas,
     /// What it stores.
     pub storage: StorageUsed,
+    /// Its usage so far today (UTC).
+    pub usage_today: UsageCounters,
+}
+
+/// Who is calling, and the id that tags the call's log lines and its answer.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The authenticated caller.
+    pub caller: Caller,
+    /// The request's id (see [`Service::next_request_id`]).
+    pub request_id: String,
 }
 
 /// The service. Cheap to clone.
@@ -520,12 +531,11 @@ impl Service {
     /// `Registry` (not found, bad bytes), `WrongWorld`, `Invoke` (overloaded, too large).
     pub async fn call(
         &self,
-        caller: &Caller,
-        request_id: &str,
+        context: &CallContext,
         request: CallRequest<'_>,
     ) -> Result<CallReport, ServiceError> {
-        let (tenant, _) = tenant_of(caller, Scope::Run)?;
-        let span = tracing::info_span!("call", request_id, tenant = %tenant);
+        let (tenant, _) = tenant_of(&context.caller, Scope::Run)?;
+        let span = tracing::info_span!("call", request_id = %context.request_id, tenant = %tenant);
         self.call_as(tenant, request).instrument(span).await
     }
 
@@ -714,6 +724,25 @@ impl Service {
             .await?)
     }
 
+    /// Whether the caller may upload `declared` bytes, asked before the body is read: the
+    /// scope, and a size no stored-bytes quota could ever take.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage` scope; `QuotaExceeded`.
+    pub fn may_upload(&self, caller: &Caller, declared: u64) -> Result<(), ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Manage)?;
+        let quotas = self.tenant_state(tenant)?.quotas;
+        match quotas.max_stored_bytes {
+            Some(max) if declared > max => Err(ServiceError::QuotaExceeded {
+                message: format!(
+                    "the component is {declared} bytes; tenant `{tenant}` may store {max} bytes"
+                ),
+                retry_after_secs: None,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// One page of the caller's components.
     ///
     /// # Errors
@@ -809,7 +838,13 @@ impl Service {
             Caller::Tenant { key, .. } => key.clone(),
             Caller::Admin => None,
         };
+        let today = tenants::today();
+        let usage_today = self
+            .usage(caller, None, Some(&today), Some(&today))
+            .await?
+            .total;
         Ok(Me {
+            usage_today,
             tenant: tenant.clone(),
             scope,
             key,
@@ -1034,8 +1069,8 @@ impl Service {
             _ => error.into(),
         })?;
         Ok(CreatedKey {
-            key: self.key_view(&key.record),
-            token: key.token,
+            record: self.key_view(&key.record),
+            key: key.token,
         })
     }
 

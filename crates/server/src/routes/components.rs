@@ -1,6 +1,5 @@
 //! `/v1/components`: upload once, list, inspect, delete.
 
-use crate::body::read_capped;
 use crate::caller::Authed;
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -41,10 +40,13 @@ pub(crate) async fn upload(
         .map(ComponentName::parse)
         .transpose()?;
     let max = state.config().engine.max_component_bytes;
-    let bytes = read_capped(body, max, "component").await?;
+    state
+        .service()
+        .may_upload(&caller, http_body::Body::size_hint(&body).lower())?;
+    let body = state.body_rules().read(body, max, "component").await?;
     let (record, created) = state
         .service()
-        .upload(&caller, Arc::from(bytes.as_ref()), name.as_ref())
+        .upload(&caller, Arc::from(body.bytes.as_ref()), name.as_ref())
         .await?;
     let status = if created {
         StatusCode::CREATED

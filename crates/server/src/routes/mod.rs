@@ -31,7 +31,7 @@ const WALL_HEADER: HeaderName = HeaderName::from_static("warden-wall-us");
 const LOG_LINES_HEADER: HeaderName = HeaderName::from_static("warden-log-lines");
 
 /// Largest JSON request body (names), in bytes. Component bodies are capped separately by
-/// `engine.max_component_bytes` in `body::read_capped`.
+/// `engine.max_component_bytes` in `body::BodyRules::read`.
 const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -73,6 +73,30 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/tenants/{tenant}/usage", get(tenants::tenant_usage))
         .route("/v1/me", get(tenants::me))
         .route("/v1/usage", get(tenants::usage))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+}
+
+/// The routes of the admin listener (`http.admin_listen`): `/healthz` and tenant
+/// administration, reachable even when `listen` is flooded.
+pub(crate) fn admin_router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/v1/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(tenants::show)
+                .patch(tenants::update)
+                .delete(tenants::delete),
+        )
+        .route(
+            "/v1/tenants/{tenant}/keys",
+            post(tenants::create_key).get(tenants::keys),
+        )
+        .route(
+            "/v1/tenants/{tenant}/keys/{key}",
+            axum::routing::delete(tenants::revoke_key),
+        )
+        .route("/v1/tenants/{tenant}/usage", get(tenants::tenant_usage))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
 }
 

@@ -4,7 +4,6 @@
 //! Each hands one [`CallRequest`] to the service, which owns the call's life.
 
 use super::ExecutionResponse;
-use crate::body::read_capped;
 use crate::caller::Authed;
 use crate::{ApiError, AppState};
 use axum::body::Body;
@@ -15,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use warden_registry::ComponentRef;
 use warden_runtime::LimitOverrides;
-use warden_service::{CallRequest, Caller, Target};
+use warden_service::{CallContext, CallRequest, Caller, Target};
 
 /// `POST /run`: the same bytes posted twice compile once (they are found by digest).
 pub(crate) async fn run_bytes(
@@ -27,8 +26,8 @@ pub(crate) async fn run_bytes(
     let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
     state.service().limits_for(&caller)?;
     let max = state.config().engine.max_component_bytes;
-    let bytes = read_capped(body, max, "component").await?;
-    let target = Target::Bytes(Arc::from(bytes.as_ref()));
+    let body = state.body_rules().read(body, max, "component").await?;
+    let target = Target::Bytes(Arc::from(body.bytes.as_ref()));
     call(&state, &caller, target, None, overrides).await
 }
 
@@ -59,8 +58,8 @@ pub(crate) async fn invoke_stored(
     let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
     let target = Target::Stored(ComponentRef::parse(&reference)?);
     let max_input = state.service().limits_for(&caller)?.max_input_bytes;
-    let input = read_capped(body, max_input, "input").await?;
-    let response = call(&state, &caller, target, Some(&input), overrides).await?;
+    let input = state.body_rules().read(body, max_input, "input").await?;
+    let response = call(&state, &caller, target, Some(&input.bytes), overrides).await?;
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
@@ -79,12 +78,15 @@ async fn call(
     overrides: LimitOverrides,
 ) -> Result<ExecutionResponse, ApiError> {
     let service = state.service();
-    let request_id = service.next_request_id();
+    let context = CallContext {
+        caller: caller.clone(),
+        request_id: service.next_request_id(),
+    };
     let request = CallRequest {
         target,
         input,
         overrides,
     };
-    let report = service.call(caller, &request_id, request).await?;
-    Ok(ExecutionResponse::new(report, request_id))
+    let report = service.call(&context, request).await?;
+    Ok(ExecutionResponse::new(report, context.request_id))
 }
