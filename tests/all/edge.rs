@@ -429,3 +429,60 @@ mod tls {
         drop(again);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_call_is_refused_before_its_body_is_read() {
+    const ADMIN: &str = "edge-admin-token-0123456789abcdef";
+    let server = spawn_server_with(|config| {
+        config.admin_token = Some(warden_service::Secret::new(ADMIN));
+    })
+    .await;
+    let created = server
+        .client
+        .post(server.url("/v1/tenants"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({ "id": "slow", "quotas": { "runs_per_minute": 1 } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let key: serde_json::Value = server
+        .client
+        .post(server.url("/v1/tenants/slow/keys"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({ "scope": "run" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let first = server
+        .client
+        .post(server.url("/run"))
+        .bearer_auth(&key)
+        .body(example_hello())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let addr = address(&server);
+    let (text, elapsed) = blocking(move || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        let started = Instant::now();
+        let head = format!(
+            "POST /run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Length: 60000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&[0u8; 65_536]).unwrap();
+        let mut buf = vec![0u8; 4096];
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let n = stream.read(&mut buf).unwrap_or(0);
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), started.elapsed())
+    })
+    .await;
+    assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+    assert!(text.contains("rate_limited"), "{text}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+}

@@ -98,15 +98,10 @@ impl Listener {
     /// Serves one connection. Plain connections speak HTTP/1.1 (no protocol sniffing: a
     /// silent client is closed by the header timeout); TLS connections speak what ALPN chose.
     async fn serve(self, stream: tokio::net::TcpStream) {
-        let io = TimedIo::new(stream, self.write_timeout);
+        let (io, socket) = TimedIo::new(stream, self.write_timeout);
         let service = TowerToHyperService::new(self.router);
         let served = match self.tls {
-            None => {
-                self.http1
-                    .serve_connection(TokioIo::new(io), service)
-                    .with_upgrades()
-                    .await
-            }
+            None => self.http1.serve_connection(TokioIo::new(io), service).await,
             Some(tls) => {
                 let handshake = tokio::time::timeout(self.header_timeout, tls.accept(io)).await;
                 let stream = match handshake {
@@ -120,8 +115,7 @@ impl Listener {
                         return;
                     }
                 };
-                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                match h2 {
+                match stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                     true => {
                         self.http2
                             .serve_connection(TokioIo::new(stream), service)
@@ -130,7 +124,6 @@ impl Listener {
                     false => {
                         self.http1
                             .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades()
                             .await
                     }
                 }
@@ -139,6 +132,7 @@ impl Listener {
         if let Err(error) = served {
             tracing::debug!(%error, "connection ended with an error");
         }
+        timed_io::linger(socket).await;
     }
 }
 

@@ -513,13 +513,18 @@ impl Service {
         })
     }
 
-    /// The limits the caller's calls run under (the edge caps request bodies with them).
+    /// Whether the caller's call would be admitted now (taking nothing), and the limits it
+    /// would run under: asked before a request body is read, so a refused call never costs
+    /// its body, and the body is capped by the tenant's own `max_input_bytes`.
     ///
     /// # Errors
-    /// `Forbidden` for the admin; `Unauthorized` when the caller's tenant is gone.
-    pub fn limits_for(&self, caller: &Caller) -> Result<Limits, ServiceError> {
+    /// `Forbidden` for the admin; `RateLimited`, `QuotaExceeded`, `ConcurrencyLimit`;
+    /// `Unauthorized` when the caller's tenant is gone.
+    pub fn may_call(&self, caller: &Caller) -> Result<Limits, ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Run)?;
-        Ok(self.tenant_state(tenant)?.limits)
+        let state = self.tenant_state(tenant)?;
+        state.check()?;
+        Ok(state.limits)
     }
 
     // ---- a call's life ----------------------------------------------------------------------

@@ -86,54 +86,81 @@ impl TenantState {
 
     /// Admits one call, or says why not: the rate bucket, the daily fuel, then a slot.
     pub(crate) fn admit(&self) -> Result<Admitted, ServiceError> {
-        if let Some(bucket) = &self.bucket {
-            let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            let refill = now.duration_since(bucket.at).as_secs_f64() * bucket.per_second;
-            bucket.tokens = (bucket.tokens + refill).min(bucket.capacity);
-            bucket.at = now;
-            if bucket.tokens < 1.0 {
-                let wait = ((1.0 - bucket.tokens) / bucket.per_second).ceil().max(1.0);
-                return Err(ServiceError::RateLimited {
-                    message: format!(
-                        "tenant `{}` may start {} calls per minute",
-                        self.tenant.id,
-                        self.quotas.runs_per_minute.unwrap_or_default()
-                    ),
-                    retry_after_secs: wait as u64,
-                });
-            }
-            bucket.tokens -= 1.0;
-        }
-        let fuel_cap = match self.quotas.fuel_per_day {
-            Some(quota) => {
-                let used = self.fuel_used_today();
-                if used >= quota {
-                    return Err(ServiceError::QuotaExceeded {
-                        message: format!(
-                            "tenant `{}` used its {quota} fuel for today (UTC)",
-                            self.tenant.id
-                        ),
-                        retry_after_secs: Some(seconds_to_midnight()),
-                    });
-                }
-                Some(quota - used)
-            }
-            None => None,
-        };
-        let slot = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
-            ServiceError::ConcurrencyLimit {
-                message: format!(
-                    "tenant `{}` already has {} calls in progress",
-                    self.tenant.id, self.max_concurrent
-                ),
-                retry_after_secs: CONCURRENCY_RETRY_SECS,
-            }
-        })?;
+        self.rate(true)?;
+        let fuel_cap = self.fuel_left()?;
+        let slot = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| self.busy())?;
         Ok(Admitted {
             _slot: slot,
             fuel_cap,
         })
+    }
+
+    /// Whether a call would be admitted now, taking nothing: asked before a request body is
+    /// read, so a refused call never costs its body.
+    pub(crate) fn check(&self) -> Result<(), ServiceError> {
+        self.rate(false)?;
+        self.fuel_left()?;
+        match self.slots.available_permits() {
+            0 => Err(self.busy()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refills the bucket and, when `take`, takes a token.
+    fn rate(&self, take: bool) -> Result<(), ServiceError> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(());
+        };
+        let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.at).as_secs_f64() * bucket.per_second;
+        bucket.tokens = (bucket.tokens + refill).min(bucket.capacity);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            let wait = ((1.0 - bucket.tokens) / bucket.per_second).ceil().max(1.0);
+            return Err(ServiceError::RateLimited {
+                message: format!(
+                    "tenant `{}` may start {} calls per minute",
+                    self.tenant.id,
+                    self.quotas.runs_per_minute.unwrap_or_default()
+                ),
+                retry_after_secs: wait as u64,
+            });
+        }
+        if take {
+            bucket.tokens -= 1.0;
+        }
+        Ok(())
+    }
+
+    /// The fuel left today under the daily quota (`None`: no quota).
+    fn fuel_left(&self) -> Result<Option<u64>, ServiceError> {
+        let Some(quota) = self.quotas.fuel_per_day else {
+            return Ok(None);
+        };
+        let used = self.fuel_used_today();
+        if used >= quota {
+            return Err(ServiceError::QuotaExceeded {
+                message: format!(
+                    "tenant `{}` used its {quota} fuel for today (UTC)",
+                    self.tenant.id
+                ),
+                retry_after_secs: Some(seconds_to_midnight()),
+            });
+        }
+        Ok(Some(quota - used))
+    }
+
+    fn busy(&self) -> ServiceError {
+        ServiceError::ConcurrencyLimit {
+            message: format!(
+                "tenant `{}` already has {} calls in progress",
+                self.tenant.id, self.max_concurrent
+            ),
+            retry_after_secs: CONCURRENCY_RETRY_SECS,
+        }
     }
 
     /// The tenant's share of concurrent calls (`None`: only the server's admission bounds it).

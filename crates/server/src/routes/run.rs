@@ -24,7 +24,7 @@ pub(crate) async fn run_bytes(
     body: Body,
 ) -> Result<ExecutionResponse, ApiError> {
     let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
-    state.service().limits_for(&caller)?;
+    state.service().may_call(&caller)?;
     let max = state.config().engine.max_component_bytes;
     let body = state.body_rules().read(body, max, "component").await?;
     let target = Target::Bytes(Arc::from(body.bytes.as_ref()));
@@ -57,7 +57,7 @@ pub(crate) async fn invoke_stored(
 ) -> Result<Response, ApiError> {
     let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
     let target = Target::Stored(ComponentRef::parse(&reference)?);
-    let max_input = state.service().limits_for(&caller)?.max_input_bytes;
+    let max_input = state.service().may_call(&caller)?.max_input_bytes;
     let input = state.body_rules().read(body, max_input, "input").await?;
     let response = call(&state, &caller, target, Some(&input.bytes), overrides).await?;
     let wants_json = headers
