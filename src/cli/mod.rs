@@ -187,9 +187,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         out!("{}", config::to_toml(&config)?.trim_end());
         return Ok(());
     }
+    let scheme = if config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     warden_server::serve(config, |address| {
         // One line on stdout, so scripts (and tests) can find a port chosen with `:0`.
-        out!("warden listening on http://{address}");
+        out!("warden listening on {scheme}://{address}");
     })
     .await
 }

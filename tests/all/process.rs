@@ -389,3 +389,75 @@ async fn sigterm_drains_in_flight_calls_then_exits_zero() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `kill -HUP` makes a TLS server load its certificate files again: a new connection gets the
+/// new certificate; a bad file keeps the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tls_certificate() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let make = || rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (first, second) = (make(), make());
+    std::fs::write(&cert, first.cert.pem()).unwrap();
+    std::fs::write(&key, first.signing_key.serialize_pem()).unwrap();
+    let server = ServerProcess::start(&[
+        ("RUST_LOG", "warn"),
+        ("WARDEN_HTTP__TLS__CERT", cert.to_str().unwrap()),
+        ("WARDEN_HTTP__TLS__KEY", key.to_str().unwrap()),
+    ]);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(first.cert.der().clone()).unwrap();
+    roots.add(second.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let address = server.base.trim_start_matches("https://").to_owned();
+    let presented = || async {
+        let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+    };
+    assert_eq!(&presented().await, first.cert.der());
+
+    std::fs::write(&cert, second.cert.pem()).unwrap();
+    std::fs::write(&key, second.signing_key.serialize_pem()).unwrap();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while &presented().await != second.cert.der() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was not loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    std::fs::write(&cert, "not a certificate").unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        &presented().await,
+        second.cert.der(),
+        "a bad file keeps the old certificate"
+    );
+}
