@@ -9,6 +9,7 @@ mod check;
 mod client;
 mod config;
 mod run;
+mod runs;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,8 +20,20 @@ use warden_runtime::Outcome;
 #[derive(Parser)]
 #[command(name = "warden", version, about)]
 struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "WARDEN_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (with the request's span fields).
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +58,12 @@ enum Command {
     Key(admin::KeyCommand),
     /// Show a tenant's metered usage: calls, fuel, wall time, GB·s, by outcome.
     Usage(admin::UsageArgs),
+    /// List or show a tenant's invocation records on a server.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Run a recorded call again locally (its component, input and limits) and compare.
+    /// Exit 0 when the outcomes match, 4 when they differ.
+    Replay(runs::ReplayArgs),
 }
 
 #[derive(clap::Args)]
@@ -134,13 +153,15 @@ pub(crate) fn main() -> ExitCode {
         Command::Serve(_) => "info,tower_http=warn",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -168,6 +189,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Tenant(command) => admin::tenant(command).await,
         Command::Key(command) => admin::key(command).await,
         Command::Usage(args) => admin::usage(args).await,
+        Command::Runs(command) => runs::runs(command).await,
+        Command::Replay(args) => runs::replay(args).await,
     }
 }
 

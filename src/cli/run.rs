@@ -34,10 +34,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let input = args.input.as_deref().map(read_input).transpose()?;
     // The server's own path, on a throwaway store: same limits, same checks, same report.
     let service = Service::local(config.service())?;
-    let context = CallContext {
-        caller: service.authenticate(None)?,
-        request_id: "cli".into(),
-    };
+    let context = CallContext::new(service.authenticate(None)?);
     let request = CallRequest {
         target: Target::Bytes(Arc::from(bytes)),
         input: input.as_deref(),
@@ -63,7 +60,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let outcome = report.execution.outcome;
     if args.json {
-        let document = ExecutionDocument::new(report, "cli".into());
+        let document = ExecutionDocument::new(report);
         out!("{}", serde_json::to_string_pretty(&document)?);
         return Ok(exit_code(outcome));
     }

@@ -17,6 +17,7 @@ mod languages;
 mod long_calls;
 mod outcomes;
 mod process;
+mod records;
 mod registry;
 mod stores;
 mod support;

@@ -6,7 +6,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use crate::ids::RunId;
 use crate::ids::{ComponentName, Digest, KeyId, TenantId};
+use crate::records::{NewRecord, RecordQuery, Retention, RunRecord, RunStats};
 use crate::store::{
     Backend, ComponentRecord, DeleteResult, Inserted, KeyRecord, LimitProfile, Quotas, Scope,
     StorageQuota, StoreErrorKind, Tenant, UsageCounters, UsageDelta,
@@ -39,6 +41,14 @@ pub const CHECKS: &[(&str, Check)] = &[
     ),
     ("keys", keys),
     ("usage adds up", usage_adds_up),
+    (
+        "records are per tenant, newest first",
+        records_are_per_tenant_newest_first,
+    ),
+    (
+        "retention prunes by age and count",
+        retention_prunes_by_age_and_count,
+    ),
 ];
 
 /// Runs every check, each on a fresh backend from `make`.
@@ -79,6 +89,7 @@ fn new_tenant(store: &dyn Backend, id: &str) -> TenantId {
             id: id.clone(),
             limits: LimitProfile::default(),
             quotas: Quotas::default(),
+            recording: Default::default(),
             created_at: crate::timestamp(),
         })
         .unwrap();
@@ -293,6 +304,7 @@ fn tenants(store: Arc<dyn Backend>) {
         id: tenant("nobody"),
         limits: LimitProfile::default(),
         quotas: Quotas::default(),
+        recording: Default::default(),
         created_at: crate::timestamp(),
     };
     assert_eq!(
@@ -431,4 +443,147 @@ fn usage_adds_up(store: Arc<dyn Backend>) {
             .unwrap()
             .is_empty()
     );
+}
+
+fn run_record(tenant: &TenantId, started_ms: i64, outcome: warden_runtime::Outcome) -> NewRecord {
+    NewRecord {
+        record: RunRecord {
+            id: RunId::new(),
+            request_id: "req".into(),
+            tenant: tenant.clone(),
+            digest: Digest::of(b"component"),
+            name: Some(name("hello")),
+            world: "local:main/runner@0.0.1".into(),
+            export: "run".into(),
+            via: "run".into(),
+            started_at: crate::timestamp(),
+            outcome,
+            error: None,
+            limits: warden_runtime::Limits::default(),
+            stats: RunStats::default(),
+            logs: Vec::new(),
+            logs_truncated: false,
+            stdout: String::new(),
+            stderr: String::new(),
+            input: None,
+            input_recorded: false,
+            output: None,
+            answered_late: false,
+        },
+        started_ms,
+        input: None,
+    }
+}
+
+fn page(limit: u32) -> RecordQuery {
+    RecordQuery {
+        limit,
+        ..RecordQuery::default()
+    }
+}
+
+fn records_are_per_tenant_newest_first(store: Arc<dyn Backend>) {
+    use warden_runtime::Outcome;
+    let (acme, globex) = (new_tenant(&*store, "acme"), new_tenant(&*store, "globex"));
+    let mut written = Vec::new();
+    for n in 0..4 {
+        let outcome = if n == 2 { Outcome::Trap } else { Outcome::Ok };
+        let mut new = run_record(&acme, 1_000 + n, outcome);
+        if n == 3 {
+            new.input = Some(b"the input".to_vec());
+            new.record.input_recorded = true;
+        }
+        written.push(new);
+    }
+    written.push(run_record(&globex, 1_000, Outcome::Ok));
+    store.insert_records(&written).unwrap();
+    // The same id twice is left as it is.
+    store.insert_records(&written[..1]).unwrap();
+    let ids = |records: Vec<RunRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let newest_first: Vec<RunId> = written[..4]
+        .iter()
+        .rev()
+        .map(|n| n.record.id.clone())
+        .collect();
+    assert_eq!(ids(store.records(&acme, &page(10)).unwrap()), newest_first);
+    assert_eq!(
+        ids(store.records(&acme, &page(2)).unwrap()),
+        newest_first[..2]
+    );
+    let after = RecordQuery {
+        after: Some(newest_first[1].clone()),
+        ..page(10)
+    };
+    assert_eq!(
+        ids(store.records(&acme, &after).unwrap()),
+        newest_first[2..]
+    );
+    let traps = RecordQuery {
+        outcome: Some(Outcome::Trap),
+        ..page(10)
+    };
+    assert_eq!(
+        ids(store.records(&acme, &traps).unwrap()),
+        [written[2].record.id.clone()]
+    );
+    let window = RecordQuery {
+        since_ms: Some(1_001),
+        until_ms: Some(1_003),
+        ..page(10)
+    };
+    assert_eq!(ids(store.records(&acme, &window).unwrap()).len(), 2);
+    assert_eq!(store.records(&globex, &page(10)).unwrap().len(), 1);
+    let first = &written[0].record;
+    assert_eq!(
+        store.record(&acme, &first.id).unwrap().as_ref(),
+        Some(first)
+    );
+    assert_eq!(
+        store.record(&globex, &first.id).unwrap(),
+        None,
+        "another tenant's record"
+    );
+    let with_input = &written[3].record.id;
+    assert_eq!(
+        store.record_input(&acme, with_input).unwrap().as_deref(),
+        Some(&b"the input"[..])
+    );
+    assert_eq!(store.record_input(&globex, with_input).unwrap(), None);
+    assert_eq!(store.record_input(&acme, &first.id).unwrap(), None);
+    store.delete_tenant(&acme).unwrap();
+    assert!(
+        store.records(&acme, &page(10)).unwrap().is_empty(),
+        "deleted with the tenant"
+    );
+}
+
+fn retention_prunes_by_age_and_count(store: Arc<dyn Backend>) {
+    use warden_runtime::Outcome;
+    let (acme, globex) = (new_tenant(&*store, "acme"), new_tenant(&*store, "globex"));
+    let mut written: Vec<NewRecord> = (0..6)
+        .map(|n| run_record(&acme, 10 * n, Outcome::Ok))
+        .collect();
+    written.push(run_record(&globex, 5, Outcome::Ok));
+    store.insert_records(&written).unwrap();
+    let removed = store
+        .prune_records(&Retention {
+            older_than_ms: 15,
+            max_per_tenant: 3,
+        })
+        .unwrap();
+    // Age removes acme's 0 and 10 and globex's 5; count then keeps acme's newest 3 of 4.
+    assert_eq!(removed, 4);
+    let kept: Vec<RunId> = store
+        .records(&acme, &page(10))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let newest: Vec<RunId> = written[3..6]
+        .iter()
+        .rev()
+        .map(|n| n.record.id.clone())
+        .collect();
+    assert_eq!(kept, newest);
+    assert!(store.records(&globex, &page(10)).unwrap().is_empty());
 }

@@ -93,6 +93,11 @@ string_id!(
     ComponentName
 );
 string_id!(
+    /// One call's record: a UUIDv7 (time-ordered, so ids sort by start time), lowercase and
+    /// hyphenated.
+    RunId
+);
+string_id!(
     /// The public part of an API key (`wdn_<id>_<secret>`): 16 lowercase hex characters.
     KeyId
 );
@@ -184,6 +189,37 @@ impl KeyId {
     }
 }
 
+impl RunId {
+    /// A new id, ordered after every id this process made before it.
+    pub fn new() -> RunId {
+        RunId(Arc::from(uuid::Uuid::now_v7().hyphenated().to_string()))
+    }
+
+    /// Parses a hyphenated UUID (either case; kept lowercase).
+    ///
+    /// # Errors
+    /// [`InvalidId`] for anything else.
+    pub fn parse(text: &str) -> Result<RunId, InvalidId> {
+        let shape_ok = text.len() == 36
+            && text.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            });
+        match shape_ok {
+            true => Ok(RunId(Arc::from(text.to_ascii_lowercase()))),
+            false => Err(InvalidId(
+                "a run id is a hyphenated UUID (8-4-4-4-12 hex characters)".into(),
+            )),
+        }
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        RunId::new()
+    }
+}
+
 /// A reference to a stored component: by content or by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ComponentRef {
@@ -242,6 +278,25 @@ mod tests {
         let digest = Digest::of(b"hello");
         assert_eq!(Digest::parse(digest.as_str()).ok(), Some(digest.clone()));
         assert_eq!(digest.hex().len(), 64);
+    }
+
+    #[test]
+    fn run_ids_are_time_ordered_uuids() {
+        let (first, second) = (RunId::new(), RunId::new());
+        assert!(first < second, "{first} then {second}");
+        assert_eq!(RunId::parse(first.as_str()).ok(), Some(first.clone()));
+        assert_eq!(
+            RunId::parse(&first.as_str().to_uppercase()).ok(),
+            Some(first)
+        );
+        for bad in [
+            "",
+            "0123",
+            &"a".repeat(36),
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5\n",
+        ] {
+            assert!(RunId::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

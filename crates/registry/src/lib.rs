@@ -12,17 +12,22 @@
 pub mod conformance;
 mod files;
 pub mod ids;
+pub mod records;
 pub mod sqlite;
 pub mod store;
 
 pub use ids::{
     ComponentName, ComponentRef, DEFAULT_TENANT, Digest, InvalidId, KEY_ID_LEN, KeyId,
-    MAX_NAME_LEN, TenantId,
+    MAX_NAME_LEN, RunId, TenantId,
+};
+pub use records::{
+    DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, NewRecord, Payload, RecordInputs, RecordQuery,
+    RecordStore, Retention, RunRecord, RunStats,
 };
 pub use store::{
     Backend, ComponentRecord, ComponentStore, DeleteResult, Inserted, KeyRecord, LimitProfile,
-    NameChange, NameRecord, Quotas, Scope, StorageQuota, StorageUsed, StoreError, StoreErrorKind,
-    Tenant, TenantStore, UsageCounters, UsageDelta, UsageStore,
+    NameChange, NameRecord, Quotas, RecordPolicy, Scope, StorageQuota, StorageUsed, StoreError,
+    StoreErrorKind, Tenant, TenantStore, UsageCounters, UsageDelta, UsageStore,
 };
 
 use files::Files;
@@ -70,7 +75,7 @@ pub enum RegistryError {
 }
 
 /// Where the compiled component of a call came from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheSource {
     /// Compiled for this call.
@@ -428,6 +433,21 @@ impl Registry {
         let bytes =
             on_storage_thread(move || Ok(registry.inner.files.read_component(&hex)?)).await?;
         self.compile_and_keep(&digest, Arc::from(bytes), true).await
+    }
+
+    /// The bytes of one of the tenant's components (what a replay runs).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`] when the tenant does not store it.
+    pub async fn component_bytes(
+        &self,
+        tenant: &TenantId,
+        reference: &ComponentRef,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let digest = self.stored_digest_of(tenant, reference).await?;
+        let registry = self.clone();
+        let hex = digest.hex().to_owned();
+        on_storage_thread(move || Ok(registry.inner.files.read_component(&hex)?)).await
     }
 
     /// The prepared component for `bytes` sent with a request (`POST /run`): found by digest

@@ -18,6 +18,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+mod records;
+
 /// The schema, in order. Never edit a released migration: add one.
 pub const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -84,6 +86,24 @@ CREATE TABLE usage (
     bytes_out    INTEGER NOT NULL,
     PRIMARY KEY (tenant, day, outcome)
 );
+",
+    ),
+    (
+        "invocation records and each tenant's recording policy",
+        "
+ALTER TABLE tenants ADD COLUMN recording TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE records (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    digest      TEXT NOT NULL,
+    name        TEXT,
+    outcome     TEXT NOT NULL,
+    document    TEXT NOT NULL,
+    input       BLOB
+);
+CREATE INDEX records_by_tenant ON records (tenant, id);
+CREATE INDEX records_by_age ON records (started_ms);
 ",
     ),
 ];
@@ -507,10 +527,12 @@ fn read_tenant(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     let id: String = row.get(0)?;
     let limits: String = row.get(1)?;
     let quotas: String = row.get(2)?;
+    let recording: String = row.get(4)?;
     Ok(Tenant {
         id: TenantId::parse(&id).map_err(|e| corrupt(0, e))?,
         limits: serde_json::from_str(&limits).map_err(|e| corrupt(1, e))?,
         quotas: serde_json::from_str(&quotas).map_err(|e| corrupt(2, e))?,
+        recording: serde_json::from_str(&recording).map_err(|e| corrupt(4, e))?,
         created_at: row.get(3)?,
     })
 }
@@ -544,11 +566,12 @@ fn json(value: &impl serde::Serialize) -> Result<String, StoreError> {
 impl TenantStore for SqliteStore {
     fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let (limits, quotas) = (json(&tenant.limits)?, json(&tenant.quotas)?);
+        let recording = json(&tenant.recording)?;
         self.try_with(|connection| {
             let inserted = connection
                 .execute(
-                    "INSERT OR IGNORE INTO tenants (id, limits, quotas, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![tenant.id.as_str(), limits, quotas, tenant.created_at],
+                    "INSERT OR IGNORE INTO tenants (id, limits, quotas, created_at, recording) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![tenant.id.as_str(), limits, quotas, tenant.created_at, recording],
                 )
                 .map_err(failed)?;
             match inserted {
@@ -562,7 +585,7 @@ impl TenantStore for SqliteStore {
         self.with(|connection| {
             connection
                 .query_row(
-                    "SELECT id, limits, quotas, created_at FROM tenants WHERE id = ?1",
+                    "SELECT id, limits, quotas, created_at, recording FROM tenants WHERE id = ?1",
                     params![id.as_str()],
                     read_tenant,
                 )
@@ -572,8 +595,9 @@ impl TenantStore for SqliteStore {
 
     fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.with(|connection| {
-            let mut statement = connection
-                .prepare("SELECT id, limits, quotas, created_at FROM tenants ORDER BY id")?;
+            let mut statement = connection.prepare(
+                "SELECT id, limits, quotas, created_at, recording FROM tenants ORDER BY id",
+            )?;
             let rows = statement.query_map([], read_tenant)?;
             rows.collect()
         })
@@ -581,11 +605,12 @@ impl TenantStore for SqliteStore {
 
     fn update_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let (limits, quotas) = (json(&tenant.limits)?, json(&tenant.quotas)?);
+        let recording = json(&tenant.recording)?;
         self.try_with(|connection| {
             let updated = connection
                 .execute(
-                    "UPDATE tenants SET limits = ?2, quotas = ?3 WHERE id = ?1",
-                    params![tenant.id.as_str(), limits, quotas],
+                    "UPDATE tenants SET limits = ?2, quotas = ?3, recording = ?4 WHERE id = ?1",
+                    params![tenant.id.as_str(), limits, quotas, recording],
                 )
                 .map_err(failed)?;
             match updated {
@@ -615,7 +640,7 @@ impl TenantStore for SqliteStore {
                     .map_err(failed)?;
                 rows.collect::<rusqlite::Result<_>>().map_err(failed)?
             };
-            for table in ["api_keys", "names", "name_history", "components"] {
+            for table in ["api_keys", "names", "name_history", "components", "records"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE tenant = ?1"),
                     params![id.as_str()],

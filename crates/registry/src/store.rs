@@ -9,6 +9,7 @@
 //! inside one transaction of the backend.
 
 use crate::ids::{ComponentName, Digest, KeyId, TenantId};
+use crate::records::{RecordInputs, RecordStore};
 use serde::{Deserialize, Serialize};
 
 /// What kind of failure a [`StoreError`] is: callers branch on this, never on the text.
@@ -315,8 +316,22 @@ pub struct Tenant {
     pub limits: LimitProfile,
     /// Its quotas.
     pub quotas: Quotas,
+    /// What its calls' records keep.
+    pub recording: RecordPolicy,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,
+}
+
+/// What a tenant's records keep; unset fields inherit the server's tenant defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordPolicy {
+    /// Whether a call's input is kept with its record (`never`, `on_failure`, `always`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_inputs: Option<RecordInputs>,
+    /// Largest input kept, in bytes; a larger input is recorded by size and digest only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_recorded_input_bytes: Option<u64>,
 }
 
 /// What a key may do.
@@ -484,6 +499,6 @@ pub trait UsageStore: Send + Sync + 'static {
 }
 
 /// A complete storage backend.
-pub trait Backend: ComponentStore + TenantStore + UsageStore {}
+pub trait Backend: ComponentStore + TenantStore + UsageStore + RecordStore {}
 
-impl<T: ComponentStore + TenantStore + UsageStore> Backend for T {}
+impl<T: ComponentStore + TenantStore + UsageStore + RecordStore> Backend for T {}

@@ -15,7 +15,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 pub const TRUNCATION_MARKER: &str = "…[truncated]";
 
 /// Severity of a guest log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Finest detail.
@@ -31,7 +31,7 @@ pub enum LogLevel {
 }
 
 /// One stored guest log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LogLine {
     /// Severity.
     pub level: LogLevel,

@@ -99,7 +99,33 @@ impl Returned {
     }
 }
 
+/// A call that was answered `timeout` before it ended (its thread got no CPU to notice the
+/// deadline): [`LateExecution::wait`] yields how it really ended.
+pub struct LateExecution(tokio::task::JoinHandle<Execution>);
+
+impl LateExecution {
+    /// Waits for the call to end; `None` if its thread failed.
+    pub async fn wait(self) -> Option<Execution> {
+        self.0.await.ok()
+    }
+}
+
 impl Runtime {
+    /// Like [`Runtime::invoke`], and also hands back, for a call answered before it ended, a
+    /// handle to its real end (records complete themselves with it).
+    ///
+    /// # Errors
+    /// As [`Runtime::invoke`].
+    pub async fn invoke_tracked(
+        &self,
+        prepared: &Prepared,
+        call: Call<'_>,
+        limits: &Limits,
+        hint: &LongCallHint,
+    ) -> Result<(Execution, Option<LateExecution>), InvokeError> {
+        self.run_call(prepared, call, limits, hint).await
+    }
+
     /// Runs one call of `prepared` under `limits`, in a fresh sandbox.
     ///
     /// `hint` says whether this component's previous call (for the same caller) was long, and
@@ -117,6 +143,17 @@ impl Runtime {
         limits: &Limits,
         hint: &LongCallHint,
     ) -> Result<Execution, InvokeError> {
+        let (execution, _late) = self.run_call(prepared, call, limits, hint).await?;
+        Ok(execution)
+    }
+
+    async fn run_call(
+        &self,
+        prepared: &Prepared,
+        call: Call<'_>,
+        limits: &Limits,
+        hint: &LongCallHint,
+    ) -> Result<(Execution, Option<LateExecution>), InvokeError> {
         let found = prepared.info().kind;
         if call.world() != found {
             return Err(InvokeError::WrongWorld {
@@ -176,7 +213,7 @@ impl Runtime {
             if let Some(done) = first {
                 let execution = ending.finish(done, false);
                 drop(permits);
-                return Ok(execution);
+                return Ok((execution, None));
             }
         }
         hint.0.store(true, Ordering::Relaxed);
@@ -185,7 +222,7 @@ impl Runtime {
         let handle = tokio::runtime::Handle::current();
         let priority = self.inner.config.long_call_priority;
         // The rest of a long call: in the long lane, at low OS priority (`long_calls`).
-        let in_lane = tokio::task::spawn_blocking(move || {
+        let mut in_lane = tokio::task::spawn_blocking(move || {
             let _low = LowPriority::enter(priority);
             // A call whose deadline passes while it waits for a turn runs without one, and
             // ends at once.
@@ -205,11 +242,11 @@ impl Runtime {
         // notice its deadline. The caller is answered on time regardless; the call ends (and
         // releases its slot and memory) whenever its thread next runs.
         tokio::select! {
-            joined = in_lane => {
-                joined.map_err(|e| InvokeError::Internal(e.to_string()))
+            joined = &mut in_lane => {
+                joined.map(|execution| (execution, None)).map_err(|e| InvokeError::Internal(e.to_string()))
             }
             () = tokio::time::sleep_until((deadline + STARVED_GRACE).into()) => {
-                Ok(ending.starved())
+                Ok((ending.starved(), Some(LateExecution(in_lane))))
             }
         }
     }

@@ -28,7 +28,7 @@ pub use engine::{
     DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_QUEUED_COMPILES, DEFAULT_MAX_QUEUED_RUNS,
     DEFAULT_MAX_WASM_STACK_KIB,
 };
-pub use invoke::{Call, InvokeError};
+pub use invoke::{Call, InvokeError, LateExecution};
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_LOG_LINE_BYTES,
     DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB,
@@ -67,6 +67,21 @@ struct Inner {
     compile_slots: Arc<Semaphore>,
     /// Long calls running at low priority (the rest of them wait, paused, for a turn).
     long_lane: Arc<Semaphore>,
+}
+
+/// How busy a runtime is at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Calls holding an execution slot.
+    pub runs_running: u64,
+    /// Calls admitted and waiting for a slot.
+    pub runs_queued: u64,
+    /// Long calls holding a turn in the long lane.
+    pub long_calls_running: u64,
+    /// Compilations running.
+    pub compiles_running: u64,
+    /// Compilations admitted and waiting.
+    pub compiles_queued: u64,
 }
 
 /// The process cannot build a runtime (bad settings, or wasmtime refused the configuration).
@@ -112,6 +127,32 @@ impl Runtime {
     /// Which instance allocator is in use.
     pub fn allocator(&self) -> Allocator {
         self.inner.allocator
+    }
+
+    /// How busy the runtime is now (for metrics).
+    pub fn load(&self) -> Load {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let in_use = |semaphore: &Semaphore, total: u32| {
+            u64::from(total).saturating_sub(semaphore.available_permits() as u64)
+        };
+        let running = in_use(&inner.run_slots, config.max_concurrent_runs);
+        let admitted = in_use(
+            &inner.run_admission,
+            config.max_concurrent_runs + config.max_queued_runs,
+        );
+        let compiling = in_use(&inner.compile_slots, config.max_concurrent_compiles);
+        let compiles = in_use(
+            &inner.compile_admission,
+            config.max_concurrent_compiles + config.max_queued_compiles,
+        );
+        Load {
+            runs_running: running,
+            runs_queued: admitted.saturating_sub(running),
+            long_calls_running: in_use(&inner.long_lane, config.max_long_calls),
+            compiles_running: compiling,
+            compiles_queued: compiles.saturating_sub(compiling),
+        }
     }
 
     /// A stable fingerprint of the engine's code-generation settings: compiled artifacts from

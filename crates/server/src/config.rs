@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use warden_runtime::{EngineConfig, Limits};
-use warden_service::{Secret, ServiceConfig, TenantDefaults};
+use warden_service::{RecordsConfig, Secret, ServiceConfig, TenantDefaults};
 
 /// Default listen address: loopback only, so a fresh install is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -43,6 +43,35 @@ pub struct ServerConfig {
     pub tenants: TenantDefaults,
     /// The HTTP edge: timeouts, connection and body-memory budgets, header caps, TLS, drain.
     pub http: HttpConfig,
+    /// Invocation records (`[records]`): queue, batches, retention.
+    pub records: RecordsConfig,
+    /// Prometheus metrics (`[metrics]`).
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics at `GET /metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`. Default `true`.
+    pub enabled: bool,
+    /// Tenants with a label of their own; the tenants that call after these many have one are
+    /// labelled `other`, so a flood of tenants cannot flood the series. Default 20.
+    pub tenant_labels: usize,
+    /// A token (at least 24 characters) that may read `/metrics` in secured mode, besides the
+    /// admin token. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            tenant_labels: 20,
+            token: None,
+        }
+    }
 }
 
 /// The HTTP edge's settings. Every timeout, budget and cap has a default; none is unbounded.
@@ -162,6 +191,8 @@ impl Default for ServerConfig {
             insecure: false,
             tenants: TenantDefaults::default(),
             http: HttpConfig::default(),
+            records: RecordsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -184,6 +215,14 @@ impl ServerConfig {
                 self.listen
             ));
         }
+        if let Some(token) = &self.metrics.token
+            && token.expose().len() < warden_service::MIN_ADMIN_TOKEN_LEN
+        {
+            return Err(format!(
+                "metrics.token must be at least {} characters",
+                warden_service::MIN_ADMIN_TOKEN_LEN
+            ));
+        }
         self.service().validate()
     }
 
@@ -196,6 +235,8 @@ impl ServerConfig {
             engine: self.engine.clone(),
             admin_token: self.admin_token.clone(),
             tenants: self.tenants,
+            records: self.records,
+            tenant_labels: self.metrics.tenant_labels,
         }
     }
 }

@@ -10,6 +10,7 @@ mod caller;
 pub mod config;
 mod edge;
 mod error;
+pub mod request_id;
 pub(crate) mod routes;
 
 pub use config::ServerConfig;
@@ -93,6 +94,10 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             drain,
             edge::drain::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::tag,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

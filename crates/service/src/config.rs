@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use warden_registry::{LimitProfile, Quotas};
+use warden_registry::{LimitProfile, Quotas, RecordInputs, RecordPolicy};
 
 use warden_runtime::{EngineConfig, Limits};
 
@@ -51,6 +51,76 @@ pub struct TenantDefaults {
     pub limits: LimitProfile,
     /// Default quotas of a tenant. Default: none.
     pub quotas: Quotas,
+    /// What a tenant's records keep by default. Unset: `record_inputs = "on_failure"`,
+    /// `max_recorded_input_bytes` = [`DEFAULT_MAX_RECORDED_INPUT_BYTES`].
+    pub recording: RecordPolicy,
+}
+
+/// Largest input kept in a record unless the tenant defaults or the tenant say otherwise.
+pub const DEFAULT_MAX_RECORDED_INPUT_BYTES: u64 = 1024 * 1024;
+
+/// A tenant's recording policy with every default applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EffectiveRecording {
+    /// When the input is kept.
+    pub record_inputs: RecordInputs,
+    /// Largest input kept, in bytes.
+    pub max_recorded_input_bytes: u64,
+}
+
+impl EffectiveRecording {
+    /// `own` over `defaults` over the built-in defaults.
+    pub fn of(own: &RecordPolicy, defaults: &RecordPolicy) -> EffectiveRecording {
+        EffectiveRecording {
+            record_inputs: own
+                .record_inputs
+                .or(defaults.record_inputs)
+                .unwrap_or_default(),
+            max_recorded_input_bytes: own
+                .max_recorded_input_bytes
+                .or(defaults.max_recorded_input_bytes)
+                .unwrap_or(DEFAULT_MAX_RECORDED_INPUT_BYTES),
+        }
+    }
+}
+
+/// Invocation records: the queue between calls and the store, and how long records are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordsConfig {
+    /// Record every call. Default `true`.
+    pub enabled: bool,
+    /// Records waiting to be written, at most; past it new records are dropped (and counted),
+    /// never waited for. Default 10 000.
+    pub queue_capacity: usize,
+    /// Bytes of records waiting to be written (logs, stdio and kept inputs), at most.
+    /// Default 64 MiB.
+    pub queue_max_bytes: u64,
+    /// Records written per transaction, at most. Default 1 000.
+    pub batch_size: usize,
+    /// How often waiting records are written, in milliseconds. Default 100.
+    pub flush_interval_ms: u64,
+    /// Records older than this are removed, in days. Default 7.
+    pub retention_days: u64,
+    /// Each tenant keeps at most this many records (its newest). Default 100 000.
+    pub max_per_tenant: u64,
+    /// How often retention runs, in seconds. Default 60.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        RecordsConfig {
+            enabled: true,
+            queue_capacity: 10_000,
+            queue_max_bytes: 64 * 1024 * 1024,
+            batch_size: 1_000,
+            flush_interval_ms: 100,
+            retention_days: 7,
+            max_per_tenant: 100_000,
+            prune_interval_secs: 60,
+        }
+    }
 }
 
 /// Everything the service needs.
@@ -68,6 +138,10 @@ pub struct ServiceConfig {
     pub admin_token: Option<Secret>,
     /// Defaults every tenant inherits.
     pub tenants: TenantDefaults,
+    /// Invocation records.
+    pub records: RecordsConfig,
+    /// Tenants with a metrics label of their own (the rest are `other`).
+    pub tenant_labels: usize,
 }
 
 impl ServiceConfig {
@@ -93,6 +167,17 @@ impl ServiceConfig {
             return Err(format!(
                 "admin_token must be at least {MIN_ADMIN_TOKEN_LEN} characters"
             ));
+        }
+        let records = &self.records;
+        if records.queue_capacity == 0 || records.batch_size == 0 || records.flush_interval_ms == 0
+        {
+            return Err(
+                "records.queue_capacity, batch_size and flush_interval_ms must be above zero"
+                    .into(),
+            );
+        }
+        if records.retention_days == 0 || records.max_per_tenant == 0 {
+            return Err("records.retention_days and max_per_tenant must be above zero".into());
         }
         crate::tenants::check_profile(&self.tenants.limits, &self.limits, &self.engine)
             .map_err(|e| format!("tenants.limits: {e}"))

@@ -16,30 +16,36 @@
 
 pub mod auth;
 pub mod config;
+pub mod metrics;
+mod recorder;
 mod tenants;
 mod usage;
 
 pub use auth::{Caller, KEY_CACHE_TTL, KEY_PREFIX, NewKey};
 pub use config::{
-    DEFAULT_TENANT_MAX_CONCURRENT_RUNS, MIN_ADMIN_TOKEN_LEN, Secret, ServiceConfig, TenantDefaults,
+    DEFAULT_MAX_RECORDED_INPUT_BYTES, DEFAULT_TENANT_MAX_CONCURRENT_RUNS, EffectiveRecording,
+    MIN_ADMIN_TOKEN_LEN, RecordsConfig, Secret, ServiceConfig, TenantDefaults,
 };
+pub use metrics::Metrics;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tenants::TenantState;
 use tracing::Instrument;
 use warden_registry::{
-    Backend, CacheSource, ComponentName, ComponentRecord, ComponentRef, Digest, InvalidId, KeyId,
-    KeyRecord, LimitProfile, NameRecord, Quotas, Registry, RegistryError, Scope, StorageUsed,
-    StoreError, StoreErrorKind, Tenant, TenantId, UsageCounters, on_blocking_thread,
+    Backend, CacheSource, ComponentName, ComponentRecord, ComponentRef, DEFAULT_RECORD_PAGE,
+    Digest, InvalidId, KeyId, KeyRecord, LimitProfile, MAX_RECORD_PAGE, NameRecord, NewRecord,
+    Payload, Quotas, RecordInputs, RecordPolicy, RecordQuery, Registry, RegistryError, RunId,
+    RunRecord, RunStats, Scope, StorageUsed, StoreError, StoreErrorKind, Tenant, TenantId,
+    UsageCounters, on_blocking_thread,
 };
 use warden_runtime::{
-    Call, Execution, InvokeError, LimitOverrides, Limits, LongCallHint, Runtime, WorldKind,
+    Call, Execution, InvokeError, LateExecution, LimitOverrides, Limits, LongCallHint, Outcome,
+    Runtime, WorldKind,
 };
 
 /// How often metered usage and key use are written to the store.
@@ -173,6 +179,8 @@ pub struct CallRequest<'a> {
 
 /// A finished call and where its compiled component came from.
 pub struct CallReport {
+    /// The call's record id.
+    pub run_id: RunId,
     /// The runtime's report.
     pub execution: Execution,
     /// The component's digest.
@@ -197,6 +205,9 @@ pub struct NewTenant {
     /// Its quotas (unset fields inherit the server's tenant defaults).
     #[serde(default)]
     pub quotas: Quotas,
+    /// What its records keep (unset fields inherit the server's tenant defaults).
+    #[serde(default)]
+    pub recording: RecordPolicy,
 }
 
 /// A change to a tenant: a JSON merge patch of `limits` and `quotas` (a field set to `null`
@@ -210,6 +221,9 @@ pub struct TenantPatch {
     /// Changes to the quotas.
     #[serde(default)]
     pub quotas: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Changes to the recording policy.
+    #[serde(default)]
+    pub recording: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A tenant as the admin sees it.
@@ -222,6 +236,8 @@ pub struct TenantView {
     pub effective_limits: Limits,
     /// The quotas that apply (its own over the defaults).
     pub effective_quotas: Quotas,
+    /// What its records keep (its own policy over the defaults).
+    pub effective_recording: EffectiveRecording,
     /// What it stores.
     pub storage: StorageUsed,
 }
@@ -334,13 +350,27 @@ pub struct Me {
     pub usage_today: UsageCounters,
 }
 
-/// Who is calling, and the id that tags the call's log lines and its answer.
+/// Who is calling, and the ids that tag the call's log lines, its answer and its record.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     /// The authenticated caller.
     pub caller: Caller,
-    /// The request's id (see [`Service::next_request_id`]).
+    /// The request's id: the client's sane `X-Request-Id`, else the run id.
     pub request_id: String,
+    /// The id of the call's record.
+    pub run_id: RunId,
+}
+
+impl CallContext {
+    /// A context with a new run id, which is also the request id.
+    pub fn new(caller: Caller) -> CallContext {
+        let run_id = RunId::new();
+        CallContext {
+            caller,
+            request_id: run_id.to_string(),
+            run_id,
+        }
+    }
 }
 
 /// The service. Cheap to clone.
@@ -360,7 +390,8 @@ struct Inner {
     /// Per (tenant, component): whether its last call was long. Its presence also means the
     /// tenant has run this component on this node before.
     hints: Mutex<HashMap<(TenantId, Digest), LongCallHint>>,
-    next_request: AtomicU64,
+    recorder: Arc<recorder::Recorder>,
+    metrics: Arc<Metrics>,
     flush_now: tokio::sync::Notify,
     /// `warden run`'s scratch directory, removed with the service.
     _scratch: Option<tempfile::TempDir>,
@@ -417,12 +448,15 @@ impl Service {
             id: TenantId::default_tenant(),
             limits: LimitProfile::default(),
             quotas: Quotas::default(),
+            recording: RecordPolicy::default(),
             created_at: warden_registry::timestamp(),
         };
         match store.create_tenant(&default) {
             Err(error) if error.kind != StoreErrorKind::Conflict => Err(error)?,
             _ => {}
         }
+        let recorder = Arc::new(recorder::Recorder::new(config.records));
+        let metrics = Arc::new(Metrics::new(config.tenant_labels));
         Ok(Service {
             inner: Arc::new(Inner {
                 runtime,
@@ -433,7 +467,8 @@ impl Service {
                 tenants: RwLock::new(HashMap::new()),
                 meter: usage::Meter::default(),
                 hints: Mutex::new(HashMap::new()),
-                next_request: AtomicU64::new(1),
+                recorder,
+                metrics,
                 flush_now: tokio::sync::Notify::new(),
                 _scratch: scratch,
             }),
@@ -455,12 +490,14 @@ impl Service {
         self.inner.config.admin_token.is_some()
     }
 
-    /// A short, unique id for a request, tagging its log lines and its response.
-    pub fn next_request_id(&self) -> String {
-        format!(
-            "r{:06}",
-            self.inner.next_request.fetch_add(1, Ordering::Relaxed)
-        )
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Every metric in the OpenMetrics text format, as of now.
+    pub fn render_metrics(&self) -> String {
+        self.inner.metrics.render(self.inner.runtime.load())
     }
 
     // ---- who is calling -------------------------------------------------------------------
@@ -529,7 +566,8 @@ impl Service {
 
     // ---- a call's life ----------------------------------------------------------------------
 
-    /// Runs one call for `caller`, start to end: limits, admission, resolve, invoke, meter.
+    /// Runs one call for `caller`, start to end: limits, admission, resolve, invoke, meter,
+    /// record.
     ///
     /// # Errors
     /// `Forbidden`, `InvalidLimit`, `RateLimited`, `QuotaExceeded`, `ConcurrencyLimit`,
@@ -540,13 +578,16 @@ impl Service {
         request: CallRequest<'_>,
     ) -> Result<CallReport, ServiceError> {
         let (tenant, _) = tenant_of(&context.caller, Scope::Run)?;
-        let span = tracing::info_span!("call", request_id = %context.request_id, tenant = %tenant);
-        self.call_as(tenant, request).instrument(span).await
+        let span = tracing::info_span!("call", run_id = %context.run_id, tenant = %tenant);
+        self.call_as(tenant, context, request)
+            .instrument(span)
+            .await
     }
 
     async fn call_as(
         &self,
         tenant: &TenantId,
+        context: &CallContext,
         request: CallRequest<'_>,
     ) -> Result<CallReport, ServiceError> {
         let state = self.tenant_state(tenant)?;
@@ -558,6 +599,17 @@ impl Service {
         if let Some(cap) = admitted.fuel_cap {
             limits.fuel = limits.fuel.min(cap);
         }
+        let started_at = time::OffsetDateTime::now_utc();
+        let (via, name) = match (&request.target, request.input) {
+            (Target::Bytes(_), _) => ("run_bytes", None),
+            (Target::Stored(reference), input) => (
+                if input.is_some() { "invoke" } else { "run" },
+                match reference {
+                    ComponentRef::Name(name) => Some(name.clone()),
+                    ComponentRef::Digest(_) => None,
+                },
+            ),
+        };
         let (resolved, bytes_in) = match request.target {
             Target::Bytes(bytes) => {
                 let size = bytes.len() as u64;
@@ -568,15 +620,18 @@ impl Service {
                 (self.inner.registry.resolve(tenant, &reference).await?, size)
             }
         };
+        if resolved.source == CacheSource::None {
+            self.inner.metrics.compiled(resolved.took);
+        }
         let (hint, seen_before) = self.hint(tenant, &resolved.digest);
         let call = match request.input {
             None => Call::Run,
             Some(input) => Call::Transform(input),
         };
-        let execution = self
+        let (execution, late) = self
             .inner
             .runtime
-            .invoke(&resolved.prepared, call, &limits, &hint)
+            .invoke_tracked(&resolved.prepared, call, &limits, &hint)
             .await?;
         drop(admitted);
         self.meter(&state, &execution, bytes_in);
@@ -591,7 +646,13 @@ impl Service {
             }
             (_, source) => (source, resolved.took),
         };
-        Ok(CallReport {
+        let info = resolved.prepared.info();
+        let world = world_label(info.kind);
+        self.inner
+            .metrics
+            .call(tenant, world, execution.outcome, &execution.stats, cache);
+        let report = CallReport {
+            run_id: context.run_id.clone(),
             execution,
             digest: resolved.digest,
             cache,
@@ -605,7 +666,41 @@ impl Service {
             } else {
                 0
             },
-        })
+        };
+        let pending = PendingRecord {
+            context,
+            tenant,
+            name,
+            world: &info.world,
+            via,
+            started_at,
+            limits,
+            input: request.input,
+            recording: state.recording,
+        };
+        match late {
+            None => self.record(pending.finish(&report, &report.execution, false)),
+            Some(late) => {
+                self.record_when_done(pending.finish(&report, &report.execution, true), late)
+            }
+        }
+        Ok(report)
+    }
+
+    /// Queues a call's record (dropped and counted when the queue is full).
+    fn record(&self, record: NewRecord) {
+        self.inner.recorder.submit(record, &self.inner.metrics);
+    }
+
+    /// Records a call answered before it ended once it has ended, with how it really ended.
+    fn record_when_done(&self, mut record: NewRecord, late: LateExecution) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            if let Some(execution) = late.wait().await {
+                complete_late(&mut record.record, &execution);
+            }
+            service.record(record);
+        });
     }
 
     /// Whether the tenant stores the component (then the cache's provenance is its own).
@@ -722,11 +817,17 @@ impl Service {
     ) -> Result<(ComponentRecord, bool), ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
         let quota = self.tenant_state(tenant)?.quotas.storage();
-        Ok(self
+        let (record, created) = self
             .inner
             .registry
             .upload(tenant, bytes, name, quota)
-            .await?)
+            .await?;
+        if created {
+            self.inner
+                .metrics
+                .compiled(Duration::from_millis(record.compile_ms));
+        }
+        Ok((record, created))
     }
 
     /// Whether the caller may upload `declared` bytes, asked before the body is read: the
@@ -923,6 +1024,131 @@ impl Service {
         })
     }
 
+    // ---- records ------------------------------------------------------------------------------
+
+    /// The tenant whose records `caller` reads: a tenant reads its own; the admin names one.
+    fn records_tenant(
+        &self,
+        caller: &Caller,
+        requested: Option<&TenantId>,
+    ) -> Result<TenantId, ServiceError> {
+        match (caller, requested) {
+            (Caller::Admin, Some(tenant)) => {
+                self.existing_tenant(tenant)?;
+                Ok(tenant.clone())
+            }
+            (Caller::Admin, None) => Err(ServiceError::BadRequest(
+                "the admin token reads a tenant's runs with `?tenant=ID`".into(),
+            )),
+            (Caller::Tenant { tenant, .. }, None) => Ok(tenant.clone()),
+            (Caller::Tenant { tenant, .. }, Some(requested)) if requested == tenant => {
+                Ok(tenant.clone())
+            }
+            (Caller::Tenant { .. }, Some(_)) => Err(ServiceError::Forbidden(
+                "only the admin token may read another tenant's runs".into(),
+            )),
+        }
+    }
+
+    /// Writes waiting records first, so a caller reads its own calls.
+    async fn settle_records(&self) {
+        if self.inner.recorder.pending() {
+            self.inner
+                .recorder
+                .write(&self.inner.store, &self.inner.metrics)
+                .await;
+        }
+    }
+
+    /// One page of a tenant's records, newest first.
+    ///
+    /// # Errors
+    /// `Forbidden`, `BadRequest`, `NotFound` (the admin named no such tenant).
+    pub async fn runs(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        mut query: RecordQuery,
+    ) -> Result<Vec<RunRecord>, ServiceError> {
+        let tenant = self.records_tenant(caller, tenant)?;
+        if query.limit == 0 {
+            query.limit = DEFAULT_RECORD_PAGE;
+        }
+        if query.limit > MAX_RECORD_PAGE {
+            return Err(ServiceError::BadRequest(format!(
+                "limit is at most {MAX_RECORD_PAGE}"
+            )));
+        }
+        self.settle_records().await;
+        let store = &self.inner.store;
+        Ok(on_blocking_thread(|| store.records(&tenant, &query))?)
+    }
+
+    /// One of a tenant's records.
+    ///
+    /// # Errors
+    /// `Forbidden`, `BadRequest`, `NotFound`.
+    pub async fn run_record(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        id: &RunId,
+    ) -> Result<RunRecord, ServiceError> {
+        let tenant = self.records_tenant(caller, tenant)?;
+        if self.inner.recorder.holds(id) {
+            self.settle_records().await;
+        }
+        let store = &self.inner.store;
+        on_blocking_thread(|| store.record(&tenant, id))?
+            .ok_or_else(|| ServiceError::NotFound(format!("no run `{id}`")))
+    }
+
+    /// The input kept with one of a tenant's records.
+    ///
+    /// # Errors
+    /// `Forbidden`, `BadRequest`; `NotFound` when there is no such record or it kept no input.
+    pub async fn run_input(
+        &self,
+        caller: &Caller,
+        tenant: Option<&TenantId>,
+        id: &RunId,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let tenant = self.records_tenant(caller, tenant)?;
+        if self.inner.recorder.holds(id) {
+            self.settle_records().await;
+        }
+        let store = &self.inner.store;
+        on_blocking_thread(|| store.record_input(&tenant, id))?
+            .ok_or_else(|| ServiceError::NotFound(format!("run `{id}` has no recorded input")))
+    }
+
+    /// The bytes of one of the caller's components (what a replay runs).
+    ///
+    /// # Errors
+    /// `Forbidden` for the admin; `Registry` (not found).
+    pub async fn component_bytes(
+        &self,
+        caller: &Caller,
+        reference: &ComponentRef,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Run)?;
+        Ok(self
+            .inner
+            .registry
+            .component_bytes(tenant, reference)
+            .await?)
+    }
+
+    /// Applies record retention now (it also runs in the background).
+    ///
+    /// # Errors
+    /// `Internal` when the store fails.
+    pub fn prune_records(&self) -> Result<u64, ServiceError> {
+        let retention = self.inner.recorder.retention();
+        let store = &self.inner.store;
+        Ok(on_blocking_thread(|| store.prune_records(&retention))?)
+    }
+
     // ---- administration -------------------------------------------------------------------
 
     /// Creates a tenant.
@@ -939,6 +1165,7 @@ impl Service {
             id: TenantId::parse(&new.id)?,
             limits: new.limits,
             quotas: new.quotas,
+            recording: new.recording,
             created_at: warden_registry::timestamp(),
         };
         self.check_tenant(&tenant)?;
@@ -979,6 +1206,7 @@ impl Service {
             tenant: state.tenant.clone(),
             effective_limits: state.limits,
             effective_quotas: state.quotas,
+            effective_recording: state.recording,
             storage: self.inner.registry.storage_used(id).await?,
         })
     }
@@ -1001,6 +1229,9 @@ impl Service {
         }
         if let Some(changes) = patch.quotas {
             tenant.quotas = merge_patch(&tenant.quotas, changes, "quotas")?;
+        }
+        if let Some(changes) = patch.recording {
+            tenant.recording = merge_patch(&tenant.recording, changes, "recording")?;
         }
         self.check_tenant(&tenant)?;
         let store = &self.inner.store;
@@ -1164,8 +1395,17 @@ impl Service {
 
     // ---- background -------------------------------------------------------------------------
 
-    /// Writes pending usage and key use to the store. On failure they stay pending.
+    /// Writes waiting records, pending usage and key use to the store. On failure usage
+    /// stays pending.
     pub async fn flush(&self) {
+        self.inner
+            .recorder
+            .write(&self.inner.store, &self.inner.metrics)
+            .await;
+        self.flush_usage().await;
+    }
+
+    async fn flush_usage(&self) {
         let deltas = self.inner.meter.take();
         let touched = self.inner.keys.take_touched();
         if deltas.is_empty() && touched.is_empty() {
@@ -1192,18 +1432,26 @@ impl Service {
         }
     }
 
-    /// Starts the background writer: flushes every [`USAGE_FLUSH_INTERVAL`], or sooner when
-    /// much is pending. Call [`Service::flush`] once more at shutdown.
+    /// Starts the background writers: usage every [`USAGE_FLUSH_INTERVAL`] (or sooner when
+    /// much is pending), records in batches, and record retention. Call [`Service::flush`]
+    /// once more at shutdown.
     pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
-        tokio::spawn(async move {
+        let inner = &self.inner;
+        let records =
+            Arc::clone(&inner.recorder).run(Arc::clone(&inner.store), Arc::clone(&inner.metrics));
+        let retention = Arc::clone(&inner.recorder).prune(Arc::clone(&inner.store));
+        let usage = async move {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(USAGE_FLUSH_INTERVAL) => {}
                     () = service.inner.flush_now.notified() => {}
                 }
-                service.flush().await;
+                service.flush_usage().await;
             }
+        };
+        tokio::spawn(async move {
+            tokio::join!(records, retention, usage);
         })
     }
 }
@@ -1286,4 +1534,113 @@ fn format_time(secs: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+/// The `world` label of metrics.
+fn world_label(kind: WorldKind) -> &'static str {
+    match kind {
+        WorldKind::Runner => "runner",
+        WorldKind::Transformer => "transformer",
+    }
+}
+
+/// What a call's record needs beyond its report.
+struct PendingRecord<'a> {
+    context: &'a CallContext,
+    tenant: &'a TenantId,
+    name: Option<ComponentName>,
+    world: &'a str,
+    via: &'static str,
+    started_at: time::OffsetDateTime,
+    limits: Limits,
+    input: Option<&'a [u8]>,
+    recording: EffectiveRecording,
+}
+
+impl PendingRecord<'_> {
+    fn finish(self, report: &CallReport, execution: &Execution, answered_late: bool) -> NewRecord {
+        let failed = execution.outcome != Outcome::Ok;
+        let keep_input = match self.recording.record_inputs {
+            RecordInputs::Never => false,
+            RecordInputs::OnFailure => failed,
+            RecordInputs::Always => true,
+        };
+        let kept = self.input.filter(|input| {
+            keep_input && input.len() as u64 <= self.recording.max_recorded_input_bytes
+        });
+        let started_ms =
+            i64::try_from(self.started_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        let stats = &execution.stats;
+        NewRecord {
+            record: RunRecord {
+                id: self.context.run_id.clone(),
+                request_id: self.context.request_id.clone(),
+                tenant: self.tenant.clone(),
+                digest: report.digest.clone(),
+                name: self.name,
+                world: self.world.to_owned(),
+                export: match self.input {
+                    None => "run".into(),
+                    Some(_) => "transform".into(),
+                },
+                via: self.via.to_owned(),
+                started_at: format_millis(self.started_at),
+                outcome: execution.outcome,
+                error: execution.error.clone(),
+                limits: self.limits,
+                stats: RunStats {
+                    fuel_used: stats.fuel_used,
+                    wall_us: stats.wall_us,
+                    queued_us: stats.queued_us,
+                    instantiate_us: stats.instantiate_us,
+                    compile_us: report.compile_us,
+                    load_us: report.load_us,
+                    memory_peak_bytes: stats.memory_peak_bytes,
+                    long_call: stats.long_call,
+                    cache: report.cache,
+                },
+                logs: execution.logs.clone(),
+                logs_truncated: execution.logs_truncated,
+                stdout: execution.stdout.clone(),
+                stderr: execution.stderr.clone(),
+                input: self.input.map(Payload::of),
+                input_recorded: kept.is_some(),
+                output: execution
+                    .output
+                    .as_ref()
+                    .map(|output| Payload::of(output.as_bytes())),
+                answered_late,
+            },
+            started_ms,
+            input: kept.map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// Puts how a late call really ended into its record (the input stays as the policy decided
+/// for the answered outcome).
+fn complete_late(record: &mut RunRecord, execution: &Execution) {
+    let stats = &execution.stats;
+    record.outcome = execution.outcome;
+    record.error = execution.error.clone();
+    record.logs = execution.logs.clone();
+    record.logs_truncated = execution.logs_truncated;
+    record.stdout = execution.stdout.clone();
+    record.stderr = execution.stderr.clone();
+    record.output = execution
+        .output
+        .as_ref()
+        .map(|output| Payload::of(output.as_bytes()));
+    record.stats.fuel_used = stats.fuel_used;
+    record.stats.wall_us = stats.wall_us;
+    record.stats.instantiate_us = stats.instantiate_us;
+    record.stats.memory_peak_bytes = stats.memory_peak_bytes;
+}
+
+/// RFC 3339 with milliseconds, UTC.
+fn format_millis(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.format(&format).unwrap_or_default()
 }

@@ -22,6 +22,8 @@ pub(crate) struct TenantState {
     /// The tenant's per-call limits: its profile over the defaults over the server's.
     pub(crate) limits: Limits,
     pub(crate) quotas: Quotas,
+    /// What its records keep.
+    pub(crate) recording: crate::config::EffectiveRecording,
     slots: Arc<Semaphore>,
     max_concurrent: u32,
     bucket: Option<Mutex<Bucket>>,
@@ -67,6 +69,10 @@ impl TenantState {
             })
         });
         TenantState {
+            recording: crate::config::EffectiveRecording::of(
+                &tenant.recording,
+                &defaults.recording,
+            ),
             limits: apply(&profile, server),
             quotas,
             slots: Arc::new(Semaphore::new(
@@ -293,6 +299,7 @@ mod tests {
             id: TenantId::parse("acme").unwrap(),
             limits,
             quotas,
+            recording: Default::default(),
             created_at: String::new(),
         };
         TenantState::new(tenant, &TenantDefaults::default(), &Limits::default(), 0)

@@ -96,6 +96,23 @@ pub(crate) async fn show(
     Ok(Json(state.service().component(&caller, &reference).await?))
 }
 
+/// `GET /v1/components/{ref}/bytes`: the component's `.wasm` bytes, as uploaded (what
+/// `warden replay` runs).
+pub(crate) async fn bytes(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(reference): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let reference = ComponentRef::parse(&reference)?;
+    let bytes = state.service().component_bytes(&caller, &reference).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/wasm")],
+        bytes,
+    )
+        .into_response())
+}
+
 #[derive(Deserialize)]
 pub(crate) struct DeleteQuery {
     #[serde(default)]

@@ -2,8 +2,10 @@
 
 mod components;
 mod health;
+mod metrics;
 mod names;
 mod run;
+mod runs;
 mod tenants;
 
 use crate::AppState;
@@ -21,6 +23,8 @@ use warden_service::CallReport;
 pub(crate) const OUTCOME_HEADER: HeaderName = HeaderName::from_static("warden-outcome");
 /// Response header carrying the request id that tags the call's server log lines.
 pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("warden-request-id");
+/// Response header carrying the id of the call's record (`GET /v1/runs/{id}`).
+pub(crate) const RUN_ID_HEADER: HeaderName = HeaderName::from_static("warden-run-id");
 /// Raw responses: the component's digest.
 const DIGEST_HEADER: HeaderName = HeaderName::from_static("warden-digest");
 /// Raw responses: fuel used.
@@ -37,6 +41,7 @@ const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/run", post(run::run_bytes))
         .route(
             "/v1/components",
@@ -46,6 +51,7 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/components/{reference}",
             get(components::show).delete(components::delete),
         )
+        .route("/v1/components/{reference}/bytes", get(components::bytes))
         .route("/v1/components/{reference}/run", post(run::run_stored))
         .route(
             "/v1/components/{reference}/invoke",
@@ -71,6 +77,9 @@ pub(crate) fn router() -> Router<AppState> {
             axum::routing::delete(tenants::revoke_key),
         )
         .route("/v1/tenants/{tenant}/usage", get(tenants::tenant_usage))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::show))
+        .route("/v1/runs/{id}/input", get(runs::input))
         .route("/v1/me", get(tenants::me))
         .route("/v1/usage", get(tenants::usage))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
@@ -81,6 +90,7 @@ pub(crate) fn router() -> Router<AppState> {
 pub(crate) fn admin_router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/v1/tenants/{tenant}",
@@ -118,10 +128,10 @@ pub struct ExecutionResponse {
     stats: WireStats,
     /// The component's digest.
     digest: String,
+    /// The id of the call's record (`GET /v1/runs/{run_id}`).
+    run_id: String,
     #[serde(skip)]
     output_bytes: Option<Vec<u8>>,
-    #[serde(skip)]
-    request_id: String,
 }
 
 /// The measurements of a call, as answered.
@@ -141,7 +151,7 @@ struct WireStats {
 
 impl ExecutionResponse {
     /// The document of a finished call.
-    pub fn new(report: CallReport, request_id: String) -> ExecutionResponse {
+    pub fn new(report: CallReport) -> ExecutionResponse {
         use base64::Engine as _;
         let execution = report.execution;
         let stats = execution.stats;
@@ -176,8 +186,8 @@ impl ExecutionResponse {
                 long_call: stats.long_call,
             },
             digest: report.digest.to_string(),
+            run_id: report.run_id.to_string(),
             output_bytes,
-            request_id,
         }
     }
 
@@ -201,7 +211,7 @@ impl ExecutionResponse {
         headers.insert(WALL_HEADER, HeaderValue::from(stats.wall_us));
         headers.insert(LOG_LINES_HEADER, HeaderValue::from(self.logs.len()));
         for (name, value) in [
-            (REQUEST_ID_HEADER, Some(&self.request_id)),
+            (RUN_ID_HEADER, Some(&self.run_id)),
             (DIGEST_HEADER, Some(&self.digest)),
         ] {
             if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
@@ -215,12 +225,12 @@ impl ExecutionResponse {
 impl IntoResponse for ExecutionResponse {
     fn into_response(self) -> Response {
         let outcome = HeaderValue::from_static(self.outcome.as_str());
-        let request_id = HeaderValue::from_str(&self.request_id).ok();
+        let run_id = HeaderValue::from_str(&self.run_id).ok();
         let mut response = Json(self).into_response();
         let headers = response.headers_mut();
         headers.insert(OUTCOME_HEADER, outcome);
-        if let Some(id) = request_id {
-            headers.insert(REQUEST_ID_HEADER, id);
+        if let Some(id) = run_id {
+            headers.insert(RUN_ID_HEADER, id);
         }
         response
     }

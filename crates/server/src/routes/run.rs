@@ -5,10 +5,11 @@
 
 use super::ExecutionResponse;
 use crate::caller::Authed;
+use crate::request_id::RequestIds;
 use crate::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use warden_service::{CallContext, CallRequest, Caller, Target};
 /// `POST /run`: the same bytes posted twice compile once (they are found by digest).
 pub(crate) async fn run_bytes(
     State(state): State<AppState>,
+    Extension(ids): Extension<RequestIds>,
     Authed(caller): Authed,
     overrides: Result<Query<LimitOverrides>, QueryRejection>,
     body: Body,
@@ -28,19 +30,20 @@ pub(crate) async fn run_bytes(
     let max = state.config().engine.max_component_bytes;
     let body = state.body_rules().read(body, max, "component").await?;
     let target = Target::Bytes(Arc::from(body.bytes.as_ref()));
-    call(&state, &caller, target, None, overrides).await
+    call(&state, ids, &caller, target, None, overrides).await
 }
 
 /// `POST /v1/components/{ref}/run`.
 pub(crate) async fn run_stored(
     State(state): State<AppState>,
+    Extension(ids): Extension<RequestIds>,
     Authed(caller): Authed,
     Path(reference): Path<String>,
     overrides: Result<Query<LimitOverrides>, QueryRejection>,
 ) -> Result<ExecutionResponse, ApiError> {
     let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
     let target = Target::Stored(ComponentRef::parse(&reference)?);
-    call(&state, &caller, target, None, overrides).await
+    call(&state, ids, &caller, target, None, overrides).await
 }
 
 /// `POST /v1/components/{ref}/invoke`: the body is the input of `transform`, capped by the
@@ -49,6 +52,7 @@ pub(crate) async fn run_stored(
 /// outcome answers the JSON document.
 pub(crate) async fn invoke_stored(
     State(state): State<AppState>,
+    Extension(ids): Extension<RequestIds>,
     Authed(caller): Authed,
     Path(reference): Path<String>,
     overrides: Result<Query<LimitOverrides>, QueryRejection>,
@@ -59,7 +63,7 @@ pub(crate) async fn invoke_stored(
     let target = Target::Stored(ComponentRef::parse(&reference)?);
     let max_input = state.service().may_call(&caller)?.max_input_bytes;
     let input = state.body_rules().read(body, max_input, "input").await?;
-    let response = call(&state, &caller, target, Some(&input.bytes), overrides).await?;
+    let response = call(&state, ids, &caller, target, Some(&input.bytes), overrides).await?;
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
@@ -72,21 +76,22 @@ pub(crate) async fn invoke_stored(
 
 async fn call(
     state: &AppState,
+    ids: RequestIds,
     caller: &Caller,
     target: Target,
     input: Option<&[u8]>,
     overrides: LimitOverrides,
 ) -> Result<ExecutionResponse, ApiError> {
-    let service = state.service();
     let context = CallContext {
         caller: caller.clone(),
-        request_id: service.next_request_id(),
+        request_id: ids.request_id,
+        run_id: ids.run_id,
     };
     let request = CallRequest {
         target,
         input,
         overrides,
     };
-    let report = service.call(&context, request).await?;
-    Ok(ExecutionResponse::new(report, context.request_id))
+    let report = state.service().call(&context, request).await?;
+    Ok(ExecutionResponse::new(report))
 }

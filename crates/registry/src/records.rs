@@ -1,0 +1,196 @@
+//! Invocation records: one per call, what ran, under which limits, how it ended, what it logged
+//! and what it used; optionally its input, which is what a replay needs.
+//!
+//! Records are written in batches, off the hot path, by the service's recorder; stores keep them
+//! queryable per tenant, newest first, and prune them by age and by count.
+
+use crate::CacheSource;
+use crate::ids::{ComponentName, Digest, RunId, TenantId};
+use crate::store::StoreError;
+use serde::{Deserialize, Serialize};
+use warden_runtime::{Limits, LogLine, Outcome};
+
+/// Largest page of records one query returns.
+pub const MAX_RECORD_PAGE: u32 = 500;
+/// Page size of a record query that names none.
+pub const DEFAULT_RECORD_PAGE: u32 = 50;
+
+/// Size and SHA-256 of a call's input or output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Bytes.
+    pub bytes: u64,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+}
+
+impl Payload {
+    /// The size and digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Payload {
+        use sha2::Digest as _;
+        Payload {
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+        }
+    }
+}
+
+/// What a call measured, and where its compiled component came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStats {
+    /// Fuel used (deterministic for the same component, input and limits).
+    pub fuel_used: u64,
+    /// Wall time of instantiate + call, in microseconds.
+    pub wall_us: u64,
+    /// Time waiting for an execution slot, in microseconds.
+    pub queued_us: u64,
+    /// Time to instantiate, in microseconds.
+    pub instantiate_us: u64,
+    /// Compile time, for a call that compiled (`cache` is `none`), in microseconds.
+    pub compile_us: u64,
+    /// Artifact load time (`cache` is `disk`), in microseconds.
+    pub load_us: u64,
+    /// Highest total of memories and tables, in bytes.
+    pub memory_peak_bytes: u64,
+    /// Whether it ran as a long call.
+    pub long_call: bool,
+    /// Where the compiled component came from.
+    pub cache: CacheSource,
+}
+
+/// Whether a call's input is kept in its record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordInputs {
+    /// Never.
+    Never,
+    /// When the outcome is not `ok` (the default): what a replay of a failure needs.
+    #[default]
+    OnFailure,
+    /// Always.
+    Always,
+}
+
+/// One call, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The record's id (time-ordered), answered as `Warden-Run-Id`.
+    pub id: RunId,
+    /// The request's id (`Warden-Request-Id`): the client's `X-Request-Id` when it sent a sane
+    /// one, else the record's id.
+    pub request_id: String,
+    /// The tenant that called.
+    pub tenant: TenantId,
+    /// The component's digest.
+    pub digest: Digest,
+    /// The name the call used, if it used one.
+    pub name: Option<ComponentName>,
+    /// The world the component implements, e.g. `warden:plugin/transformer@0.1.0`.
+    pub world: String,
+    /// The export called: `run` or `transform`.
+    pub export: String,
+    /// The route or command that made the call: `run_bytes` (`POST /run`, `warden run`),
+    /// `run` or `invoke`.
+    pub via: String,
+    /// When the call started (RFC 3339, UTC, milliseconds).
+    pub started_at: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// What went wrong, for every outcome but `ok`.
+    pub error: Option<String>,
+    /// The limits the call ran under (what a replay uses).
+    pub limits: Limits,
+    /// What it measured.
+    pub stats: RunStats,
+    /// Its log lines, as capped for the call.
+    pub logs: Vec<LogLine>,
+    /// Whether any log line was cut or dropped.
+    pub logs_truncated: bool,
+    /// Captured stdout, as capped for the call.
+    pub stdout: String,
+    /// Captured stderr, as capped for the call.
+    pub stderr: String,
+    /// Size and digest of the input (`transform` calls).
+    pub input: Option<Payload>,
+    /// Whether the input bytes are kept (`GET /v1/runs/{id}/input`).
+    pub input_recorded: bool,
+    /// Size and digest of the output (`ok` calls).
+    pub output: Option<Payload>,
+    /// Whether the caller was answered `timeout` before the call ended (a long call on a
+    /// saturated machine); the record then holds how it really ended.
+    pub answered_late: bool,
+}
+
+/// A record to write, with its input when the tenant's policy keeps it.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    /// The record.
+    pub record: RunRecord,
+    /// Unix milliseconds of `started_at` (the order of retention by age).
+    pub started_ms: i64,
+    /// The input bytes, when kept.
+    pub input: Option<Vec<u8>>,
+}
+
+/// Which records a listing returns: every filter set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordQuery {
+    /// Calls of this component.
+    pub component: Option<Digest>,
+    /// Calls made through this name.
+    pub name: Option<ComponentName>,
+    /// Calls with this outcome.
+    pub outcome: Option<Outcome>,
+    /// Started at or after (Unix milliseconds).
+    pub since_ms: Option<i64>,
+    /// Started before (Unix milliseconds).
+    pub until_ms: Option<i64>,
+    /// Only records older than this one (the last id of the previous page).
+    pub after: Option<RunId>,
+    /// Most records returned (1..=[`MAX_RECORD_PAGE`]).
+    pub limit: u32,
+}
+
+/// How long records are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Records that started before this (Unix milliseconds) are removed.
+    pub older_than_ms: i64,
+    /// Each tenant keeps at most this many records (its newest).
+    pub max_per_tenant: u64,
+}
+
+/// Invocation records, per tenant.
+pub trait RecordStore: Send + Sync + 'static {
+    /// Writes every record, in one transaction (an id already stored is left as it is).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails; then none is written.
+    fn insert_records(&self, records: &[NewRecord]) -> Result<(), StoreError>;
+
+    /// The tenant's records matching `query`, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails.
+    fn records(&self, tenant: &TenantId, query: &RecordQuery)
+    -> Result<Vec<RunRecord>, StoreError>;
+
+    /// One of the tenant's records.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails.
+    fn record(&self, tenant: &TenantId, id: &RunId) -> Result<Option<RunRecord>, StoreError>;
+
+    /// The input bytes kept with one of the tenant's records; `None` when the record does not
+    /// exist or kept no input.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails.
+    fn record_input(&self, tenant: &TenantId, id: &RunId) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes what `retention` no longer keeps; returns how many records were removed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails.
+    fn prune_records(&self, retention: &Retention) -> Result<u64, StoreError>;
+}

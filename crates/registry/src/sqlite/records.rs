@@ -1,0 +1,153 @@
+//! Invocation records in SQLite: indexed columns for the filters and the order, the record
+//! itself as a JSON document, the input (when kept) as a blob beside it.
+
+use super::{SqliteStore, corrupt};
+use crate::ids::{RunId, TenantId};
+use crate::records::{NewRecord, RecordQuery, RecordStore, Retention, RunRecord};
+use crate::store::StoreError;
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params, params_from_iter};
+
+/// Rows removed per statement while pruning, so a large backlog never holds the database for
+/// long at once.
+const PRUNE_CHUNK: i64 = 5_000;
+
+fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let document: String = row.get(0)?;
+    serde_json::from_str(&document).map_err(|e| corrupt(0, e))
+}
+
+impl RecordStore for SqliteStore {
+    fn insert_records(&self, records: &[NewRecord]) -> Result<(), StoreError> {
+        let documents = records
+            .iter()
+            .map(|new| serde_json::to_string(&new.record).map_err(StoreError::backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with(|connection| {
+            let tx = connection.transaction()?;
+            {
+                let mut statement = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO records (id, tenant, started_ms, digest, name, outcome, document, input)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for (new, document) in records.iter().zip(&documents) {
+                    let record = &new.record;
+                    statement.execute(params![
+                        record.id.as_str(),
+                        record.tenant.as_str(),
+                        new.started_ms,
+                        record.digest.as_str(),
+                        record.name.as_ref().map(|name| name.as_str()),
+                        record.outcome.as_str(),
+                        document,
+                        new.input.as_deref(),
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn records(
+        &self,
+        tenant: &TenantId,
+        query: &RecordQuery,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut sql = String::from("SELECT document FROM records WHERE tenant = ?");
+        let mut values = vec![Value::Text(tenant.to_string())];
+        let mut filter = |clause: &str, value: Value| {
+            sql.push_str(clause);
+            values.push(value);
+        };
+        if let Some(digest) = &query.component {
+            filter(" AND digest = ?", Value::Text(digest.to_string()));
+        }
+        if let Some(name) = &query.name {
+            filter(" AND name = ?", Value::Text(name.to_string()));
+        }
+        if let Some(outcome) = query.outcome {
+            filter(" AND outcome = ?", Value::Text(outcome.as_str().into()));
+        }
+        if let Some(since) = query.since_ms {
+            filter(" AND started_ms >= ?", Value::Integer(since));
+        }
+        if let Some(until) = query.until_ms {
+            filter(" AND started_ms < ?", Value::Integer(until));
+        }
+        if let Some(after) = &query.after {
+            filter(" AND id < ?", Value::Text(after.to_string()));
+        }
+        filter(
+            " ORDER BY id DESC LIMIT ?",
+            Value::Integer(query.limit.into()),
+        );
+        self.with(|connection| {
+            let mut statement = connection.prepare(&sql)?;
+            let rows = statement.query_map(params_from_iter(values), read_record)?;
+            rows.collect()
+        })
+    }
+
+    fn record(&self, tenant: &TenantId, id: &RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.with(|connection| {
+            connection
+                .prepare_cached("SELECT document FROM records WHERE tenant = ?1 AND id = ?2")?
+                .query_row(params![tenant.as_str(), id.as_str()], read_record)
+                .optional()
+        })
+    }
+
+    fn record_input(&self, tenant: &TenantId, id: &RunId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|connection| {
+            let input: Option<Option<Vec<u8>>> = connection
+                .prepare_cached("SELECT input FROM records WHERE tenant = ?1 AND id = ?2")?
+                .query_row(params![tenant.as_str(), id.as_str()], |row| row.get(0))
+                .optional()?;
+            Ok(input.flatten())
+        })
+    }
+
+    fn prune_records(&self, retention: &Retention) -> Result<u64, StoreError> {
+        let mut removed = 0u64;
+        loop {
+            let chunk = self.with(|connection| {
+                connection.execute(
+                    "DELETE FROM records WHERE rowid IN
+                       (SELECT rowid FROM records WHERE started_ms < ?1 LIMIT ?2)",
+                    params![retention.older_than_ms, PRUNE_CHUNK],
+                )
+            })?;
+            removed += chunk as u64;
+            if (chunk as i64) < PRUNE_CHUNK {
+                break;
+            }
+        }
+        let keep = i64::try_from(retention.max_per_tenant).unwrap_or(i64::MAX);
+        let crowded: Vec<String> = self.with(|connection| {
+            let mut statement = connection
+                .prepare("SELECT tenant FROM records GROUP BY tenant HAVING count(*) > ?1")?;
+            let rows = statement.query_map(params![keep], |row| row.get(0))?;
+            rows.collect()
+        })?;
+        for tenant in crowded {
+            removed += self.with(|connection| {
+                // The id of the oldest record the tenant keeps; everything older goes.
+                let oldest_kept: Option<String> = connection
+                    .query_row(
+                        "SELECT id FROM records WHERE tenant = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                        params![tenant, keep.saturating_sub(1)],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                match oldest_kept {
+                    Some(id) => connection.execute(
+                        "DELETE FROM records WHERE tenant = ?1 AND id < ?2",
+                        params![tenant, id],
+                    ),
+                    None => Ok(0),
+                }
+            })? as u64;
+        }
+        Ok(removed)
+    }
+}
