@@ -57,10 +57,16 @@ pub(crate) struct TenantSettings {
     /// Fuel per UTC day.
     #[arg(long)]
     fuel_per_day: Option<u64>,
+    /// When a call's input is kept in its record: never, on_failure or always.
+    #[arg(long, value_parser = ["never", "on_failure", "always"])]
+    record_inputs: Option<String>,
+    /// Largest input kept in a record, in bytes.
+    #[arg(long)]
+    max_recorded_input_bytes: Option<u64>,
 }
 
 impl TenantSettings {
-    /// `{"limits":{…},"quotas":{…}}` with only the fields given.
+    /// `{"limits":{…},"quotas":{…},"recording":{…}}` with only the fields given.
     fn to_json(&self) -> Value {
         let pick = |pairs: &[(&str, Option<u64>)]| {
             let fields: serde_json::Map<String, Value> = pairs
@@ -69,6 +75,10 @@ impl TenantSettings {
                 .collect();
             Value::Object(fields)
         };
+        let mut recording = pick(&[("max_recorded_input_bytes", self.max_recorded_input_bytes)]);
+        if let Some(policy) = &self.record_inputs {
+            recording["record_inputs"] = json!(policy);
+        }
         json!({
             "limits": pick(&[
                 ("fuel", self.fuel),
@@ -84,6 +94,7 @@ impl TenantSettings {
                 ("runs_per_minute", self.runs_per_minute.map(u64::from)),
                 ("fuel_per_day", self.fuel_per_day),
             ]),
+            "recording": recording,
         })
     }
 }

@@ -53,7 +53,7 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Serve `/metrics`. Default `true`.
+    /// Count metrics and serve `/metrics`. Default `true`.
     pub enabled: bool,
     /// Tenants with a label of their own; the tenants that call after these many have one are
     /// labelled `other`, so a flood of tenants cannot flood the series. Default 20.
@@ -237,6 +237,7 @@ impl ServerConfig {
             tenants: self.tenants,
             records: self.records,
             tenant_labels: self.metrics.tenant_labels,
+            metrics: self.metrics.enabled,
         }
     }
 }

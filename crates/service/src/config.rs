@@ -142,6 +142,8 @@ pub struct ServiceConfig {
     pub records: RecordsConfig,
     /// Tenants with a metrics label of their own (the rest are `other`).
     pub tenant_labels: usize,
+    /// Count metrics at all.
+    pub metrics: bool,
 }
 
 impl ServiceConfig {

@@ -456,7 +456,7 @@ impl Service {
             _ => {}
         }
         let recorder = Arc::new(recorder::Recorder::new(config.records));
-        let metrics = Arc::new(Metrics::new(config.tenant_labels));
+        let metrics = Arc::new(Metrics::with_switch(config.tenant_labels, config.metrics));
         Ok(Service {
             inner: Arc::new(Inner {
                 runtime,

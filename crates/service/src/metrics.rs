@@ -91,11 +91,18 @@ pub struct Metrics {
     compiles_queued: Gauge,
     labelled: Mutex<HashSet<TenantId>>,
     tenant_labels: usize,
+    enabled: bool,
 }
 
 impl Metrics {
     /// Registers every metric; at most `tenant_labels` tenants get a label of their own.
     pub fn new(tenant_labels: usize) -> Metrics {
+        Metrics::with_switch(tenant_labels, true)
+    }
+
+    /// Like [`Metrics::new`]; when `enabled` is false nothing is counted (for measuring what
+    /// metrics cost).
+    pub fn with_switch(tenant_labels: usize, enabled: bool) -> Metrics {
         let mut registry = Registry::with_prefix("warden");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
@@ -194,6 +201,7 @@ impl Metrics {
             http,
             labelled: Mutex::new(HashSet::new()),
             tenant_labels,
+            enabled,
         }
     }
 
@@ -219,6 +227,9 @@ impl Metrics {
         stats: &warden_runtime::Stats,
         cache: CacheSource,
     ) {
+        if !self.enabled {
+            return;
+        }
         let tenant = self.tenant_label(tenant);
         self.calls
             .get_or_create(&CallLabels {
@@ -260,6 +271,9 @@ impl Metrics {
     /// Counts one HTTP request by its route pattern (e.g. `/v1/components/{reference}/run`;
     /// `unmatched` for paths no route knows) and status.
     pub fn http_request(&self, route: &str, status: u16) {
+        if !self.enabled {
+            return;
+        }
         self.http
             .get_or_create(&HttpLabels {
                 route: route.to_string(),
