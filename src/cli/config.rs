@@ -13,7 +13,7 @@ use std::path::Path;
 use warden_server::ServerConfig;
 
 /// The top-level keys of `ServerConfig`, as they appear in the file.
-const TOP_LEVEL_KEYS: [&str; 9] = [
+const TOP_LEVEL_KEYS: [&str; 11] = [
     "listen",
     "data_dir",
     "prepared_cache_entries",
@@ -23,6 +23,8 @@ const TOP_LEVEL_KEYS: [&str; 9] = [
     "insecure",
     "tenants",
     "http",
+    "records",
+    "metrics",
 ];
 
 /// Loads the effective configuration; `file` is optional (no file means defaults + env).
@@ -50,4 +52,29 @@ pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<ServerConfig> {
 /// The configuration as TOML, for `warden serve --print-config`.
 pub(crate) fn to_toml(config: &ServerConfig) -> anyhow::Result<String> {
     toml::to_string_pretty(config).context("printing the configuration")
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every table and key of the configuration can be set from the environment.
+    #[test]
+    fn every_top_level_key_is_read_from_the_environment() {
+        let config = warden_server::ServerConfig {
+            admin_token: Some(warden_service::Secret::new("x".repeat(32))),
+            ..Default::default()
+        };
+        let value = serde_json::to_value(&config).expect("serializable");
+        let keys: Vec<&str> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for key in keys {
+            assert!(
+                super::TOP_LEVEL_KEYS.contains(&key),
+                "{key} is not read from WARDEN_*"
+            );
+        }
+    }
 }
