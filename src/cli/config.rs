@@ -13,7 +13,7 @@ use std::path::Path;
 use warden_server::ServerConfig;
 
 /// The top-level keys of `ServerConfig`, as they appear in the file.
-const TOP_LEVEL_KEYS: [&str; 11] = [
+const TOP_LEVEL_KEYS: [&str; 12] = [
     "listen",
     "data_dir",
     "prepared_cache_entries",
@@ -25,6 +25,7 @@ const TOP_LEVEL_KEYS: [&str; 11] = [
     "http",
     "records",
     "metrics",
+    "telemetry",
 ];
 
 /// Loads the effective configuration; `file` is optional (no file means defaults + env).

@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod run;
 mod runs;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -22,19 +23,12 @@ use warden_runtime::Outcome;
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "WARDEN_LOG_FORMAT")]
-    log_format: LogFormat,
+    log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line (with the request's span fields).
-    Json,
-}
+use telemetry::LogFormat;
 
 #[derive(Subcommand)]
 enum Command {
@@ -153,15 +147,22 @@ pub(crate) fn main() -> ExitCode {
         Command::Serve(_) => "info,tower_http=warn",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| default_filter.into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    // `serve` exports spans when its configuration names a collector. A configuration that
+    // does not load is reported by `serve` itself, after logging is up.
+    let otlp_endpoint = match &cli.command {
+        Command::Serve(args) => config::load(args.config.as_deref())
+            .ok()
+            .and_then(|config| config.telemetry.otlp_endpoint),
+        _ => None,
+    };
+    let _telemetry = match telemetry::init(cli.log_format, default_filter, otlp_endpoint.as_deref())
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

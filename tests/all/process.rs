@@ -461,3 +461,98 @@ async fn sighup_reloads_the_tls_certificate() {
         "a bad file keeps the old certificate"
     );
 }
+
+/// The requests a stand-in collector received: (path, body).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A stand-in OpenTelemetry collector: answers every POST 200 and keeps the paths and bodies.
+async fn collector() -> (String, Received) {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let received: Received = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let kept = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 8192];
+                // Read the head, then as many body bytes as Content-Length says.
+                loop {
+                    let Ok(read) = socket.read(&mut buffer).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..read]);
+                    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if request.len() < end + 4 + length {
+                        continue;
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let body = request[end + 4..end + 4 + length].to_vec();
+                    kept.lock().unwrap().push((path, body));
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (base, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_to_an_otlp_collector_when_configured() {
+    let (endpoint, received) = collector().await;
+    let mut server = ServerProcess::start(&[("WARDEN_TELEMETRY__OTLP_ENDPOINT", &endpoint)]);
+    let answered = reqwest::Client::new()
+        .post(format!("{}/run", server.base))
+        .header("x-request-id", "otlp-trace-me-42")
+        .body(fixtures::hello(fixtures::V0_0_1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.headers()["warden-outcome"], "ok");
+    // SIGTERM: the drain ends, and the exporter flushes what it holds before the exit.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let received = received.lock().unwrap();
+    assert!(!received.is_empty(), "nothing was exported");
+    assert!(received.iter().all(|(path, _)| path == "/v1/traces"));
+    let exported = |needle: &[u8]| {
+        received
+            .iter()
+            .any(|(_, body)| body.windows(needle.len()).any(|w| w == needle))
+    };
+    assert!(
+        exported(b"otlp-trace-me-42"),
+        "the request span carries the request id"
+    );
+    assert!(exported(b"run_id"), "the call span is exported too");
+}

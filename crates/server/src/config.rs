@@ -47,6 +47,18 @@ pub struct ServerConfig {
     pub records: RecordsConfig,
     /// Prometheus metrics (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// Trace export (`[telemetry]`).
+    pub telemetry: TelemetryConfig,
+}
+
+/// Export of request spans to an OpenTelemetry collector.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318` (spans are posted to
+    /// `/v1/traces` under it). Default: none, nothing is exported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Prometheus metrics at `GET /metrics`.
@@ -193,6 +205,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             records: RecordsConfig::default(),
             metrics: MetricsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -213,6 +226,13 @@ impl ServerConfig {
                  it could run code and read every component. Set admin_token (secured mode), \
                  or insecure = true to accept that",
                 self.listen
+            ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "telemetry.otlp_endpoint must be an http:// or https:// URL, not `{endpoint}`"
             ));
         }
         if let Some(token) = &self.metrics.token
