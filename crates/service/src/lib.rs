@@ -1060,17 +1060,30 @@ impl Service {
         }
     }
 
-    /// One page of a tenant's records, newest first.
+    /// One page of a tenant's records, newest first; `component` (a digest, or a name: the
+    /// component it points at now) narrows the query to that component's calls.
     ///
     /// # Errors
-    /// `Forbidden`, `BadRequest`, `NotFound` (the admin named no such tenant).
+    /// `Forbidden`, `BadRequest`, `NotFound` (the admin named no such tenant; no such name).
     pub async fn runs(
         &self,
         caller: &Caller,
         tenant: Option<&TenantId>,
+        component: Option<&ComponentRef>,
         mut query: RecordQuery,
     ) -> Result<Vec<RunRecord>, ServiceError> {
         let tenant = self.records_tenant(caller, tenant)?;
+        query.component = match component {
+            None => query.component,
+            Some(ComponentRef::Digest(digest)) => Some(digest.clone()),
+            Some(reference) => Some(
+                self.inner
+                    .registry
+                    .component(&tenant, reference)
+                    .await?
+                    .digest,
+            ),
+        };
         if query.limit == 0 {
             query.limit = DEFAULT_RECORD_PAGE;
         }

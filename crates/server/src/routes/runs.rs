@@ -68,25 +68,19 @@ pub(crate) async fn list(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let service = state.service();
     let tenant = tenant(query.tenant.as_deref())?;
-    let component = match query
+    let component = query
         .component
         .as_deref()
         .map(ComponentRef::parse)
-        .transpose()?
-    {
-        None => None,
-        Some(ComponentRef::Digest(digest)) => Some(digest),
-        Some(reference @ ComponentRef::Name(_)) => {
-            Some(service.component(&caller, &reference).await?.digest)
-        }
-    };
+        .transpose()?;
     let limit = query.limit.unwrap_or(0);
     let records = service
         .runs(
             &caller,
             tenant.as_ref(),
+            component.as_ref(),
             RecordQuery {
-                component,
+                component: None,
                 name: query
                     .name
                     .as_deref()
