@@ -294,8 +294,18 @@ async fn a_tenant_sees_only_its_own_runs() {
     );
     let by_admin = get(&server, Some(ADMIN), "/v1/runs?tenant=acme").await;
     assert_eq!(by_admin.json["runs"][0]["id"], id.as_str());
-    let by_name = get(&server, Some(ADMIN), "/v1/runs?tenant=acme&component=checkout").await;
-    assert_eq!(by_name.json["runs"][0]["id"], id.as_str(), "{}", by_name.json);
+    let by_name = get(
+        &server,
+        Some(ADMIN),
+        "/v1/runs?tenant=acme&component=checkout",
+    )
+    .await;
+    assert_eq!(
+        by_name.json["runs"][0]["id"],
+        id.as_str(),
+        "{}",
+        by_name.json
+    );
     let elsewhere = get(&server, Some(globex), "/v1/runs?component=checkout").await;
     assert_eq!(elsewhere.status, 404, "another tenant's name is not there");
     assert_eq!(get(&server, Some(ADMIN), "/v1/runs").await.status, 400);

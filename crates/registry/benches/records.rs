@@ -51,7 +51,6 @@ fn record(tenant: &TenantId) -> NewRecord {
             output: Some(Payload::of(b"{\"discounts\":[]}")),
             answered_late: false,
         },
-        started_ms: 1_795_000_000_000,
         input: None,
     }
 }

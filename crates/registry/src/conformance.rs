@@ -445,10 +445,10 @@ fn usage_adds_up(store: Arc<dyn Backend>) {
     );
 }
 
-fn run_record(tenant: &TenantId, started_ms: i64, outcome: warden_runtime::Outcome) -> NewRecord {
+fn run_record(tenant: &TenantId, started_ms: u64, outcome: warden_runtime::Outcome) -> NewRecord {
     NewRecord {
         record: RunRecord {
-            id: RunId::new(),
+            id: RunId::at(started_ms),
             request_id: "req".into(),
             tenant: tenant.clone(),
             digest: Digest::of(b"component"),
@@ -470,7 +470,6 @@ fn run_record(tenant: &TenantId, started_ms: i64, outcome: warden_runtime::Outco
             output: None,
             answered_late: false,
         },
-        started_ms,
         input: None,
     }
 }

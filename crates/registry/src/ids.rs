@@ -195,6 +195,29 @@ impl RunId {
         RunId(Arc::from(uuid::Uuid::now_v7().hyphenated().to_string()))
     }
 
+    /// A new id for a call started at `unix_ms` (tests and imports; calls use [`RunId::new`]).
+    pub fn at(unix_ms: u64) -> RunId {
+        let timestamp = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            unix_ms / 1000,
+            u32::try_from(unix_ms % 1000).unwrap_or(0) * 1_000_000,
+        );
+        RunId(Arc::from(
+            uuid::Uuid::new_v7(timestamp).hyphenated().to_string(),
+        ))
+    }
+
+    /// The smallest id of a call started at `unix_ms` or later: ids are UUIDv7, whose first 48
+    /// bits are the start in Unix milliseconds, so a time bound is an id bound.
+    pub fn lower_bound(unix_ms: i64) -> String {
+        let ms = u64::try_from(unix_ms).unwrap_or(0) & 0xffff_ffff_ffff;
+        format!(
+            "{:08x}-{:04x}-0000-0000-000000000000",
+            ms >> 16,
+            ms & 0xffff
+        )
+    }
+
     /// Parses a hyphenated UUID (either case; kept lowercase).
     ///
     /// # Errors

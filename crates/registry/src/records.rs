@@ -124,10 +124,9 @@ pub struct RunRecord {
 /// A record to write, with its input when the tenant's policy keeps it.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
-    /// The record.
+    /// The record; its id (a UUIDv7) carries its start time, which orders retention by age
+    /// and the `since`/`until` filters.
     pub record: RunRecord,
-    /// Unix milliseconds of `started_at` (the order of retention by age).
-    pub started_ms: i64,
     /// The input bytes, when kept.
     pub input: Option<Vec<u8>>,
 }

@@ -95,7 +95,6 @@ ALTER TABLE tenants ADD COLUMN recording TEXT NOT NULL DEFAULT '{}';
 CREATE TABLE records (
     id          TEXT PRIMARY KEY,
     tenant      TEXT NOT NULL,
-    started_ms  INTEGER NOT NULL,
     digest      TEXT NOT NULL,
     name        TEXT,
     outcome     TEXT NOT NULL,
@@ -103,7 +102,6 @@ CREATE TABLE records (
     input       BLOB
 );
 CREATE INDEX records_by_tenant ON records (tenant, id);
-CREATE INDEX records_by_age ON records (started_ms);
 ",
     ),
 ];

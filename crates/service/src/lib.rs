@@ -1581,8 +1581,6 @@ impl PendingRecord<'_> {
         let kept = self.input.filter(|input| {
             keep_input && input.len() as u64 <= self.recording.max_recorded_input_bytes
         });
-        let started_ms =
-            i64::try_from(self.started_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let stats = &execution.stats;
         NewRecord {
             record: RunRecord {
@@ -1624,7 +1622,6 @@ impl PendingRecord<'_> {
                     .map(|output| Payload::of(output.as_bytes())),
                 answered_late,
             },
-            started_ms,
             input: kept.map(<[u8]>::to_vec),
         }
     }

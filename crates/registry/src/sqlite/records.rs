@@ -1,5 +1,7 @@
 //! Invocation records in SQLite: indexed columns for the filters and the order, the record
-//! itself as a JSON document, the input (when kept) as a blob beside it.
+//! itself as a JSON document, the input (when kept) as a blob beside it. Ids are UUIDv7, so
+//! time bounds (`since`, `until`, retention by age) are id bounds on the primary key: no
+//! index on time to maintain per insert.
 
 use super::{SqliteStore, corrupt};
 use crate::ids::{RunId, TenantId};
@@ -27,15 +29,14 @@ impl RecordStore for SqliteStore {
             let tx = connection.transaction()?;
             {
                 let mut statement = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO records (id, tenant, started_ms, digest, name, outcome, document, input)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR IGNORE INTO records (id, tenant, digest, name, outcome, document, input)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 for (new, document) in records.iter().zip(&documents) {
                     let record = &new.record;
                     statement.execute(params![
                         record.id.as_str(),
                         record.tenant.as_str(),
-                        new.started_ms,
                         record.digest.as_str(),
                         record.name.as_ref().map(|name| name.as_str()),
                         record.outcome.as_str(),
@@ -69,10 +70,10 @@ impl RecordStore for SqliteStore {
             filter(" AND outcome = ?", Value::Text(outcome.as_str().into()));
         }
         if let Some(since) = query.since_ms {
-            filter(" AND started_ms >= ?", Value::Integer(since));
+            filter(" AND id >= ?", Value::Text(RunId::lower_bound(since)));
         }
         if let Some(until) = query.until_ms {
-            filter(" AND started_ms < ?", Value::Integer(until));
+            filter(" AND id < ?", Value::Text(RunId::lower_bound(until)));
         }
         if let Some(after) = &query.after {
             filter(" AND id < ?", Value::Text(after.to_string()));
@@ -113,8 +114,8 @@ impl RecordStore for SqliteStore {
             let chunk = self.with(|connection| {
                 connection.execute(
                     "DELETE FROM records WHERE rowid IN
-                       (SELECT rowid FROM records WHERE started_ms < ?1 LIMIT ?2)",
-                    params![retention.older_than_ms, PRUNE_CHUNK],
+                       (SELECT rowid FROM records WHERE id < ?1 LIMIT ?2)",
+                    params![RunId::lower_bound(retention.older_than_ms), PRUNE_CHUNK],
                 )
             })?;
             removed += chunk as u64;
