@@ -486,3 +486,42 @@ async fn a_rate_limited_call_is_refused_before_its_body_is_read() {
     assert!(text.contains("rate_limited"), "{text}");
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
 }
+
+/// A body refused before it is read leaves the connection unusable: the answer says
+/// `Connection: close`, so a pooling client does not send its next request on a connection the
+/// server is closing (which it would see as an incomplete message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_answer_to_a_request_with_a_body_closes_the_connection() {
+    let server = crate::support::spawn_server_with(|config| {
+        config.engine.max_component_bytes = 1024;
+    })
+    .await;
+    let refused = server
+        .client
+        .post(server.url("/v1/components"))
+        .body(vec![0u8; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+    assert_eq!(refused.headers()["connection"], "close");
+    // A request without a body keeps its connection.
+    let kept = server
+        .client
+        .get(server.url("/v1/components/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 404);
+    assert!(kept.headers().get("connection").is_none());
+    // And the client's next requests go through.
+    for _ in 0..3 {
+        let next = server
+            .client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(next.status(), 200);
+    }
+}

@@ -554,6 +554,11 @@ fn records_are_per_tenant_newest_first(store: Arc<dyn Backend>) {
         store.records(&acme, &page(10)).unwrap().is_empty(),
         "deleted with the tenant"
     );
+    assert_eq!(
+        store.record_input(&acme, with_input).unwrap(),
+        None,
+        "kept inputs go with the tenant"
+    );
 }
 
 fn retention_prunes_by_age_and_count(store: Arc<dyn Backend>) {
@@ -563,6 +568,10 @@ fn retention_prunes_by_age_and_count(store: Arc<dyn Backend>) {
         .map(|n| run_record(&acme, 10 * n, Outcome::Ok))
         .collect();
     written.push(run_record(&globex, 5, Outcome::Ok));
+    for kept_input in [0, 5] {
+        written[kept_input].input = Some(vec![7; 16]);
+        written[kept_input].record.input_recorded = true;
+    }
     store.insert_records(&written).unwrap();
     let removed = store
         .prune_records(&Retention {
@@ -585,4 +594,7 @@ fn retention_prunes_by_age_and_count(store: Arc<dyn Backend>) {
         .collect();
     assert_eq!(kept, newest);
     assert!(store.records(&globex, &page(10)).unwrap().is_empty());
+    let input = |n: usize| store.record_input(&acme, &written[n].record.id).unwrap();
+    assert_eq!(input(0), None, "a pruned record's input goes with it");
+    assert_eq!(input(5), Some(vec![7; 16]));
 }

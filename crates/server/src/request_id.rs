@@ -1,12 +1,15 @@
 //! Every request gets an id: the client's `X-Request-Id` when it is sane (1–128 characters of
 //! `A-Z a-z 0-9 - _ . : / + =`), else a new UUIDv7 that is also the id of the call's record.
 //! The id tags every server log line of the request (a tracing span) and is answered in
-//! `Warden-Request-Id`. The same layer counts requests by route and status for `/metrics`.
+//! `Warden-Request-Id`. The same layer counts requests by route and status for `/metrics`, and
+//! marks an error answer to a request that carried a body `Connection: close`: the body may be
+//! unread (refused before it was read), so the connection cannot serve another request, and a
+//! client must not put its next request on it.
 
 use crate::AppState;
 use crate::routes::REQUEST_ID_HEADER;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -50,6 +53,11 @@ pub(crate) async fn tag(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|length| length.as_bytes() != b"0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
     let span = tracing::info_span!("request", id = %request_id, method = %request.method(), route = %route);
     request.extensions_mut().insert(RequestIds {
         request_id: request_id.clone(),
@@ -58,6 +66,12 @@ pub(crate) async fn tag(
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     state
         .service()
