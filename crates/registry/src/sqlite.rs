@@ -93,7 +93,7 @@ CREATE TABLE usage (
         "
 ALTER TABLE tenants ADD COLUMN recording TEXT NOT NULL DEFAULT '{}';
 CREATE TABLE records (
-    id          TEXT PRIMARY KEY,
+    id          TEXT NOT NULL,
     tenant      TEXT NOT NULL,
     digest      TEXT NOT NULL,
     name        TEXT,
@@ -101,7 +101,7 @@ CREATE TABLE records (
     document    TEXT NOT NULL,
     input       BLOB
 );
-CREATE INDEX records_by_tenant ON records (tenant, id);
+CREATE UNIQUE INDEX records_by_tenant ON records (tenant, id);
 ",
     ),
 ];

@@ -1,7 +1,7 @@
 //! Invocation records in SQLite: indexed columns for the filters and the order, the record
 //! itself as a JSON document, the input (when kept) as a blob beside it. Ids are UUIDv7, so
-//! time bounds (`since`, `until`, retention by age) are id bounds on the primary key: no
-//! index on time to maintain per insert.
+//! time bounds (`since`, `until`, retention by age) are id bounds. One index, (tenant, id),
+//! serves every query: an insert maintains the table and that index only.
 
 use super::{SqliteStore, corrupt};
 use crate::ids::{RunId, TenantId};
@@ -13,6 +13,27 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 /// Rows removed per statement while pruning, so a large backlog never holds the database for
 /// long at once.
 const PRUNE_CHUNK: i64 = 5_000;
+
+/// Removes the tenant's records with ids below `below`, a chunk per statement; returns how
+/// many went.
+fn remove_below(
+    connection: &rusqlite::Connection,
+    tenant: &str,
+    below: &str,
+) -> rusqlite::Result<u64> {
+    let mut removed = 0u64;
+    loop {
+        let chunk = connection.execute(
+            "DELETE FROM records WHERE rowid IN
+               (SELECT rowid FROM records WHERE tenant = ?1 AND id < ?2 LIMIT ?3)",
+            params![tenant, below, PRUNE_CHUNK],
+        )?;
+        removed += chunk as u64;
+        if (chunk as i64) < PRUNE_CHUNK {
+            return Ok(removed);
+        }
+    }
+}
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let document: String = row.get(0)?;
@@ -109,28 +130,17 @@ impl RecordStore for SqliteStore {
     }
 
     fn prune_records(&self, retention: &Retention) -> Result<u64, StoreError> {
-        let mut removed = 0u64;
-        loop {
-            let chunk = self.with(|connection| {
-                connection.execute(
-                    "DELETE FROM records WHERE rowid IN
-                       (SELECT rowid FROM records WHERE id < ?1 LIMIT ?2)",
-                    params![RunId::lower_bound(retention.older_than_ms), PRUNE_CHUNK],
-                )
-            })?;
-            removed += chunk as u64;
-            if (chunk as i64) < PRUNE_CHUNK {
-                break;
-            }
-        }
-        let keep = i64::try_from(retention.max_per_tenant).unwrap_or(i64::MAX);
-        let crowded: Vec<String> = self.with(|connection| {
-            let mut statement = connection
-                .prepare("SELECT tenant FROM records GROUP BY tenant HAVING count(*) > ?1")?;
-            let rows = statement.query_map(params![keep], |row| row.get(0))?;
+        // Records exist only for existing tenants (they are deleted with their tenant).
+        let tenants: Vec<String> = self.with(|connection| {
+            let mut statement = connection.prepare("SELECT id FROM tenants")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
             rows.collect()
         })?;
-        for tenant in crowded {
+        let too_old = RunId::lower_bound(retention.older_than_ms);
+        let keep = i64::try_from(retention.max_per_tenant).unwrap_or(i64::MAX);
+        let mut removed = 0u64;
+        for tenant in tenants {
+            removed += self.with(|connection| remove_below(connection, &tenant, &too_old))?;
             removed += self.with(|connection| {
                 // The id of the oldest record the tenant keeps; everything older goes.
                 let oldest_kept: Option<String> = connection
@@ -141,13 +151,10 @@ impl RecordStore for SqliteStore {
                     )
                     .optional()?;
                 match oldest_kept {
-                    Some(id) => connection.execute(
-                        "DELETE FROM records WHERE tenant = ?1 AND id < ?2",
-                        params![tenant, id],
-                    ),
+                    Some(id) => remove_below(connection, &tenant, &id),
                     None => Ok(0),
                 }
-            })? as u64;
+            })?;
         }
         Ok(removed)
     }
