@@ -15,6 +15,7 @@ mod hostile_memory;
 mod isolation;
 mod languages;
 mod long_calls;
+mod openapi;
 mod outcomes;
 mod process;
 mod records;

@@ -77,6 +77,7 @@ pub enum RegistryError {
 /// Where the compiled component of a call came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CacheSource {
     /// Compiled for this call.
     #[default]

@@ -17,6 +17,7 @@ pub const DEFAULT_RECORD_PAGE: u32 = 50;
 
 /// Size and SHA-256 of a call's input or output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Payload {
     /// Bytes.
     pub bytes: u64,
@@ -37,6 +38,7 @@ impl Payload {
 
 /// What a call measured, and where its compiled component came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunStats {
     /// Fuel used (deterministic for the same component, input and limits).
     pub fuel_used: u64,
@@ -61,6 +63,7 @@ pub struct RunStats {
 /// Whether a call's input is kept in its record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RecordInputs {
     /// Never.
     Never,
@@ -73,6 +76,7 @@ pub enum RecordInputs {
 
 /// One call, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunRecord {
     /// The record's id (time-ordered), answered as `Warden-Run-Id`.
     pub id: RunId,

@@ -62,6 +62,7 @@ impl StoreError {
 
 /// One stored component, as one tenant sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComponentRecord {
     /// The digest of the component's bytes.
     pub digest: Digest,
@@ -81,6 +82,7 @@ pub struct ComponentRecord {
 
 /// Where a name points now, and where it pointed before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NameRecord {
     /// The name.
     pub name: ComponentName,
@@ -94,6 +96,7 @@ pub struct NameRecord {
 
 /// One change of a name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NameChange {
     /// The digest the name was pointed at; `None` when the name was removed.
     pub digest: Option<Digest>,
@@ -129,6 +132,7 @@ pub struct StorageQuota {
 
 /// What a tenant stores now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StorageUsed {
     /// Components stored.
     pub components: u64,
@@ -242,6 +246,7 @@ pub trait ComponentStore: Send + Sync + 'static {
 /// can only tighten what results.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitProfile {
     /// Fuel per call.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -282,6 +287,7 @@ pub struct LimitProfile {
 /// Per-tenant quotas; `None` is "no quota".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quotas {
     /// Most components stored.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -309,6 +315,7 @@ impl Quotas {
 
 /// A tenant: a customer of the product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Its id.
     pub id: TenantId,
@@ -325,6 +332,7 @@ pub struct Tenant {
 /// What a tenant's records keep; unset fields inherit the server's tenant defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordPolicy {
     /// Whether a call's input is kept with its record (`never`, `on_failure`, `always`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -337,6 +345,7 @@ pub struct RecordPolicy {
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Scope {
     /// Run and invoke only.
     Run,
@@ -442,6 +451,7 @@ pub trait TenantStore: Send + Sync + 'static {
 
 /// Counters of one tenant's calls with one outcome on one UTC day.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageCounters {
     /// Calls.
     pub calls: u64,

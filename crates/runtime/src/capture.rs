@@ -17,6 +17,7 @@ pub const TRUNCATION_MARKER: &str = "…[truncated]";
 /// Severity of a guest log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LogLevel {
     /// Finest detail.
     Trace,
@@ -32,6 +33,7 @@ pub enum LogLevel {
 
 /// One stored guest log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// Severity.
     pub level: LogLevel,

@@ -29,6 +29,7 @@ pub const DEFAULT_MAX_STDIO_BYTES: u64 = 64 * 1024;
 /// The limits one call runs under. Construct with [`Limits::default`] and adjust fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Limits {
     /// Fuel (deterministic instruction budget). Default [`DEFAULT_FUEL`].
     pub fuel: u64,
@@ -75,12 +76,16 @@ impl Default for Limits {
 
 /// A request's wish to run with less than the defaults. `None` keeps the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct LimitOverrides {
     /// Fuel for this call (at most the default).
+    #[cfg_attr(feature = "openapi", param(minimum = 1))]
     pub fuel: Option<u64>,
     /// Deadline for this call in milliseconds (at most the default).
+    #[cfg_attr(feature = "openapi", param(minimum = 1))]
     pub timeout_ms: Option<u64>,
     /// Memory for this call in MiB (at most the default).
+    #[cfg_attr(feature = "openapi", param(minimum = 1))]
     pub memory_mb: Option<u64>,
 }
 

@@ -61,6 +61,7 @@ pub const DEFAULT_MAX_RECORDED_INPUT_BYTES: u64 = 1024 * 1024;
 
 /// A tenant's recording policy with every default applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EffectiveRecording {
     /// When the input is kept.
     pub record_inputs: RecordInputs,

@@ -196,6 +196,7 @@ pub struct CallReport {
 /// A tenant to create.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTenant {
     /// Its id (the rules of a name: lowercase letters, digits, `-`, `_`, `.`).
     pub id: String,
@@ -214,6 +215,7 @@ pub struct NewTenant {
 /// goes back to the default).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantPatch {
     /// Changes to the limits.
     #[serde(default)]
@@ -228,6 +230,7 @@ pub struct TenantPatch {
 
 /// A tenant as the admin sees it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantView {
     /// The stored tenant.
     #[serde(flatten)]
@@ -245,6 +248,7 @@ pub struct TenantView {
 /// A key to create.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewKeyRequest {
     /// A label (who or what uses it), up to 128 characters. Default: empty.
     #[serde(default)]
@@ -269,6 +273,7 @@ pub const MAX_KEY_NAME_LEN: usize = 128;
 
 /// A key as listed: never its token or hash.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyView {
     /// Its id (the part of the token after `wdn_`).
     pub id: KeyId,
@@ -288,6 +293,7 @@ pub struct KeyView {
 
 /// A created key: the token is shown only here.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedKey {
     /// What is stored of it.
     #[serde(flatten)]
@@ -298,6 +304,7 @@ pub struct CreatedKey {
 
 /// One row of usage.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageRow {
     /// UTC day.
     pub day: String,
@@ -310,6 +317,7 @@ pub struct UsageRow {
 
 /// A tenant's usage over some days.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageReport {
     /// The tenant.
     pub tenant: TenantId,
@@ -329,6 +337,7 @@ pub struct UsageReport {
 
 /// Who the caller is, and what applies to it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Me {
     /// The tenant.
     pub tenant: TenantId,
@@ -1368,6 +1377,15 @@ impl Service {
             expires_at: key.expires_at.map(format_time),
             last_used_at: pending.or(key.last_used_at).map(format_time),
         }
+    }
+
+    /// Whether the caller may administer tenants and keys, asked before a request body is
+    /// read.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin (in secured mode).
+    pub fn may_administer(&self, caller: &Caller) -> Result<(), ServiceError> {
+        self.admin(caller)
     }
 
     fn admin(&self, caller: &Caller) -> Result<(), ServiceError> {

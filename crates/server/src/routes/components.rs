@@ -1,6 +1,7 @@
 //! `/v1/components`: upload once, list, inspect, delete.
 
 use crate::caller::Authed;
+use crate::openapi::ErrorBody;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Body;
@@ -8,17 +9,19 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use std::sync::Arc;
 use warden_registry::{ComponentName, ComponentRecord, ComponentRef, DEFAULT_PAGE_SIZE, Digest};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UploadQuery {
+    /// Point this name at the uploaded component.
+    #[param(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     name: Option<String>,
 }
 
 /// The upload answer: the record, plus the name it was given.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Uploaded {
     #[serde(flatten)]
     record: ComponentRecord,
@@ -27,6 +30,28 @@ pub(crate) struct Uploaded {
 }
 
 /// `POST /v1/components[?name=NAME]`: 201 when new, 200 when the same bytes were there.
+#[utoipa::path(
+    post,
+    path = "/v1/components",
+    tag = "components",
+    summary = "Upload a component (validated and compiled now)",
+    params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the component's .wasm bytes"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "stored", body = Uploaded),
+        (status = 200, description = "these bytes were stored already", body = Uploaded),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 408, description = "the body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
+        (status = 422, description = "a valid component of a world Warden does not serve", body = ErrorBody),
+        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn upload(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -62,31 +87,95 @@ pub(crate) async fn upload(
     ))
 }
 
-#[derive(Deserialize)]
+/// A page of components, in digest order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ComponentPage {
+    components: Vec<ComponentRecord>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next: Option<Digest>,
+}
+
+/// What a delete removed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Deleted {
+    /// The component's digest.
+    deleted: Digest,
+    /// Names removed with it (`force`).
+    names_removed: Vec<ComponentName>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The `next` of the previous page.
+    #[param(pattern = r"^sha256:[0-9a-fA-F]{64}$")]
     after: Option<String>,
 }
 
 /// `GET /v1/components[?limit=N&after=DIGEST]`: a page in digest order, with the cursor of the
 /// next page (`null` on the last).
+#[utoipa::path(
+    get,
+    path = "/v1/components",
+    tag = "components",
+    summary = "List the caller's components, in digest order",
+    params(ListQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "a page", body = ComponentPage),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Authed(caller): Authed,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ComponentPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=warden_registry::MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit is 1 to {}",
+            warden_registry::MAX_PAGE_SIZE
+        )));
+    }
     let after = query.after.as_deref().map(Digest::parse).transpose()?;
     let page = state.service().list(&caller, after.as_ref(), limit).await?;
     let next = match page.len() as u32 >= limit.clamp(1, warden_registry::MAX_PAGE_SIZE) {
         true => page.last().map(|record| record.digest.clone()),
         false => None,
     };
-    Ok(Json(json!({ "components": page, "next": next })))
+    Ok(Json(ComponentPage {
+        components: page,
+        next,
+    }))
 }
 
 /// `GET /v1/components/{ref}`.
+#[utoipa::path(
+    get,
+    path = "/v1/components/{reference}",
+    tag = "components",
+    summary = "One component",
+    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the component", body = ComponentRecord),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -98,6 +187,23 @@ pub(crate) async fn show(
 
 /// `GET /v1/components/{ref}/bytes`: the component's `.wasm` bytes, as uploaded (what
 /// `warden replay` runs).
+#[utoipa::path(
+    get,
+    path = "/v1/components/{reference}/bytes",
+    tag = "components",
+    summary = "The component's bytes, as uploaded",
+    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the .wasm bytes", content_type = "application/wasm", body = Vec<u8>),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn bytes(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -113,26 +219,47 @@ pub(crate) async fn bytes(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeleteQuery {
+    /// Also remove the names pointing at it.
     #[serde(default)]
     force: bool,
 }
 
 /// `DELETE /v1/components/{ref}[?force=true]`: refuses (409) while a name points at it.
+#[utoipa::path(
+    delete,
+    path = "/v1/components/{reference}",
+    tag = "components",
+    summary = "Delete a component (409 while named, unless force)",
+    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$"), DeleteQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "deleted", body = Deleted),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 409, description = "names still point at it", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(reference): Path<String>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let reference = ComponentRef::parse(&reference)?;
     let (record, names) = state
         .service()
         .delete(&caller, &reference, query.force)
         .await?;
-    Ok(Json(
-        json!({ "deleted": record.digest, "names_removed": names }),
-    ))
+    Ok(Json(Deleted {
+        deleted: record.digest,
+        names_removed: names,
+    }))
 }

@@ -1,12 +1,12 @@
 //! The route table, and the response shape shared by every route that runs a component.
 
-mod components;
-mod health;
-mod metrics;
-mod names;
-mod run;
-mod runs;
-mod tenants;
+pub(crate) mod components;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod names;
+pub(crate) mod run;
+pub(crate) mod runs;
+pub(crate) mod tenants;
 
 use crate::AppState;
 use axum::Json;
@@ -42,6 +42,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/run", post(run::run_bytes))
         .route(
             "/v1/components",
@@ -91,6 +92,7 @@ pub(crate) fn admin_router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/v1/tenants/{tenant}",
@@ -112,7 +114,7 @@ pub(crate) fn admin_router() -> Router<AppState> {
 
 /// A completed call, as answered: HTTP 200 whatever the outcome, the outcome also in a header.
 /// `warden run --json` prints the same document.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ExecutionResponse {
     outcome: Outcome,
     /// The returned text for `ok` (for `transform`, the output bytes when they are UTF-8).
@@ -135,7 +137,7 @@ pub struct ExecutionResponse {
 }
 
 /// The measurements of a call, as answered.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct WireStats {
     fuel_used: u64,
     wall_us: u64,

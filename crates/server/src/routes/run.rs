@@ -5,6 +5,7 @@
 
 use super::ExecutionResponse;
 use crate::caller::Authed;
+use crate::openapi::ErrorBody;
 use crate::request_id::RequestIds;
 use crate::{ApiError, AppState};
 use axum::body::Body;
@@ -18,6 +19,27 @@ use warden_runtime::LimitOverrides;
 use warden_service::{CallContext, CallRequest, Caller, Target};
 
 /// `POST /run`: the same bytes posted twice compile once (they are found by digest).
+#[utoipa::path(
+    post,
+    path = "/run",
+    tag = "calls",
+    summary = "Run a component sent as the body (compiled or found by digest, never stored)",
+    params(LimitOverrides),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the component's .wasm bytes"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the call ran (whatever its outcome)", body = ExecutionResponse),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 408, description = "the body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
+        (status = 422, description = "not a runner component", body = ErrorBody),
+        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn run_bytes(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,
@@ -34,6 +56,25 @@ pub(crate) async fn run_bytes(
 }
 
 /// `POST /v1/components/{ref}/run`.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{reference}/run",
+    tag = "calls",
+    summary = "Run a stored runner component",
+    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$"), LimitOverrides),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the call ran (whatever its outcome)", body = ExecutionResponse),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 422, description = "not a runner component", body = ErrorBody),
+        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn run_stored(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,
@@ -50,6 +91,31 @@ pub(crate) async fn run_stored(
 /// tenant's `max_input_bytes`. An `ok` outcome answers the output bytes raw (outcome and stats
 /// in `Warden-*` headers) unless the client asks for `Accept: application/json`; any other
 /// outcome answers the JSON document.
+#[utoipa::path(
+    post,
+    path = "/v1/components/{reference}/invoke",
+    tag = "calls",
+    summary = "Call a stored transformer with the body as its input",
+    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$"), LimitOverrides),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the input"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the call ran: raw output bytes for ok (without Accept: application/json), else the document", content(
+            (ExecutionResponse = "application/json"),
+            (Vec<u8> = "application/octet-stream"),
+        )),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 408, description = "the body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
+        (status = 422, description = "not a transformer component", body = ErrorBody),
+        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn invoke_stored(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,

@@ -2,6 +2,7 @@
 //! A tenant reads its own; the admin token names a tenant with `?tenant=ID`.
 
 use crate::caller::Authed;
+use crate::openapi::ErrorBody;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -13,29 +14,39 @@ use warden_registry::{ComponentName, ComponentRef, RecordQuery, RunId, RunRecord
 use warden_runtime::Outcome;
 
 /// The filters of `GET /v1/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunsQuery {
     /// The admin's choice of tenant.
+    #[param(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     tenant: Option<String>,
     /// Calls of this component (a digest, or a name: the component it points at now).
+    #[param(pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$")]
     component: Option<String>,
     /// Calls made through this name.
+    #[param(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     name: Option<String>,
     /// Calls with this outcome.
     outcome: Option<Outcome>,
     /// Started at or after (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Started before (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// Page size (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// The `next` of the previous page.
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     after: Option<String>,
 }
 
 /// A page of records.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct RunsPage {
     runs: Vec<RunRecord>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -43,9 +54,12 @@ pub(crate) struct RunsPage {
 }
 
 /// Only `tenant`, for the routes of one record.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TenantQuery {
+    /// The admin's choice of tenant.
+    #[param(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     tenant: Option<String>,
 }
 
@@ -60,6 +74,23 @@ fn tenant(text: Option<&str>) -> Result<Option<TenantId>, ApiError> {
 }
 
 /// `GET /v1/runs`.
+#[utoipa::path(
+    get,
+    path = "/v1/runs",
+    tag = "runs",
+    summary = "The caller's invocation records, newest first",
+    params(RunsQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "a page", body = RunsPage),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -74,6 +105,9 @@ pub(crate) async fn list(
         .map(ComponentRef::parse)
         .transpose()?;
     let limit = query.limit.unwrap_or(0);
+    if query.limit == Some(0) {
+        return Err(ApiError::BadRequest("limit is 1 to 500".into()));
+    }
     let records = service
         .runs(
             &caller,
@@ -117,6 +151,23 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/runs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    tag = "runs",
+    summary = "One invocation record",
+    params(("id" = String, Path, description = "the run id (Warden-Run-Id)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"), TenantQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the record", body = RunRecord),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Authed(caller): Authed,
@@ -135,6 +186,23 @@ pub(crate) async fn show(
 }
 
 /// `GET /v1/runs/{id}/input`: the recorded input bytes; 404 when none was kept.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}/input",
+    tag = "runs",
+    summary = "The input kept with a record",
+    params(("id" = String, Path, description = "the run id (Warden-Run-Id)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"), TenantQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the input bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
 pub(crate) async fn input(
     State(state): State<AppState>,
     Authed(caller): Authed,

@@ -1,0 +1,89 @@
+//! The OpenAPI document: served by the server itself, OpenAPI 3.1, and listing every route the
+//! router serves (schemathesis checks the shapes against a live server: `scripts/schemathesis`).
+
+use crate::support::spawn_server;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route() {
+    let server = spawn_server().await;
+    let response = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        document["openapi"]
+    );
+    let paths = document["paths"].as_object().unwrap();
+    let routes = [
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/run", "post"),
+        ("/v1/components", "post"),
+        ("/v1/components", "get"),
+        ("/v1/components/{reference}", "get"),
+        ("/v1/components/{reference}", "delete"),
+        ("/v1/components/{reference}/bytes", "get"),
+        ("/v1/components/{reference}/run", "post"),
+        ("/v1/components/{reference}/invoke", "post"),
+        ("/v1/names/{name}", "put"),
+        ("/v1/names/{name}", "get"),
+        ("/v1/names/{name}", "delete"),
+        ("/v1/runs", "get"),
+        ("/v1/runs/{id}", "get"),
+        ("/v1/runs/{id}/input", "get"),
+        ("/v1/tenants", "post"),
+        ("/v1/tenants", "get"),
+        ("/v1/tenants/{tenant}", "get"),
+        ("/v1/tenants/{tenant}", "patch"),
+        ("/v1/tenants/{tenant}", "delete"),
+        ("/v1/tenants/{tenant}/keys", "post"),
+        ("/v1/tenants/{tenant}/keys", "get"),
+        ("/v1/tenants/{tenant}/keys/{key}", "delete"),
+        ("/v1/tenants/{tenant}/usage", "get"),
+        ("/v1/me", "get"),
+        ("/v1/usage", "get"),
+    ];
+    for (path, method) in routes {
+        let operation = &paths[path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        // Every route documents its answers, errors included.
+        let responses = operation["responses"].as_object().unwrap();
+        assert!(!responses.is_empty(), "{method} {path}");
+        if path != "/healthz" && path != "/openapi.json" {
+            assert!(
+                responses.keys().any(|status| status.starts_with('5')),
+                "{method} {path} documents no 5xx"
+            );
+        }
+    }
+    let documented: usize = paths
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len(),
+        "a documented route the router does not serve"
+    );
+    // The error body and the bearer scheme are part of the document.
+    assert!(document["components"]["schemas"]["ErrorBody"].is_object());
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    // A route's parameters carry their rules.
+    let reference = &paths["/v1/components/{reference}"]["get"]["parameters"][0];
+    assert!(
+        reference["schema"]["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("sha256")
+    );
+}
