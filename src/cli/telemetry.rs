@@ -1,6 +1,8 @@
 //! Logging, and the optional export of spans to an OpenTelemetry collector.
 //!
-//! Log lines go to stderr as text or JSON (`--log-format`). When `telemetry.otlp_endpoint` is
+//! Log lines go to stderr as text or JSON (`--log-format`), written by a background thread from
+//! a bounded queue (lines past 128 000 waiting are dropped rather than blocking a request), with
+//! ANSI colours only when stderr is a terminal. When `telemetry.otlp_endpoint` is
 //! set, `serve` also exports every span (a request's `request` span with its id, method and
 //! route; a call's `call` span with its run id and tenant) over OTLP/HTTP in batches, from the
 //! batch processor's own thread. Nothing is exported, and nothing needs installing, by default.
@@ -9,6 +11,7 @@ use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::io::IsTerminal;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -22,9 +25,10 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Flushes exported spans when dropped (at the end of `serve`).
+/// Flushes exported spans and queued log lines when dropped (at the end of `main`).
 pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    _lines: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl Drop for Telemetry {
@@ -58,7 +62,12 @@ pub(crate) fn init(
 ) -> anyhow::Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| default_filter.into());
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = std::io::stderr();
+    let ansi = stderr.is_terminal();
+    let (writer, lines_guard) = tracing_appender::non_blocking(stderr);
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
     let lines = match format {
         LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines.json().boxed(),
@@ -90,7 +99,10 @@ pub(crate) fn init(
         .with(lines)
         .with(spans)
         .init();
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider,
+        _lines: lines_guard,
+    })
 }
 
 #[cfg(test)]

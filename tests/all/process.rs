@@ -124,7 +124,11 @@ async fn memory_bombs_keep_the_server_rss_near_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_log_line_does_not_flood_the_server_log() {
-    let server = ServerProcess::start(&[("WARDEN_LIMITS__MEMORY_MB", "80")]);
+    // Guest lines are mirrored at debug level: turn the mirror on to see that it is capped.
+    let server = ServerProcess::start(&[
+        ("WARDEN_LIMITS__MEMORY_MB", "80"),
+        ("RUST_LOG", "info,warden::guest=debug"),
+    ]);
     let reply = server.run(fixtures::huge_log_line(64 * 1024 * 1024)).await;
     assert_eq!(reply.outcome(), "ok", "{}", reply.json);
     let log = server.stop();

@@ -2,6 +2,12 @@
 //!
 //! - `warm_invoke/*`: Warden's per-call path on a prepared component (fresh store, instantiate
 //!   the cached `InstancePre`, call, drop), for each hello guest that has been built.
+//! - `bare/rust`: the baseline: a tuned bare wasmtime embedding with Warden's exact engine
+//!   settings ([`EngineConfig::wasmtime_config`]: pooling, fuel, epochs, CoW) and no Warden code,
+//!   doing what any production embedding must per call: a fresh store with a WASI context whose
+//!   stdout is wasmtime's `MemoryOutputPipe`, log lines kept in a `Vec`, wasmtime's own
+//!   `StoreLimits`, fuel, an epoch deadline and a `tokio::time::timeout`, the cached
+//!   `InstancePre`, call `run`, drop. Target: `warm_invoke/rust` ≤ 1.1× it.
 //! - `naive/*`: what the seed design does per request: a new `Linker` with WASI and the host
 //!   function, then instantiate, on an engine with default settings (compile excluded).
 //! - `compile/*`, `load_cwasm/*`: one-time costs, per component.
@@ -17,8 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_runtime::{Call, EngineConfig, Limits, LongCallHint, Prepared, Runtime};
-use wasmtime::component::{Component, Linker, ResourceTable, WasmStr};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::component::{Component, InstancePre, Linker, ResourceTable, WasmStr};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 fn guests_dir() -> PathBuf {
@@ -120,6 +127,88 @@ async fn plain_call(linker: &Linker<Plain>, store: &mut Store<Plain>, component:
     assert!(result.is_ok());
 }
 
+/// The bare wasmtime baseline: Warden's engine settings, nothing of Warden around the call.
+struct Bare {
+    engine: Engine,
+    pre: InstancePre<BareState>,
+}
+
+/// Store data of the bare baseline: WASI and wasmtime's own memory limiter.
+struct BareState {
+    plain: Plain,
+    limits: StoreLimits,
+    logs: Vec<String>,
+}
+
+impl WasiView for BareState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.plain.ctx()
+    }
+}
+
+impl Bare {
+    fn new(bytes: &[u8]) -> Bare {
+        let engine = Engine::new(&EngineConfig::default().wasmtime_config()).expect("engine");
+        let component = Component::new(&engine, bytes).expect("compiles");
+        let mut linker = Linker::<BareState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi links");
+        for version in ["0.0.1", "0.1.0"] {
+            let mut host = linker
+                .instance(&format!("local:main/host@{version}"))
+                .expect("instance");
+            host.func_wrap(
+                "log",
+                |mut store: wasmtime::StoreContextMut<'_, BareState>, (msg,): (WasmStr,)| {
+                    let line = msg.to_str(&store)?.into_owned();
+                    store.data_mut().logs.push(line);
+                    Ok(())
+                },
+            )
+            .expect("log");
+        }
+        let pre = linker.instantiate_pre(&component).expect("links");
+        Bare { engine, pre }
+    }
+
+    async fn call(&self) {
+        let limits = Limits::default();
+        let stdout = MemoryOutputPipe::new(usize::try_from(limits.max_stdout_bytes).expect("fits"));
+        let mut store = Store::new(
+            &self.engine,
+            BareState {
+                plain: Plain {
+                    wasi: WasiCtx::builder().stdout(stdout.clone()).build(),
+                    table: ResourceTable::new(),
+                },
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(usize::try_from(limits.memory_bytes()).expect("fits"))
+                    .build(),
+                logs: Vec::new(),
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        store.set_fuel(limits.fuel).expect("fuel on");
+        store.set_epoch_deadline(1_000);
+        let call = async {
+            let instance = self
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .expect("instantiates");
+            let run = instance
+                .get_typed_func::<(), (Result<String, String>,)>(&mut store, "run")
+                .expect("run");
+            run.call_async(&mut store, ()).await.expect("runs").0
+        };
+        let result = tokio::time::timeout(limits.timeout(), call)
+            .await
+            .expect("in time");
+        assert!(result.is_ok());
+        assert_eq!(store.data().logs.len(), 1);
+        assert!(!stdout.contents().is_empty());
+    }
+}
+
 fn engine_with(fuel: bool, epochs: bool) -> Engine {
     let mut config = Config::new();
     config.consume_fuel(fuel).epoch_interruption(epochs);
@@ -149,6 +238,19 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let rust = rust_hello();
+    let bare = Bare::new(&rust);
+    c.bench_function("bare/rust", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    bare.call().await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+
     let naive_engine = Engine::default();
     let naive_component = Component::new(&naive_engine, &rust).expect("compiles");
     c.bench_function("naive/rust", |b| {
@@ -258,6 +360,16 @@ fn percentile_table() {
         println!("| warm invoke, {language} hello | {p50:.1?} | {p99:.1?} |");
     }
     let rust = rust_hello();
+    let prepared = prepare(&runtime, &rt, &rust);
+    let (warm50, warm99) = percentiles(&rt, 20_000, || warm_call(&runtime, &prepared, &limits));
+    let bare = Bare::new(&rust);
+    let (bare50, bare99) = percentiles(&rt, 20_000, || bare.call());
+    println!("| bare wasmtime, same engine settings, rust hello | {bare50:.1?} | {bare99:.1?} |");
+    println!(
+        "| warm invoke / bare (20 000 calls each) | {:.2}× | {:.2}× |",
+        warm50.as_secs_f64() / bare50.as_secs_f64(),
+        warm99.as_secs_f64() / bare99.as_secs_f64()
+    );
     let engine = Engine::default();
     let component = Component::new(&engine, &rust).expect("compiles");
     let (p50, p99) = percentiles(&rt, 2000, || {

@@ -4,12 +4,15 @@
 //! accepted (the guest is not punished with an I/O error) but not stored, and the result says
 //! it was truncated, with an explicit marker.
 
+use bytes::Bytes;
 use serde::Serialize;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Appended to a log line, stdout or stderr that was cut at its cap.
 pub const TRUNCATION_MARKER: &str = "…[truncated]";
@@ -191,8 +194,45 @@ impl IsTerminal for BoundedCapture {
 }
 
 impl StdoutStream for BoundedCapture {
+    /// Unused by WASI p2 (see [`Self::p2_stream`]); kept for WASI p3 and other adapters.
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
+    }
+
+    /// The capture itself, written synchronously: the default adapter spawns a tokio task per
+    /// call that writes and makes the call wait for it (≈ 10–15 µs of wake-ups per warm call).
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+/// What a guest may write before its next readiness check. Writes past the cap are accepted
+/// and discarded, so the permit never shrinks to zero (a closed stream would be an I/O error).
+const WRITE_PERMIT: usize = 64 * 1024;
+
+impl OutputStream for BoundedCapture {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        BoundedCapture::write(self, &bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+impl Pollable for BoundedCapture {
+    /// Always ready: writing into memory never waits. (The `async_trait` form of `async fn`.)
+    fn ready<'a, 'b>(&'a mut self) -> Pin<Box<dyn Future<Output = ()> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -202,7 +242,7 @@ impl AsyncWrite for BoundedCapture {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.write(buf);
+        BoundedCapture::write(&self, buf);
         Poll::Ready(Ok(buf.len()))
     }
 

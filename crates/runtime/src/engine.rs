@@ -130,12 +130,21 @@ pub enum Allocator {
     OnDemand,
 }
 
+impl EngineConfig {
+    /// The wasmtime configuration of Warden's engine with the pooling allocator, exactly as
+    /// [`crate::Runtime::new`] builds it (before any fallback to on-demand allocation). For
+    /// comparisons with a bare wasmtime embedding (`cargo bench -p warden-runtime`, `bare/*`).
+    pub fn wasmtime_config(&self) -> Config {
+        let mut wasm = base_config(self);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(self)));
+        wasm
+    }
+}
+
 /// Builds the engine: pooling if possible, on-demand otherwise.
 pub(crate) fn build_engine(config: &EngineConfig) -> anyhow::Result<(Engine, Allocator)> {
     if config.pooling {
-        let mut wasm = base_config(config);
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
-        match Engine::new(&wasm) {
+        match Engine::new(&config.wasmtime_config()) {
             Ok(engine) => return Ok((engine, Allocator::Pooling)),
             Err(error) => tracing::warn!(
                 error = %format!("{error:#}"),

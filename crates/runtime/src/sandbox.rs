@@ -63,12 +63,17 @@ impl Sandbox {
         }
     }
 
-    /// Records a guest log line (already decoded) and mirrors it, escaped, to the server log.
-    /// The caller's tracing span (request id, tenant) tags the line.
+    /// Records a guest log line (already decoded) and mirrors it, escaped, to the server log at
+    /// `debug` level (target `warden::guest`; off by default: the call's record keeps the
+    /// lines, and mirroring costs the request thread a formatted write per line). The caller's
+    /// tracing span (request id, tenant) tags the line.
     pub(crate) fn log(&mut self, level: LogLevel, text: &str) {
         if let Some(line) = self.logs.push(level, text) {
-            let shown = crate::capture::escape_for_log(&line.message);
-            tracing::info!(target: "warden::guest", ?level, message = %shown);
+            tracing::debug!(
+                target: "warden::guest",
+                ?level,
+                message = %crate::capture::escape_for_log(&line.message)
+            );
         }
     }
 
