@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_compile_does_not_stall_a_small_request() {
-    let server = spawn_server().await;
+    // Cranelift for every size: this is about the optimizing compile on the compile pool.
+    let server = spawn_server_with(|config| config.engine.baseline_tier_bytes = 0).await;
     let big = fixtures::large_component(5 * 1024 * 1024);
     assert!(
         big.len() > 4 * 1024 * 1024,

@@ -23,3 +23,4 @@ mod registry;
 mod stores;
 mod support;
 mod tenants;
+mod tiers;

@@ -33,12 +33,12 @@ pub use store::{
 use files::Files;
 use lru::LruCache;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use warden_runtime::{CompileError, Prepared, Runtime};
+use warden_runtime::{CompileError, CompileTier, Prepared, Runtime};
 
 /// Default page size of component listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -139,6 +139,8 @@ struct Inner {
     /// (tenant, reference) → digest, for references known to resolve: a warm run then
     /// touches no storage. Cleared by every change of names or components.
     resolutions: Mutex<HashMap<(TenantId, ComponentRef), Digest>>,
+    /// Components running on the baseline tier whose optimized compile is under way.
+    optimizing: Mutex<HashSet<Digest>>,
 }
 
 /// Resolutions remembered before the map is cleared (a bound on memory, not a tuning knob).
@@ -166,6 +168,7 @@ impl Registry {
                 blobs: Mutex::new(()),
                 prepared: Mutex::new(LruCache::new(capacity)),
                 resolutions: Mutex::new(HashMap::new()),
+                optimizing: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -229,16 +232,23 @@ impl Registry {
             compile_ms: u64::try_from(prepared.compile_time().as_millis()).unwrap_or(u64::MAX),
             created_at: timestamp(),
         };
-        let artifact = prepared.serialize()?;
+        // Baseline code is never cached on disk: its artifact is written once Cranelift's is.
+        let artifact = match prepared.tier() {
+            CompileTier::Optimized => Some(prepared.serialize()?),
+            CompileTier::Baseline => None,
+        };
         let registry = self.clone();
         let (tenant_owned, name_owned) = (tenant.clone(), name.cloned());
         let stored = record.clone();
+        let kept_bytes = Arc::clone(&bytes);
         let inserted = on_storage_thread(move || -> Result<Inserted, RegistryError> {
             let inner = &registry.inner;
             let _blobs = inner.blobs.lock().unwrap_or_else(PoisonError::into_inner);
             let hex = stored.digest.hex();
             inner.files.write_component(hex, &bytes)?;
-            inner.files.write_artifact(hex, &inner.engine, &artifact)?;
+            if let Some(artifact) = &artifact {
+                inner.files.write_artifact(hex, &inner.engine, artifact)?;
+            }
             let inserted = inner.store.insert_component(
                 &tenant_owned,
                 &stored,
@@ -253,6 +263,9 @@ impl Registry {
             Ok(inserted)
         })
         .await?;
+        if prepared.tier() == CompileTier::Baseline {
+            self.optimize_in_background(&digest, kept_bytes, true);
+        }
         self.remember(&digest, prepared);
         if name.is_some() {
             self.forget_resolutions();
@@ -509,17 +522,14 @@ impl Registry {
         write_artifact: bool,
     ) -> Result<Resolved, RegistryError> {
         let started = Instant::now();
-        let prepared = self.inner.runtime.compile(bytes).await?;
+        let prepared = self.inner.runtime.compile(Arc::clone(&bytes)).await?;
         let took = started.elapsed();
-        if write_artifact {
-            let artifact = prepared.serialize()?;
-            let registry = self.clone();
-            let hex = digest.hex().to_owned();
-            on_storage_thread(move || {
-                let inner = &registry.inner;
-                Ok(inner.files.write_artifact(&hex, &inner.engine, &artifact)?)
-            })
-            .await?;
+        match prepared.tier() {
+            CompileTier::Optimized if write_artifact => {
+                self.write_artifact(digest, &prepared).await?;
+            }
+            CompileTier::Optimized => {}
+            CompileTier::Baseline => self.optimize_in_background(digest, bytes, write_artifact),
         }
         self.remember(digest, prepared.clone());
         Ok(Resolved {
@@ -528,6 +538,80 @@ impl Registry {
             source: CacheSource::None,
             took,
         })
+    }
+
+    /// Writes the compiled artifact of a stored component (optimized code only).
+    async fn write_artifact(
+        &self,
+        digest: &Digest,
+        prepared: &Prepared,
+    ) -> Result<(), RegistryError> {
+        let artifact = prepared.serialize()?;
+        let registry = self.clone();
+        let digest = digest.clone();
+        on_storage_thread(move || {
+            let inner = &registry.inner;
+            // A component deleted meanwhile gets no artifact (its files are gone).
+            let _blobs = inner.blobs.lock().unwrap_or_else(PoisonError::into_inner);
+            if inner.store.digest_in_use(&digest)? {
+                inner
+                    .files
+                    .write_artifact(digest.hex(), &inner.engine, &artifact)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Compiles a component that runs on the baseline tier with Cranelift, in the background
+    /// (one at a time, at low OS priority: `Runtime::compile_optimized`), then writes its
+    /// artifact (for a stored component) and swaps the optimized code into the memory cache.
+    /// Calls already running keep the code they started with; the next call gets the new code.
+    fn optimize_in_background(&self, digest: &Digest, bytes: Arc<[u8]>, stored: bool) {
+        let fresh = self
+            .inner
+            .optimizing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(digest.clone());
+        if !fresh {
+            return;
+        }
+        let registry = self.clone();
+        let digest = digest.clone();
+        tokio::spawn(async move {
+            let optimized = async {
+                let prepared = registry.inner.runtime.compile_optimized(bytes).await?;
+                if stored {
+                    registry.write_artifact(&digest, &prepared).await?;
+                }
+                Ok::<_, RegistryError>(prepared)
+            };
+            match optimized.await {
+                Ok(prepared) => {
+                    // Only if still cached: a deleted or evicted component stays out.
+                    let mut cache = registry
+                        .inner
+                        .prepared
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if let Some(entry) = cache.peek_mut(&digest) {
+                        *entry = prepared;
+                    }
+                }
+                Err(error) => tracing::warn!(
+                    %digest,
+                    %error,
+                    "optimizing a component failed; it keeps running on the baseline tier"
+                ),
+            }
+            registry
+                .inner
+                .optimizing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&digest);
+        });
     }
 
     /// The digest `reference` points at, checked to be stored for `tenant`.

@@ -3,15 +3,23 @@
 //! Tenant bytes are always compiled, never deserialized: anything that looks like a serialized
 //! wasmtime artifact is refused. Compilation runs on its own bounded set of threads, so a large
 //! component never stalls the async workers that serve small calls.
+//!
+//! Two tiers. [`Runtime::compile`] makes a component runnable as soon as possible: components
+//! of at least `baseline_tier_bytes` are compiled by Winch (the baseline tier, ~10× faster to
+//! compile, slower code), smaller ones by Cranelift. [`Runtime::compile_optimized`] then
+//! compiles a baseline component with Cranelift at low OS priority, one at a time, outside the
+//! compile slots; the caller (the registry) swaps the result in and caches only optimized code.
 
 use crate::Runtime;
+use crate::long_calls::LowPriority;
 use crate::sandbox::Sandbox;
 use crate::world::{self, ComponentInfo, IncompatibleWorld};
+use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::{Component, InstancePre, Linker};
 
 /// The first eight bytes of a core wasm module (magic, version 1, layer 0).
 const CORE_MODULE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
@@ -49,6 +57,18 @@ pub enum CompileError {
     Internal(String),
 }
 
+/// Which compiler made a [`Prepared`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum CompileTier {
+    /// Winch: compiled in a fraction of Cranelift's time, runs slower; never cached on disk,
+    /// replaced by the optimized code once it is ready.
+    Baseline,
+    /// Cranelift: the code Warden caches (`.cwasm`) and normally runs.
+    Optimized,
+}
+
 /// A compiled, linked component, ready to be instantiated per call. Cheap to clone.
 #[derive(Clone)]
 pub struct Prepared {
@@ -56,9 +76,20 @@ pub struct Prepared {
     pub(crate) pre: InstancePre<Sandbox>,
     info: Arc<ComponentInfo>,
     compile_time: Duration,
+    tier: CompileTier,
 }
 
 impl Prepared {
+    /// Which compiler made this code.
+    pub fn tier(&self) -> CompileTier {
+        self.tier
+    }
+
+    /// The engine the code belongs to (its tier's): stores for its calls are made on it.
+    pub(crate) fn engine(&self) -> &Engine {
+        self.component.engine()
+    }
+
     /// What the component is: world, imports, exports, denied capabilities.
     pub fn info(&self) -> &ComponentInfo {
         &self.info
@@ -74,6 +105,11 @@ impl Prepared {
     /// # Errors
     /// [`CompileError::Internal`] if wasmtime cannot serialize it.
     pub fn serialize(&self) -> Result<Vec<u8>, CompileError> {
+        if self.tier == CompileTier::Baseline {
+            return Err(CompileError::Internal(
+                "baseline (Winch) code is never cached".into(),
+            ));
+        }
         self.component
             .serialize()
             .map_err(|e| CompileError::Internal(format!("serializing a compiled component: {e}")))
@@ -81,7 +117,10 @@ impl Prepared {
 }
 
 impl Runtime {
-    /// Validates `bytes`, compiles them on the compile pool, detects the world and links it.
+    /// Validates `bytes` and makes them runnable as soon as possible: compiled on the compile
+    /// pool by Winch (the baseline tier) when they are at least `baseline_tier_bytes` and the
+    /// tier is on, else (or if Winch refuses them) by Cranelift; then detects the world and
+    /// links it. A baseline result should be followed by [`Runtime::compile_optimized`].
     ///
     /// # Errors
     /// Every [`CompileError`] variant but `Internal` describes the input; `Overloaded` means
@@ -96,17 +135,70 @@ impl Runtime {
             .await
             .map_err(|_| CompileError::Internal("compile pool closed".into()))?;
         let runtime = self.clone();
-        // The thread keeps its permits until Cranelift finishes, even if the caller is gone:
-        // a compile cannot be interrupted, and the pool must count it while it runs.
+        let baseline = self.inner.config.baseline_tier_bytes;
+        // The thread keeps its permits until the compiler finishes, even if the caller is
+        // gone: a compile cannot be interrupted, and the pool must count it while it runs.
         tokio::task::spawn_blocking(move || {
             let _permits = (admitted, slot);
-            let started = Instant::now();
-            let component = Component::new(&runtime.inner.engine, &bytes)
-                .map_err(|e| CompileError::Invalid(format!("invalid component: {e:#}")))?;
-            runtime.link(component, started.elapsed())
+            if let Some(tier) = &runtime.inner.baseline
+                && baseline > 0
+                && bytes.len() as u64 >= baseline
+            {
+                match runtime.build(&tier.engine, &tier.linker, &bytes, CompileTier::Baseline) {
+                    Ok(prepared) => return Ok(prepared),
+                    Err(error) => tracing::debug!(
+                        %error,
+                        "the baseline compiler refused a component; compiling it with Cranelift"
+                    ),
+                }
+            }
+            runtime.optimized(&bytes)
         })
         .await
         .map_err(|e| CompileError::Internal(format!("compile thread failed: {e}")))?
+    }
+
+    /// Compiles `bytes` with Cranelift in the background: one such compile at a time, at the
+    /// long calls' low OS priority, outside the compile slots (so uploads never wait behind
+    /// it). For components already running on the baseline tier.
+    ///
+    /// # Errors
+    /// As [`Runtime::compile`], but never `Overloaded` (callers wait for the turn).
+    pub async fn compile_optimized(&self, bytes: Arc<[u8]>) -> Result<Prepared, CompileError> {
+        self.check_bytes(&bytes)?;
+        let turn = Arc::clone(&self.inner.optimize_slot)
+            .acquire_owned()
+            .await
+            .map_err(|_| CompileError::Internal("compile pool closed".into()))?;
+        let runtime = self.clone();
+        let priority = self.inner.config.long_call_priority;
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let _low = LowPriority::enter(priority);
+            runtime.optimized(&bytes)
+        })
+        .await
+        .map_err(|e| CompileError::Internal(format!("compile thread failed: {e}")))?
+    }
+
+    /// Cranelift, on this thread.
+    fn optimized(&self, bytes: &[u8]) -> Result<Prepared, CompileError> {
+        let inner = &self.inner;
+        self.build(&inner.engine, &inner.linker, bytes, CompileTier::Optimized)
+    }
+
+    /// Compiles on `engine`, detects the world and links with `linker`, on this thread.
+    fn build(
+        &self,
+        engine: &Engine,
+        linker: &Linker<Sandbox>,
+        bytes: &[u8],
+        tier: CompileTier,
+    ) -> Result<Prepared, CompileError> {
+        let started = Instant::now();
+        let component = Component::new(engine, bytes)
+            .map_err(|e| CompileError::Invalid(format!("invalid component: {e:#}")))?;
+        link(linker, component, started.elapsed(), tier)
     }
 
     /// Loads an artifact that Warden itself compiled and stored in its private cache.
@@ -119,7 +211,12 @@ impl Runtime {
     pub fn load_precompiled(&self, path: &Path) -> Result<Prepared, CompileError> {
         let started = Instant::now();
         let component = deserialize_trusted(&self.inner.engine, path)?;
-        self.link(component, started.elapsed())
+        link(
+            &self.inner.linker,
+            component,
+            started.elapsed(),
+            CompileTier::Optimized,
+        )
     }
 
     /// Checks the cheap things first: size, emptiness, precompiled artifacts, core modules.
@@ -151,21 +248,26 @@ impl Runtime {
         }
         Ok(())
     }
+}
 
-    fn link(&self, component: Component, compile_time: Duration) -> Result<Prepared, CompileError> {
-        let info = world::detect(&self.inner.engine, &component)?;
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| IncompatibleWorld(format!("{e:#}")))?;
-        Ok(Prepared {
-            component,
-            pre,
-            info: Arc::new(info),
-            compile_time,
-        })
-    }
+/// Detects the world of `component` and links it with `linker` (of the same engine).
+fn link(
+    linker: &Linker<Sandbox>,
+    component: Component,
+    compile_time: Duration,
+    tier: CompileTier,
+) -> Result<Prepared, CompileError> {
+    let info = world::detect(component.engine(), &component)?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| IncompatibleWorld(format!("{e:#}")))?;
+    Ok(Prepared {
+        component,
+        pre,
+        info: Arc::new(info),
+        compile_time,
+        tier,
+    })
 }
 
 /// Deserializes one of Warden's own artifacts.

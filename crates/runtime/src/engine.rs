@@ -3,6 +3,12 @@
 //! This is the only place that builds a `wasmtime::Config`. It narrows wasmtime to what Warden
 //! uses: Cranelift, fuel, epoch interruption, the pooling allocator (with a fallback when the
 //! address space can't be reserved), copy-on-write memory images, and no threads or GC.
+//!
+//! A second engine, the baseline tier, differs only in its compiler: Winch, wasmtime's
+//! single-pass baseline compiler, which compiles a 12 MB JavaScript component in about a tenth
+//! of Cranelift's time into slower code. Big components run on it from upload until Cranelift
+//! has compiled them in the background (see `compile.rs`). Fuel, epochs, the memory limiter and
+//! the stack limit are the same settings, enforced by the same runtime.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -22,6 +28,8 @@ pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_MAX_WASM_STACK_KIB: u64 = 512;
 /// Default ceiling, in MiB, that any call's memory limit may reach (sizes the pool's slots).
 pub const DEFAULT_MAX_MEMORY_MB: u64 = 256;
+/// Default size from which a component first runs on the baseline tier (Winch), in bytes.
+pub const DEFAULT_BASELINE_TIER_BYTES: u64 = 1024 * 1024;
 /// Epoch tick: the granularity of deadlines and of cooperative yields of long-running guests.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
@@ -68,6 +76,12 @@ pub struct EngineConfig {
     pub long_call_priority: crate::LongCallPriority,
     /// Use the pooling allocator when the address space allows (falls back if not). Default true.
     pub pooling: bool,
+    /// Components of at least this many bytes are first compiled by Winch, a fast baseline
+    /// compiler, and run on that code until Cranelift's optimized code (compiled in the
+    /// background at low priority, then cached as usual) replaces it; 0 turns the baseline tier
+    /// off. Default [`DEFAULT_BASELINE_TIER_BYTES`] (1 MiB: Rust and C components are smaller,
+    /// JavaScript and Python ones larger).
+    pub baseline_tier_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +97,7 @@ impl Default for EngineConfig {
             max_long_calls: crate::long_calls::default_lane_width(),
             long_call_priority: crate::LongCallPriority::default(),
             pooling: true,
+            baseline_tier_bytes: DEFAULT_BASELINE_TIER_BYTES,
         }
     }
 }
@@ -138,6 +153,29 @@ impl EngineConfig {
         let mut wasm = base_config(self);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(self)));
         wasm
+    }
+}
+
+/// Builds the baseline tier's engine: Warden's settings with Winch instead of Cranelift, and
+/// on-demand allocation (the tier is transitional: its calls are few, and a second pool would
+/// double the reserved address space). `None` (with a warning) when wasmtime refuses it, e.g.
+/// on a CPU Winch does not support; big components then wait for Cranelift.
+pub(crate) fn build_baseline_engine(config: &EngineConfig) -> Option<Engine> {
+    if config.baseline_tier_bytes == 0 {
+        return None;
+    }
+    let mut wasm = base_config(config);
+    wasm.strategy(wasmtime::Strategy::Winch);
+    match Engine::new(&wasm) {
+        Ok(engine) => Some(engine),
+        Err(error) => {
+            tracing::warn!(
+                error = %format!("{error:#}"),
+                "the baseline compiler (Winch) is unavailable; big components run once \
+                 Cranelift has compiled them"
+            );
+            None
+        }
     }
 }
 

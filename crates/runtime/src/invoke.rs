@@ -185,7 +185,7 @@ impl Runtime {
             .map_err(|_| InvokeError::Overloaded)?;
         let queued_us = micros(queued.elapsed());
 
-        let store = self.new_store(limits);
+        let store = self.new_store(prepared.engine(), limits);
         let deadline = store.data().deadline;
         // Set once the call has used enough CPU to be a long call.
         let long_running = Arc::new(AtomicBool::new(false));
@@ -251,8 +251,9 @@ impl Runtime {
         }
     }
 
-    fn new_store(&self, limits: &Limits) -> Store<Sandbox> {
-        let mut store = Store::new(&self.inner.engine, Sandbox::new(limits));
+    /// A fresh store on the engine that compiled the component (its tier's engine).
+    fn new_store(&self, engine: &wasmtime::Engine, limits: &Limits) -> Store<Sandbox> {
+        let mut store = Store::new(engine, Sandbox::new(limits));
         store.limiter(|sandbox| &mut sandbox.memory);
         // Fuel is enabled engine-wide, so setting it cannot fail.
         let _ = store.set_fuel(limits.fuel);

@@ -21,7 +21,7 @@ mod sandbox;
 mod world;
 
 pub use capture::{LogLevel, LogLine, TRUNCATION_MARKER, escape_for_log};
-pub use compile::{CompileError, Prepared};
+pub use compile::{CompileError, CompileTier, Prepared};
 pub use engine::{Allocator, EPOCH_TICK, EngineConfig};
 pub use engine::{
     DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_MAX_CONCURRENT_COMPILES, DEFAULT_MAX_CONCURRENT_RUNS,
@@ -55,6 +55,11 @@ pub struct Runtime {
 struct Inner {
     engine: Engine,
     linker: Linker<sandbox::Sandbox>,
+    /// The baseline tier (Winch) for big components, when on (`baseline_tier_bytes`).
+    baseline: Option<Tier>,
+    /// Optimizing compiles of components already running on the baseline tier: one at a
+    /// time, at low OS priority, outside the compile slots (uploads never wait behind one).
+    optimize_slot: Arc<Semaphore>,
     allocator: Allocator,
     config: EngineConfig,
     /// Calls admitted (running or waiting); full means "overloaded, retry later".
@@ -67,6 +72,12 @@ struct Inner {
     compile_slots: Arc<Semaphore>,
     /// Long calls running at low priority (the rest of them wait, paused, for a turn).
     long_lane: Arc<Semaphore>,
+}
+
+/// An engine with its linker: what compiling and instantiating for one tier need.
+struct Tier {
+    engine: Engine,
+    linker: Linker<sandbox::Sandbox>,
 }
 
 /// How busy a runtime is at one moment.
@@ -101,6 +112,15 @@ impl Runtime {
             engine::build_engine(&config).map_err(|e| StartError(format!("{e:#}")))?;
         let linker = linker::build_linker(&engine).map_err(|e| StartError(format!("{e:#}")))?;
         engine::start_epoch_ticker(&engine);
+        let baseline = match engine::build_baseline_engine(&config) {
+            Some(engine) => {
+                let linker =
+                    linker::build_linker(&engine).map_err(|e| StartError(format!("{e:#}")))?;
+                engine::start_epoch_ticker(&engine);
+                Some(Tier { engine, linker })
+            }
+            None => None,
+        };
         let permits = |n: u32| Arc::new(Semaphore::new(n as usize));
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -111,6 +131,8 @@ impl Runtime {
                 ),
                 compile_slots: permits(config.max_concurrent_compiles),
                 long_lane: permits(config.max_long_calls),
+                optimize_slot: permits(1),
+                baseline,
                 engine,
                 linker,
                 allocator,

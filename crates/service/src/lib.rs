@@ -44,8 +44,8 @@ use warden_registry::{
     UsageCounters, on_blocking_thread,
 };
 use warden_runtime::{
-    Call, Execution, InvokeError, LateExecution, LimitOverrides, Limits, LongCallHint, Outcome,
-    Runtime, WorldKind,
+    Call, CompileTier, Execution, InvokeError, LateExecution, LimitOverrides, Limits, LongCallHint,
+    Outcome, Runtime, WorldKind,
 };
 
 /// How often metered usage and key use are written to the store.
@@ -191,6 +191,8 @@ pub struct CallReport {
     pub compile_us: u64,
     /// Artifact load time for this call, in microseconds (`cache` is `disk`).
     pub load_us: u64,
+    /// Which compiler's code ran.
+    pub tier: CompileTier,
 }
 
 /// A tenant to create.
@@ -663,6 +665,7 @@ impl Service {
         let report = CallReport {
             run_id: context.run_id.clone(),
             execution,
+            tier: resolved.prepared.tier(),
             digest: resolved.digest,
             cache,
             compile_us: if cache == CacheSource::None {

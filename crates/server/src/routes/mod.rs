@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Serialize;
 use warden_registry::CacheSource;
-use warden_runtime::{LogLine, Outcome};
+use warden_runtime::{CompileTier, LogLine, Outcome};
 use warden_service::CallReport;
 
 /// Response header carrying the call's outcome (`ok`, `timeout`, …).
@@ -149,6 +149,9 @@ struct WireStats {
     cache_hit: bool,
     cache: CacheSource,
     long_call: bool,
+    /// Whose code ran: `optimized` (Cranelift), or `baseline` (Winch) while a big component's
+    /// optimized code is compiled in the background after its upload.
+    tier: CompileTier,
 }
 
 impl ExecutionResponse {
@@ -186,6 +189,7 @@ impl ExecutionResponse {
                 cache_hit: report.cache != CacheSource::None,
                 cache: report.cache,
                 long_call: stats.long_call,
+                tier: report.tier,
             },
             digest: report.digest.to_string(),
             run_id: report.run_id.to_string(),
