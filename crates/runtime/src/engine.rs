@@ -130,6 +130,15 @@ impl EngineConfig {
         Ok(())
     }
 
+    /// The wasmtime configuration of Warden's engine with the pooling allocator, exactly as
+    /// [`crate::Runtime::new`] builds it (before any fallback to on-demand allocation). For
+    /// comparisons with a bare wasmtime embedding (`cargo bench -p warden-runtime`, `bare/*`).
+    pub fn wasmtime_config(&self) -> Config {
+        let mut wasm = base_config(self);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(self)));
+        wasm
+    }
+
     fn max_wasm_stack(&self) -> usize {
         usize::try_from(self.max_wasm_stack_kib * 1024).unwrap_or(usize::MAX)
     }
@@ -143,17 +152,6 @@ pub enum Allocator {
     Pooling,
     /// mmap per instance (fallback when the pool's address space can't be reserved).
     OnDemand,
-}
-
-impl EngineConfig {
-    /// The wasmtime configuration of Warden's engine with the pooling allocator, exactly as
-    /// [`crate::Runtime::new`] builds it (before any fallback to on-demand allocation). For
-    /// comparisons with a bare wasmtime embedding (`cargo bench -p warden-runtime`, `bare/*`).
-    pub fn wasmtime_config(&self) -> Config {
-        let mut wasm = base_config(self);
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(self)));
-        wasm
-    }
 }
 
 /// Builds the baseline tier's engine: Warden's settings with Winch instead of Cranelift, and
