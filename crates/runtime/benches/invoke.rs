@@ -364,6 +364,7 @@ fn percentile_table() {
     let (warm50, warm99) = percentiles(&rt, 20_000, || warm_call(&runtime, &prepared, &limits));
     let bare = Bare::new(&rust);
     let (bare50, bare99) = percentiles(&rt, 20_000, || bare.call());
+    println!("| warm invoke, rust hello (20 000 calls) | {warm50:.1?} | {warm99:.1?} |");
     println!("| bare wasmtime, same engine settings, rust hello | {bare50:.1?} | {bare99:.1?} |");
     println!(
         "| warm invoke / bare (20 000 calls each) | {:.2}× | {:.2}× |",
