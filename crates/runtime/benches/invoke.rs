@@ -189,24 +189,28 @@ impl Bare {
         store.limiter(|state| &mut state.limits);
         store.set_fuel(limits.fuel).expect("fuel on");
         store.set_epoch_deadline(1_000);
-        let call = async {
-            let instance = self
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .expect("instantiates");
-            let run = instance
-                .get_typed_func::<(), (Result<String, String>,)>(&mut store, "run")
-                .expect("run");
-            run.call_async(&mut store, ()).await.expect("runs").0
-        };
-        let result = tokio::time::timeout(limits.timeout(), call)
+        let result = tokio::time::timeout(limits.timeout(), run_pre(&self.pre, &mut store))
             .await
             .expect("in time");
         assert!(result.is_ok());
         assert_eq!(store.data().logs.len(), 1);
         assert!(!stdout.contents().is_empty());
     }
+}
+
+/// Instantiates `pre` in `store` and calls `run`.
+async fn run_pre<T: Send + 'static>(
+    pre: &InstancePre<T>,
+    store: &mut Store<T>,
+) -> Result<String, String> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .expect("instantiates");
+    let run = instance
+        .get_typed_func::<(), (Result<String, String>,)>(&mut *store, "run")
+        .expect("run");
+    run.call_async(&mut *store, ()).await.expect("runs").0
 }
 
 fn engine_with(fuel: bool, epochs: bool) -> Engine {
@@ -301,18 +305,7 @@ fn benches(c: &mut Criterion) {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let mut store = plain_store(&engine, fuel, epochs);
-                        let instance = pre
-                            .instantiate_async(&mut store)
-                            .await
-                            .expect("instantiates");
-                        let run = instance
-                            .get_typed_func::<(), (Result<String, String>,)>(&mut store, "run")
-                            .expect("run");
-                        run.call_async(&mut store, ())
-                            .await
-                            .expect("runs")
-                            .0
-                            .expect("ok");
+                        run_pre(&pre, &mut store).await.expect("ok");
                     }
                     start.elapsed()
                 })

@@ -18,6 +18,7 @@ use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
@@ -130,16 +131,10 @@ impl Runtime {
         let admitted = Arc::clone(&self.inner.compile_admission)
             .try_acquire_owned()
             .map_err(|_| CompileError::Overloaded)?;
-        let slot = Arc::clone(&self.inner.compile_slots)
-            .acquire_owned()
-            .await
-            .map_err(|_| CompileError::Internal("compile pool closed".into()))?;
+        let slot = turn(&self.inner.compile_slots).await?;
         let runtime = self.clone();
         let baseline = self.inner.config.baseline_tier_bytes;
-        // The thread keeps its permits until the compiler finishes, even if the caller is
-        // gone: a compile cannot be interrupted, and the pool must count it while it runs.
-        tokio::task::spawn_blocking(move || {
-            let _permits = (admitted, slot);
+        on_compile_thread((admitted, slot), move || {
             if let Some(tier) = &runtime.inner.baseline
                 && baseline > 0
                 && bytes.len() as u64 >= baseline
@@ -155,7 +150,6 @@ impl Runtime {
             runtime.optimized(&bytes)
         })
         .await
-        .map_err(|e| CompileError::Internal(format!("compile thread failed: {e}")))?
     }
 
     /// Compiles `bytes` with Cranelift in the background: one such compile at a time, at the
@@ -166,19 +160,14 @@ impl Runtime {
     /// As [`Runtime::compile`], but never `Overloaded` (callers wait for the turn).
     pub async fn compile_optimized(&self, bytes: Arc<[u8]>) -> Result<Prepared, CompileError> {
         self.check_bytes(&bytes)?;
-        let turn = Arc::clone(&self.inner.optimize_slot)
-            .acquire_owned()
-            .await
-            .map_err(|_| CompileError::Internal("compile pool closed".into()))?;
+        let turn = turn(&self.inner.optimize_slot).await?;
         let runtime = self.clone();
         let priority = self.inner.config.long_call_priority;
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
+        on_compile_thread(turn, move || {
             let _low = LowPriority::enter(priority);
             runtime.optimized(&bytes)
         })
         .await
-        .map_err(|e| CompileError::Internal(format!("compile thread failed: {e}")))?
     }
 
     /// Cranelift, on this thread.
@@ -248,6 +237,29 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// Waits for a permit of `slots` (compile slots, or the optimize turn).
+async fn turn(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, CompileError> {
+    Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| CompileError::Internal("compile pool closed".into()))
+}
+
+/// Runs a compile on its own blocking thread. The thread keeps `permits` until the compiler
+/// finishes, even if the caller is gone: a compile cannot be interrupted, and the pool must
+/// count it while it runs.
+async fn on_compile_thread<P: Send + 'static>(
+    permits: P,
+    work: impl FnOnce() -> Result<Prepared, CompileError> + Send + 'static,
+) -> Result<Prepared, CompileError> {
+    tokio::task::spawn_blocking(move || {
+        let _permits = permits;
+        work()
+    })
+    .await
+    .map_err(|e| CompileError::Internal(format!("compile thread failed: {e}")))?
 }
 
 /// Detects the world of `component` and links it with `linker` (of the same engine).
