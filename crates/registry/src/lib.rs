@@ -588,17 +588,7 @@ impl Registry {
                 Ok::<_, RegistryError>(prepared)
             };
             match optimized.await {
-                Ok(prepared) => {
-                    // Only if still cached: a deleted or evicted component stays out.
-                    let mut cache = registry
-                        .inner
-                        .prepared
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    if let Some(entry) = cache.peek_mut(&digest) {
-                        *entry = prepared;
-                    }
-                }
+                Ok(prepared) => registry.replace_cached(&digest, prepared),
                 Err(error) => tracing::warn!(
                     %digest,
                     %error,
@@ -685,6 +675,19 @@ impl Registry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         cache.put(digest.clone(), prepared);
+    }
+
+    /// Replaces the cached code of `digest`, only if it is still cached (a deleted or evicted
+    /// component stays out), without touching its place in the LRU order.
+    fn replace_cached(&self, digest: &Digest, prepared: Prepared) {
+        let mut cache = self
+            .inner
+            .prepared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = cache.peek_mut(digest) {
+            *entry = prepared;
+        }
     }
 
     fn forget(&self, digest: &Digest) {

@@ -10,17 +10,17 @@
 //! compiles a baseline component with Cranelift at low OS priority, one at a time, outside the
 //! compile slots; the caller (the registry) swaps the result in and caches only optimized code.
 
-use crate::Runtime;
 use crate::long_calls::LowPriority;
 use crate::sandbox::Sandbox;
 use crate::world::{self, ComponentInfo, IncompatibleWorld};
+use crate::{Runtime, Tier};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Engine;
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, InstancePre};
 
 /// The first eight bytes of a core wasm module (magic, version 1, layer 0).
 const CORE_MODULE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
@@ -133,13 +133,12 @@ impl Runtime {
             .map_err(|_| CompileError::Overloaded)?;
         let slot = turn(&self.inner.compile_slots).await?;
         let runtime = self.clone();
-        let baseline = self.inner.config.baseline_tier_bytes;
+        let baseline_from = self.inner.config.baseline_tier_bytes;
         on_compile_thread((admitted, slot), move || {
-            if let Some(tier) = &runtime.inner.baseline
-                && baseline > 0
-                && bytes.len() as u64 >= baseline
+            if let Some(baseline) = &runtime.inner.baseline
+                && bytes.len() as u64 >= baseline_from
             {
-                match runtime.build(&tier.engine, &tier.linker, &bytes, CompileTier::Baseline) {
+                match baseline.compile(&bytes) {
                     Ok(prepared) => return Ok(prepared),
                     Err(error) => tracing::debug!(
                         %error,
@@ -147,7 +146,7 @@ impl Runtime {
                     ),
                 }
             }
-            runtime.optimized(&bytes)
+            runtime.inner.optimized.compile(&bytes)
         })
         .await
     }
@@ -165,29 +164,9 @@ impl Runtime {
         let priority = self.inner.config.long_call_priority;
         on_compile_thread(turn, move || {
             let _low = LowPriority::enter(priority);
-            runtime.optimized(&bytes)
+            runtime.inner.optimized.compile(&bytes)
         })
         .await
-    }
-
-    /// Cranelift, on this thread.
-    fn optimized(&self, bytes: &[u8]) -> Result<Prepared, CompileError> {
-        let inner = &self.inner;
-        self.build(&inner.engine, &inner.linker, bytes, CompileTier::Optimized)
-    }
-
-    /// Compiles on `engine`, detects the world and links with `linker`, on this thread.
-    fn build(
-        &self,
-        engine: &Engine,
-        linker: &Linker<Sandbox>,
-        bytes: &[u8],
-        tier: CompileTier,
-    ) -> Result<Prepared, CompileError> {
-        let started = Instant::now();
-        let component = Component::new(engine, bytes)
-            .map_err(|e| CompileError::Invalid(format!("invalid component: {e:#}")))?;
-        link(linker, component, started.elapsed(), tier)
     }
 
     /// Loads an artifact that Warden itself compiled and stored in its private cache.
@@ -199,13 +178,9 @@ impl Runtime {
     /// [`CompileError::Internal`] if the file is not a loadable artifact for this engine.
     pub fn load_precompiled(&self, path: &Path) -> Result<Prepared, CompileError> {
         let started = Instant::now();
-        let component = deserialize_trusted(&self.inner.engine, path)?;
-        link(
-            &self.inner.linker,
-            component,
-            started.elapsed(),
-            CompileTier::Optimized,
-        )
+        let optimized = &self.inner.optimized;
+        let component = deserialize_trusted(&optimized.engine, path)?;
+        optimized.link(component, started.elapsed())
     }
 
     /// Checks the cheap things first: size, emptiness, precompiled artifacts, core modules.
@@ -262,24 +237,31 @@ async fn on_compile_thread<P: Send + 'static>(
     .map_err(|e| CompileError::Internal(format!("compile thread failed: {e}")))?
 }
 
-/// Detects the world of `component` and links it with `linker` (of the same engine).
-fn link(
-    linker: &Linker<Sandbox>,
-    component: Component,
-    compile_time: Duration,
-    tier: CompileTier,
-) -> Result<Prepared, CompileError> {
-    let info = world::detect(component.engine(), &component)?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| IncompatibleWorld(format!("{e:#}")))?;
-    Ok(Prepared {
-        component,
-        pre,
-        info: Arc::new(info),
-        compile_time,
-        tier,
-    })
+impl Tier {
+    /// Compiles `bytes` with this tier's compiler, detects the world and links it, on this
+    /// thread.
+    fn compile(&self, bytes: &[u8]) -> Result<Prepared, CompileError> {
+        let started = Instant::now();
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| CompileError::Invalid(format!("invalid component: {e:#}")))?;
+        self.link(component, started.elapsed())
+    }
+
+    /// Detects the world of `component` (of this tier's engine) and links it.
+    fn link(&self, component: Component, compile_time: Duration) -> Result<Prepared, CompileError> {
+        let info = world::detect(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| IncompatibleWorld(format!("{e:#}")))?;
+        Ok(Prepared {
+            component,
+            pre,
+            info: Arc::new(info),
+            compile_time,
+            tier: self.kind,
+        })
+    }
 }
 
 /// Deserializes one of Warden's own artifacts.

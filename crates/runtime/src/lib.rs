@@ -53,9 +53,10 @@ pub struct Runtime {
 }
 
 struct Inner {
-    engine: Engine,
-    linker: Linker<sandbox::Sandbox>,
-    /// The baseline tier (Winch) for big components, when on (`baseline_tier_bytes`).
+    /// Cranelift: the code Warden caches and normally runs.
+    optimized: Tier,
+    /// Winch, for big components until their optimized code is ready, when on
+    /// (`baseline_tier_bytes`).
     baseline: Option<Tier>,
     /// Optimizing compiles of components already running on the baseline tier: one at a
     /// time, at low OS priority, outside the compile slots (uploads never wait behind one).
@@ -78,6 +79,20 @@ struct Inner {
 struct Tier {
     engine: Engine,
     linker: Linker<sandbox::Sandbox>,
+    kind: CompileTier,
+}
+
+impl Tier {
+    /// Links WASI and the host interfaces for `engine` and starts its epoch ticker.
+    fn new(engine: Engine, kind: CompileTier) -> Result<Tier, StartError> {
+        let linker = linker::build_linker(&engine).map_err(|e| StartError(format!("{e:#}")))?;
+        engine::start_epoch_ticker(&engine);
+        Ok(Tier {
+            engine,
+            linker,
+            kind,
+        })
+    }
 }
 
 /// How busy a runtime is at one moment.
@@ -110,17 +125,10 @@ impl Runtime {
         config.validate().map_err(StartError)?;
         let (engine, allocator) =
             engine::build_engine(&config).map_err(|e| StartError(format!("{e:#}")))?;
-        let linker = linker::build_linker(&engine).map_err(|e| StartError(format!("{e:#}")))?;
-        engine::start_epoch_ticker(&engine);
-        let baseline = match engine::build_baseline_engine(&config) {
-            Some(engine) => {
-                let linker =
-                    linker::build_linker(&engine).map_err(|e| StartError(format!("{e:#}")))?;
-                engine::start_epoch_ticker(&engine);
-                Some(Tier { engine, linker })
-            }
-            None => None,
-        };
+        let optimized = Tier::new(engine, CompileTier::Optimized)?;
+        let baseline = engine::build_baseline_engine(&config)
+            .map(|engine| Tier::new(engine, CompileTier::Baseline))
+            .transpose()?;
         let permits = |n: u32| Arc::new(Semaphore::new(n as usize));
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -133,8 +141,7 @@ impl Runtime {
                 long_lane: permits(config.max_long_calls),
                 optimize_slot: permits(1),
                 baseline,
-                engine,
-                linker,
+                optimized,
                 allocator,
                 config,
             }),
@@ -183,6 +190,7 @@ impl Runtime {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.inner
+            .optimized
             .engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
