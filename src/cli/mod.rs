@@ -111,6 +111,18 @@ pub(crate) fn write_stdout(bytes: &[u8], newline: bool) {
     }
 }
 
+/// The guest configuration of `--set KEY=VALUE` flags.
+pub(crate) fn guest_config(pairs: &[String]) -> anyhow::Result<warden_runtime::GuestConfig> {
+    let mut values = std::collections::BTreeMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            anyhow::bail!("--set takes KEY=VALUE; got `{pair}`");
+        };
+        values.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(warden_runtime::GuestConfig::new(values)?)
+}
+
 /// Exit code for the rejection of a component (invalid, incompatible, too large …).
 pub(crate) const EXIT_REJECTED: u8 = 3;
 

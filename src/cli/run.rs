@@ -25,6 +25,10 @@ pub(crate) struct RunArgs {
     /// TOML configuration file (same as `serve`).
     #[arg(long, env = "WARDEN_CONFIG")]
     config: Option<PathBuf>,
+    /// A value the guest reads with `host.config` (`warden:plugin@0.2.0`), as KEY=VALUE;
+    /// repeat for more.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    config_values: Vec<String>,
 }
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -39,6 +43,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         target: Target::Bytes(Arc::from(bytes)),
         input: input.as_deref(),
         overrides: args.limits.overrides(),
+        config: super::guest_config(&args.config_values)?,
     };
     let report = match service.call(&context, request).await {
         Ok(report) => report,
@@ -72,9 +77,14 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if !execution.stdout.is_empty() {
         eprint!("{}", execution.stdout);
     }
+    let records;
     let (bytes, text) = match &execution.output {
         Some(Output::Bytes(bytes)) => (Some(bytes.as_slice()), None),
         Some(Output::Text(text)) => (None, Some(text.as_str())),
+        Some(output @ Output::Records(_)) => {
+            records = output.to_bytes();
+            (Some(&records[..]), None)
+        }
         None => (None, None),
     };
     print_result(outcome, bytes, text, execution.error.as_deref())?;

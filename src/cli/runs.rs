@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::sync::Arc;
 use warden_registry::{Payload, RunRecord};
-use warden_runtime::Outcome;
+use warden_runtime::{GuestConfig, Outcome};
 use warden_service::{CallContext, CallRequest, Service, Target};
 
 /// Exit code of a replay whose outcome differs from the record's.
@@ -200,6 +200,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
                 target: Target::Bytes(Arc::from(bytes)),
                 input: input.as_deref(),
                 overrides: Default::default(),
+                config: GuestConfig::new(record.config.clone()).context("the record's config")?,
             },
         )
         .await
@@ -208,7 +209,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     let output = execution
         .output
         .as_ref()
-        .map(|output| Payload::of(output.as_bytes()));
+        .map(|output| Payload::of(&output.to_bytes()));
     let show = |payload: &Option<Payload>| {
         payload
             .as_ref()

@@ -50,6 +50,8 @@ fn record(tenant: &TenantId) -> NewRecord {
             input_recorded: false,
             output: Some(Payload::of(b"{\"discounts\":[]}")),
             answered_late: false,
+            config: Default::default(),
+            pipeline: None,
         },
         input: None,
     }

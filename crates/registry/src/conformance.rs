@@ -469,6 +469,8 @@ fn run_record(tenant: &TenantId, started_ms: u64, outcome: warden_runtime::Outco
             input_recorded: false,
             output: None,
             answered_late: false,
+            config: Default::default(),
+            pipeline: None,
         },
         input: None,
     }

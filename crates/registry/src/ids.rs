@@ -111,6 +111,14 @@ string_id!(
     RunId
 );
 string_id!(
+    /// A tenant's name for one of its pipelines (1–64 of `a-z 0-9 . _ -`).
+    PipelineName
+);
+string_id!(
+    /// The id of a node within one pipeline (1–64 of `a-z 0-9 . _ -`).
+    NodeId
+);
+string_id!(
     /// The public part of an API key (`wdn_<id>_<secret>`): 16 lowercase hex characters.
     KeyId
 );
@@ -176,6 +184,32 @@ impl ComponentName {
         match is_valid_name(text) {
             true => Ok(ComponentName(Arc::from(text))),
             false => Err(name_rule("a name")),
+        }
+    }
+}
+
+impl PipelineName {
+    /// Parses a pipeline name.
+    ///
+    /// # Errors
+    /// [`InvalidId`] stating the rule.
+    pub fn parse(text: &str) -> Result<PipelineName, InvalidId> {
+        match is_valid_name(text) {
+            true => Ok(PipelineName(Arc::from(text))),
+            false => Err(name_rule("a pipeline name")),
+        }
+    }
+}
+
+impl NodeId {
+    /// Parses a node id.
+    ///
+    /// # Errors
+    /// [`InvalidId`] stating the rule.
+    pub fn parse(text: &str) -> Result<NodeId, InvalidId> {
+        match is_valid_name(text) {
+            true => Ok(NodeId(Arc::from(text))),
+            false => Err(name_rule("a node id")),
         }
     }
 }

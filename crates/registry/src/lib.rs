@@ -12,13 +12,18 @@
 pub mod conformance;
 mod files;
 pub mod ids;
+pub mod pipelines;
 pub mod records;
 pub mod sqlite;
 pub mod store;
 
 pub use ids::{
     ComponentName, ComponentRef, DEFAULT_TENANT, Digest, InvalidId, KEY_ID_LEN, KeyId,
-    MAX_NAME_LEN, RunId, TenantId,
+    MAX_NAME_LEN, NodeId, PipelineName, RunId, TenantId,
+};
+pub use pipelines::{
+    InstanceMode, NodeLimits, NodeSpec, NodeStats, OnError, PinnedNode, PipelineRecord,
+    PipelineRunStats, PipelineSpec, PipelineStore, PipelineVersion, RunLimitsSpec, VersionEntry,
 };
 pub use records::{
     DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, NewRecord, Payload, RecordInputs, RecordQuery,

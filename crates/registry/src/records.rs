@@ -6,8 +6,10 @@
 
 use crate::CacheSource;
 use crate::ids::{ComponentName, Digest, RunId, TenantId};
+use crate::pipelines::PipelineRunStats;
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use warden_runtime::{Limits, LogLine, Outcome};
 
 /// Largest page of records one query returns.
@@ -123,6 +125,12 @@ pub struct RunRecord {
     /// Whether the caller was answered `timeout` before the call ended (a long call on a
     /// saturated machine); the record then holds how it really ended.
     pub answered_late: bool,
+    /// What the guest's `host.config` answered (a replay uses it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// For a pipeline run: the pipeline, its version and per-node figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineRunStats>,
 }
 
 /// A record to write, with its input when the tenant's policy keeps it.

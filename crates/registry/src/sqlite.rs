@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+mod pipelines;
 mod records;
 
 /// The schema, in order. Never edit a released migration: add one.
@@ -102,6 +103,27 @@ CREATE TABLE records (
     input       BLOB
 );
 CREATE UNIQUE INDEX records_by_tenant ON records (tenant, id);
+",
+    ),
+    (
+        "pipelines: versioned definitions, one current",
+        "
+CREATE TABLE pipelines (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    current     INTEGER NOT NULL,
+    latest      INTEGER NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE pipeline_versions (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    document    TEXT NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
 ",
     ),
 ];
@@ -638,7 +660,15 @@ impl TenantStore for SqliteStore {
                     .map_err(failed)?;
                 rows.collect::<rusqlite::Result<_>>().map_err(failed)?
             };
-            for table in ["api_keys", "names", "name_history", "components", "records"] {
+            for table in [
+                "api_keys",
+                "names",
+                "name_history",
+                "components",
+                "records",
+                "pipelines",
+                "pipeline_versions",
+            ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE tenant = ?1"),
                     params![id.as_str()],

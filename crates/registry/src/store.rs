@@ -9,6 +9,7 @@
 //! inside one transaction of the backend.
 
 use crate::ids::{ComponentName, Digest, KeyId, TenantId};
+use crate::pipelines::PipelineStore;
 use crate::records::{RecordInputs, RecordStore};
 use serde::{Deserialize, Serialize};
 
@@ -509,6 +510,6 @@ pub trait UsageStore: Send + Sync + 'static {
 }
 
 /// A complete storage backend.
-pub trait Backend: ComponentStore + TenantStore + UsageStore + RecordStore {}
+pub trait Backend: ComponentStore + TenantStore + UsageStore + RecordStore + PipelineStore {}
 
-impl<T: ComponentStore + TenantStore + UsageStore + RecordStore> Backend for T {}
+impl<T: ComponentStore + TenantStore + UsageStore + RecordStore + PipelineStore> Backend for T {}

@@ -94,14 +94,17 @@ impl LogBuffer {
         self.lines.last()
     }
 
-    /// The stored lines, and whether any line was cut or dropped.
-    pub(crate) fn finish(self) -> (Vec<LogLine>, bool) {
+    /// The stored lines, and whether any line was cut or dropped; the buffer starts empty
+    /// again (an instance reused for the next record of a batch logs afresh).
+    pub(crate) fn take(&mut self) -> (Vec<LogLine>, bool) {
         let truncated = self.dropped > 0
             || self
                 .lines
                 .iter()
                 .any(|line| line.message.ends_with(TRUNCATION_MARKER));
-        (self.lines, truncated)
+        self.bytes = 0;
+        self.dropped = 0;
+        (std::mem::take(&mut self.lines), truncated)
     }
 }
 
@@ -176,14 +179,17 @@ impl BoundedCapture {
         inner.bytes.extend_from_slice(&buf[..take]);
     }
 
-    /// The captured text (lossy UTF-8), marked if anything was discarded.
-    pub(crate) fn contents(&self) -> (String, bool) {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The captured text (lossy UTF-8), marked if anything was discarded; the capture starts
+    /// empty again.
+    pub(crate) fn take(&self) -> String {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut text = String::from_utf8_lossy(&inner.bytes).into_owned();
         if inner.truncated {
             text.push_str(TRUNCATION_MARKER);
         }
-        (text, inner.truncated)
+        inner.bytes.clear();
+        inner.truncated = false;
+        text
     }
 }
 
@@ -271,9 +277,13 @@ mod tests {
         for _ in 0..5 {
             logs.push(LogLevel::Info, "x");
         }
-        let (lines, truncated) = logs.finish();
+        let (lines, truncated) = logs.take();
         assert_eq!(lines.len(), 2);
         assert!(truncated);
+        logs.push(LogLevel::Info, "next record");
+        let (lines, truncated) = logs.take();
+        assert_eq!(lines.len(), 1, "a taken buffer starts empty");
+        assert!(!truncated);
     }
 
     #[test]
@@ -288,8 +298,8 @@ mod tests {
     fn capture_keeps_the_cap_and_marks_the_rest() {
         let capture = BoundedCapture::new(4);
         capture.write(b"hello world");
-        let (text, truncated) = capture.contents();
-        assert!(truncated);
-        assert_eq!(text, format!("hell{TRUNCATION_MARKER}"));
+        assert_eq!(capture.take(), format!("hell{TRUNCATION_MARKER}"));
+        capture.write(b"ok");
+        assert_eq!(capture.take(), "ok", "a taken capture starts empty");
     }
 }

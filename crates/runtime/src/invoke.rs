@@ -6,6 +6,7 @@
 
 use crate::Runtime;
 use crate::compile::Prepared;
+use crate::config::GuestConfig;
 use crate::limits::Limits;
 use crate::long_calls::{LongCallHint, LowPriority, Metered};
 use crate::outcome::{self, DeadlineExceeded, Execution, Outcome, Output, Stats};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -27,6 +29,20 @@ pub enum Call<'a> {
     /// `transform: func(input: list<u8>) -> result<list<u8>, string>` of the `transformer`
     /// world.
     Transform(&'a [u8]),
+    /// `process: func(input: list<u8>) -> result<list<list<u8>>, string>` of the `processor`
+    /// world.
+    Process(&'a [u8]),
+    /// `step: func(state: list<u8>, input: list<u8>) -> result<list<u8>, string>` of the
+    /// `aggregator` world; `ok` is the new state ([`Output::Bytes`]).
+    Step {
+        /// The state the host kept (empty for a run's first record).
+        state: &'a [u8],
+        /// The record.
+        input: &'a [u8],
+    },
+    /// `finish: func(state: list<u8>) -> result<list<list<u8>>, string>` of the `aggregator`
+    /// world.
+    Finish(&'a [u8]),
 }
 
 impl Call<'_> {
@@ -35,7 +51,30 @@ impl Call<'_> {
         match self {
             Call::Run => WorldKind::Runner,
             Call::Transform(_) => WorldKind::Transformer,
+            Call::Process(_) => WorldKind::Processor,
+            Call::Step { .. } | Call::Finish(_) => WorldKind::Aggregator,
         }
+    }
+
+    /// The name of the export called.
+    pub fn export(&self) -> &'static str {
+        match self {
+            Call::Run => "run",
+            Call::Transform(_) => "transform",
+            Call::Process(_) => "process",
+            Call::Step { .. } => "step",
+            Call::Finish(_) => "finish",
+        }
+    }
+
+    /// The bytes handed to the guest (input and state), which the input limit caps.
+    pub fn input_len(&self) -> u64 {
+        let len = match self {
+            Call::Run => 0,
+            Call::Transform(input) | Call::Process(input) | Call::Finish(input) => input.len(),
+            Call::Step { state, input } => state.len() + input.len(),
+        };
+        len as u64
     }
 }
 
@@ -75,7 +114,7 @@ pub enum InvokeError {
 }
 
 /// What the guest handed back before the store is dropped.
-struct Returned {
+pub(crate) struct Returned {
     outcome: Outcome,
     output: Option<Output>,
     error: Option<String>,
@@ -121,9 +160,13 @@ impl Runtime {
         prepared: &Prepared,
         call: Call<'_>,
         limits: &Limits,
+        config: &GuestConfig,
         hint: &LongCallHint,
     ) -> Result<(Execution, Option<LateExecution>), InvokeError> {
-        self.run_call(prepared, call, limits, hint).await
+        self.check(prepared, call, limits)?;
+        let permits = self.admit().await?;
+        self.run_admitted(prepared, call, limits, config, hint, permits)
+            .await
     }
 
     /// Runs one call of `prepared` under `limits`, in a fresh sandbox.
@@ -143,17 +186,20 @@ impl Runtime {
         limits: &Limits,
         hint: &LongCallHint,
     ) -> Result<Execution, InvokeError> {
-        let (execution, _late) = self.run_call(prepared, call, limits, hint).await?;
+        let (execution, _late) = self
+            .invoke_tracked(prepared, call, limits, &GuestConfig::default(), hint)
+            .await?;
         Ok(execution)
     }
 
-    async fn run_call(
+    /// Whether `call` can start at all: the component's world, the input limit, the engine's
+    /// memory ceiling.
+    pub(crate) fn check(
         &self,
         prepared: &Prepared,
         call: Call<'_>,
         limits: &Limits,
-        hint: &LongCallHint,
-    ) -> Result<(Execution, Option<LateExecution>), InvokeError> {
+    ) -> Result<(), InvokeError> {
         let found = prepared.info().kind;
         if call.world() != found {
             return Err(InvokeError::WrongWorld {
@@ -161,11 +207,9 @@ impl Runtime {
                 found,
             });
         }
-        if let Call::Transform(input) = call
-            && input.len() as u64 > limits.max_input_bytes
-        {
+        if call.input_len() > limits.max_input_bytes {
             return Err(InvokeError::InputTooLarge {
-                size: input.len() as u64,
+                size: call.input_len(),
                 max: limits.max_input_bytes,
             });
         }
@@ -175,17 +219,42 @@ impl Runtime {
                 max: self.inner.config.max_memory_mb,
             });
         }
+        Ok(())
+    }
+
+    /// Admission for one call: a place in the queue (or `Overloaded`), then an execution slot.
+    async fn admit(&self) -> Result<Admitted, InvokeError> {
+        self.admit_many(1).await
+    }
+
+    /// Admission for `slots` calls at once, held together (a pipeline run's lease).
+    pub(crate) async fn admit_many(&self, slots: u32) -> Result<Admitted, InvokeError> {
         let queued = Instant::now();
         let admitted = Arc::clone(&self.inner.run_admission)
-            .try_acquire_owned()
+            .try_acquire_many_owned(slots)
             .map_err(|_| InvokeError::Overloaded)?;
-        let slot = Arc::clone(&self.inner.run_slots)
-            .acquire_owned()
+        let slots = Arc::clone(&self.inner.run_slots)
+            .acquire_many_owned(slots)
             .await
             .map_err(|_| InvokeError::Overloaded)?;
-        let queued_us = micros(queued.elapsed());
+        Ok(Admitted {
+            permits: Arc::new((admitted, slots)),
+            queued_us: micros(queued.elapsed()),
+        })
+    }
 
-        let store = self.new_store(prepared.engine(), limits);
+    /// Runs a checked call on admitted permits (which stay held until its store is dropped).
+    pub(crate) async fn run_admitted(
+        &self,
+        prepared: &Prepared,
+        call: Call<'_>,
+        limits: &Limits,
+        config: &GuestConfig,
+        hint: &LongCallHint,
+        admitted: Admitted,
+    ) -> Result<(Execution, Option<LateExecution>), InvokeError> {
+        let Admitted { permits, queued_us } = admitted;
+        let store = self.new_store(prepared.engine(), limits, config);
         let deadline = store.data().deadline;
         // Set once the call has used enough CPU to be a long call.
         let long_running = Arc::new(AtomicBool::new(false));
@@ -201,7 +270,6 @@ impl Runtime {
         );
         // The permits stay with the store: a pool slot is free only once the call's store is
         // dropped, even if the caller has gone away.
-        let permits = (admitted, slot);
         // Fast path: run on this async worker, unless this component's last call was long.
         if !hint.is_long() {
             let first = std::future::poll_fn(|cx| match Pin::new(&mut work).poll(cx) {
@@ -252,8 +320,13 @@ impl Runtime {
     }
 
     /// A fresh store on the engine that compiled the component (its tier's engine).
-    fn new_store(&self, engine: &wasmtime::Engine, limits: &Limits) -> Store<Sandbox> {
-        let mut store = Store::new(engine, Sandbox::new(limits));
+    pub(crate) fn new_store(
+        &self,
+        engine: &wasmtime::Engine,
+        limits: &Limits,
+        config: &GuestConfig,
+    ) -> Store<Sandbox> {
+        let mut store = Store::new(engine, Sandbox::new(limits, config));
         store.limiter(|sandbox| &mut sandbox.memory);
         // Fuel is enabled engine-wide, so setting it cannot fail.
         let _ = store.set_fuel(limits.fuel);
@@ -314,54 +387,74 @@ impl Ending {
     /// Turns a finished call into its [`Execution`] and drops its store (releasing its memory
     /// to the pool).
     fn finish(&self, executed: Executed, long_call: bool) -> Execution {
-        let wall_us = micros(self.started.elapsed());
         let Executed {
-            store,
+            mut store,
             result,
             instantiate_us,
         } = executed;
-        let returned = match result {
-            Ok(returned) => returned,
-            Err(error) => {
-                let (outcome, text) = outcome::classify(&error, store.data().memory.hit_limit);
-                Returned::failed(outcome, text)
-            }
+        let stats = Stats {
+            wall_us: micros(self.started.elapsed()),
+            instantiate_us,
+            queued_us: self.queued_us,
+            long_call,
+            ..Stats::default()
         };
-        let fuel_used = self
-            .limits
-            .fuel
-            .saturating_sub(store.get_fuel().unwrap_or(0));
-        let mut sandbox = store.into_data();
-        for denied in sandbox.take_denied_requests() {
-            sandbox.log(crate::capture::LogLevel::Warn, &denied);
-        }
-        let (stdout, _) = sandbox.stdout.contents();
-        let (stderr, _) = sandbox.stderr.contents();
-        let (logs, logs_truncated) = sandbox.logs.finish();
-        Execution {
-            outcome: returned.outcome,
-            output: returned.output,
-            error: returned.error,
-            logs,
-            logs_truncated,
-            stdout,
-            stderr,
-            stats: Stats {
-                fuel_used,
-                wall_us,
-                instantiate_us,
-                queued_us: self.queued_us,
-                memory_peak_bytes: sandbox.memory.peak,
-                long_call,
-            },
-        }
+        report(&mut store, result, &self.limits, stats)
     }
 }
 
+/// The [`Execution`] of a call that just ended in `store`: its outcome, fuel used and memory
+/// peak, and the logs and output streams it left (taken, so a reused store starts empty).
+pub(crate) fn report(
+    store: &mut Store<Sandbox>,
+    result: wasmtime::Result<Returned>,
+    limits: &Limits,
+    stats: Stats,
+) -> Execution {
+    let returned = match result {
+        Ok(returned) => returned,
+        Err(error) => {
+            let (outcome, text) = outcome::classify(&error, store.data().memory.hit_limit);
+            Returned::failed(outcome, text)
+        }
+    };
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let sandbox = store.data_mut();
+    for denied in sandbox.take_denied_requests() {
+        sandbox.log(crate::capture::LogLevel::Warn, &denied);
+    }
+    let (logs, logs_truncated) = sandbox.logs.take();
+    Execution {
+        outcome: returned.outcome,
+        output: returned.output,
+        error: returned.error,
+        logs,
+        logs_truncated,
+        stdout: sandbox.stdout.take(),
+        stderr: sandbox.stderr.take(),
+        stats: Stats {
+            fuel_used,
+            memory_peak_bytes: sandbox.memory.peak,
+            ..stats
+        },
+    }
+}
+
+/// Execution permits (a place in the queue and slots), released when the last store that
+/// holds them is dropped.
+pub(crate) struct Admitted {
+    pub(crate) permits: Arc<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+    /// Time spent waiting for the slots, in microseconds.
+    pub(crate) queued_us: u64,
+}
+
 /// [`Call`] with its input owned, so the call can move to another thread.
-enum OwnedCall {
+pub(crate) enum OwnedCall {
     Run,
     Transform(Vec<u8>),
+    Process(Vec<u8>),
+    Step { state: Vec<u8>, input: Vec<u8> },
+    Finish(Vec<u8>),
 }
 
 impl From<Call<'_>> for OwnedCall {
@@ -369,6 +462,24 @@ impl From<Call<'_>> for OwnedCall {
         match call {
             Call::Run => OwnedCall::Run,
             Call::Transform(input) => OwnedCall::Transform(input.to_vec()),
+            Call::Process(input) => OwnedCall::Process(input.to_vec()),
+            Call::Step { state, input } => OwnedCall::Step {
+                state: state.to_vec(),
+                input: input.to_vec(),
+            },
+            Call::Finish(state) => OwnedCall::Finish(state.to_vec()),
+        }
+    }
+}
+
+impl OwnedCall {
+    fn borrowed(&self) -> Call<'_> {
+        match self {
+            OwnedCall::Run => Call::Run,
+            OwnedCall::Transform(input) => Call::Transform(input),
+            OwnedCall::Process(input) => Call::Process(input),
+            OwnedCall::Step { state, input } => Call::Step { state, input },
+            OwnedCall::Finish(state) => Call::Finish(state),
         }
     }
 }
@@ -396,12 +507,7 @@ async fn execute(
         let run = async {
             let instance = prepared.pre.instantiate_async(&mut store).await?;
             instantiate_us = micros(started.elapsed());
-            match &call {
-                OwnedCall::Run => call_run(&mut store, &instance, &limits).await,
-                OwnedCall::Transform(input) => {
-                    call_transform(&mut store, &instance, input, &limits).await
-                }
-            }
+            call_export(&mut store, &instance, call.borrowed(), &limits).await
         };
         // `biased`: the call is polled first, so a call that ends in its first poll (most warm
         // calls) never registers the deadline timer.
@@ -423,37 +529,66 @@ async fn execute(
 // freed memory afterwards. The copy is bounded by the guest's memory limit; the output cap is
 // applied to it before anything else sees it.
 
-/// Calls `run` and checks its result against the output cap.
-async fn call_run(
+/// Calls the export `call` names and checks its result against the output cap (for records,
+/// their bytes summed).
+pub(crate) async fn call_export(
     store: &mut Store<Sandbox>,
     instance: &wasmtime::component::Instance,
+    call: Call<'_>,
     limits: &Limits,
 ) -> wasmtime::Result<Returned> {
-    let run = instance.get_typed_func::<(), (Result<String, String>,)>(&mut *store, "run")?;
-    let (result,) = run.call_async(&mut *store, ()).await?;
     let cap = output_cap(limits);
-    Ok(match result {
-        Ok(text) if text.len() > cap => output_limit(text.len(), cap),
-        Ok(text) => Returned::ok(Output::Text(text)),
-        Err(text) => guest_error(&text, cap),
-    })
-}
-
-/// Calls `transform` with `input` and checks its result against the output cap.
-async fn call_transform(
-    store: &mut Store<Sandbox>,
-    instance: &wasmtime::component::Instance,
-    input: &[u8],
-    limits: &Limits,
-) -> wasmtime::Result<Returned> {
-    let transform = instance
-        .get_typed_func::<(&[u8],), (Result<Vec<u8>, String>,)>(&mut *store, "transform")?;
-    let (result,) = transform.call_async(&mut *store, (input,)).await?;
-    let cap = output_cap(limits);
-    Ok(match result {
+    let bytes = |result: Result<Vec<u8>, String>| match result {
         Ok(bytes) if bytes.len() > cap => output_limit(bytes.len(), cap),
         Ok(bytes) => Returned::ok(Output::Bytes(bytes)),
         Err(text) => guest_error(&text, cap),
+    };
+    let records = |result: Result<Vec<Vec<u8>>, String>| match result {
+        Ok(records) => {
+            let len = records.iter().map(Vec::len).sum::<usize>();
+            match len > cap {
+                true => output_limit(len, cap),
+                false => Returned::ok(Output::Records(records)),
+            }
+        }
+        Err(text) => guest_error(&text, cap),
+    };
+    Ok(match call {
+        Call::Run => {
+            let run =
+                instance.get_typed_func::<(), (Result<String, String>,)>(&mut *store, "run")?;
+            match run.call_async(&mut *store, ()).await?.0 {
+                Ok(text) if text.len() > cap => output_limit(text.len(), cap),
+                Ok(text) => Returned::ok(Output::Text(text)),
+                Err(text) => guest_error(&text, cap),
+            }
+        }
+        Call::Transform(input) => {
+            let transform = instance
+                .get_typed_func::<(&[u8],), (Result<Vec<u8>, String>,)>(&mut *store, "transform")?;
+            bytes(transform.call_async(&mut *store, (input,)).await?.0)
+        }
+        Call::Process(input) => {
+            let process = instance.get_typed_func::<(&[u8],), (Result<Vec<Vec<u8>>, String>,)>(
+                &mut *store,
+                "process",
+            )?;
+            records(process.call_async(&mut *store, (input,)).await?.0)
+        }
+        Call::Step { state, input } => {
+            let step = instance.get_typed_func::<(&[u8], &[u8]), (Result<Vec<u8>, String>,)>(
+                &mut *store,
+                "step",
+            )?;
+            bytes(step.call_async(&mut *store, (state, input)).await?.0)
+        }
+        Call::Finish(state) => {
+            let finish = instance.get_typed_func::<(&[u8],), (Result<Vec<Vec<u8>>, String>,)>(
+                &mut *store,
+                "finish",
+            )?;
+            records(finish.call_async(&mut *store, (state,)).await?.0)
+        }
     })
 }
 
@@ -475,6 +610,6 @@ fn guest_error(text: &str, cap: usize) -> Returned {
     )
 }
 
-fn micros(duration: std::time::Duration) -> u64 {
+pub(crate) fn micros(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

@@ -11,8 +11,10 @@
 
 mod capture;
 mod compile;
+mod config;
 mod engine;
 mod invoke;
+mod lease;
 mod limits;
 mod linker;
 mod long_calls;
@@ -22,6 +24,9 @@ mod world;
 
 pub use capture::{LogLevel, LogLine, TRUNCATION_MARKER, escape_for_log};
 pub use compile::{CompileError, CompileTier, Prepared};
+pub use config::{
+    GuestConfig, InvalidConfig, MAX_CONFIG_KEY_BYTES, MAX_CONFIG_KEYS, MAX_CONFIG_VALUE_BYTES,
+};
 pub use engine::{Allocator, EPOCH_TICK, EngineConfig};
 pub use engine::{
     DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_MAX_CONCURRENT_COMPILES, DEFAULT_MAX_CONCURRENT_RUNS,
@@ -29,6 +34,7 @@ pub use engine::{
     DEFAULT_MAX_WASM_STACK_KIB,
 };
 pub use invoke::{Call, InvokeError, LateExecution};
+pub use lease::{Lease, Reused};
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_LOG_LINE_BYTES,
     DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB,
@@ -38,7 +44,8 @@ pub use limits::{InvalidLimit, LimitOverrides, Limits};
 pub use long_calls::{LongCallHint, LongCallPriority};
 pub use outcome::{Execution, Outcome, Output, Stats};
 pub use world::{
-    ComponentInfo, Denial, IncompatibleWorld, RUNNER_VERSIONS, TRANSFORMER_WORLD, WorldKind,
+    ComponentInfo, Denial, IncompatibleWorld, PLUGIN_VERSIONS, RUNNER_VERSIONS, TRANSFORMER_WORLD,
+    WorldKind,
 };
 
 use std::sync::Arc;

@@ -2,8 +2,9 @@
 //! interfaces, built once at start-up and shared by every component.
 
 use crate::capture::LogLevel;
+use crate::config::MAX_CONFIG_KEY_BYTES;
 use crate::sandbox::Sandbox;
-use crate::world::RUNNER_VERSIONS;
+use crate::world::{PLUGIN_VERSIONS, RUNNER_VERSIONS};
 use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
 use wasmtime::{Engine, StoreContextMut};
 
@@ -18,10 +19,17 @@ pub(crate) fn build_linker(engine: &Engine) -> anyhow::Result<Linker<Sandbox>> {
             guest_log(store, LogLevel::Info, &message)
         })?;
     }
-    let mut plugin = linker.instance("warden:plugin/host@0.1.0")?;
-    plugin.func_wrap("log", |store, (level, message): (Level, WasmStr)| {
-        guest_log(store, level.into(), &message)
-    })?;
+    for version in PLUGIN_VERSIONS {
+        let mut plugin = linker.instance(&format!("warden:plugin/host@{version}"))?;
+        plugin.func_wrap("log", |store, (level, message): (Level, WasmStr)| {
+            guest_log(store, level.into(), &message)
+        })?;
+        if version != PLUGIN_VERSIONS[0] {
+            plugin.func_wrap("config", |store, (key,): (WasmStr,)| {
+                guest_config(store, &key).map(|value| (value,))
+            })?;
+        }
+    }
     Ok(linker)
 }
 
@@ -77,4 +85,18 @@ fn guest_log(
         crate::capture::prefix(&text, store.data().logs.line_cap().saturating_add(4)).to_owned();
     store.data_mut().log(level, &kept);
     Ok(())
+}
+
+/// The `config` host function: the value configured for `key`, or none. The key is read in
+/// place (never copied), and a key longer than any configured key can be is answered `none`.
+fn guest_config(
+    store: StoreContextMut<'_, Sandbox>,
+    key: &WasmStr,
+) -> wasmtime::Result<Option<String>> {
+    // Invalid UTF-8 from the guest is an error here, which traps the call.
+    let key = key.to_str(&store)?;
+    if key.len() > MAX_CONFIG_KEY_BYTES {
+        return Ok(None);
+    }
+    Ok(store.data().config.get(&key).map(str::to_owned))
 }

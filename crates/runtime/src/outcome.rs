@@ -89,17 +89,43 @@ pub struct Stats {
 pub enum Output {
     /// `run`'s string.
     Text(String),
-    /// `transform`'s bytes.
+    /// `transform`'s bytes (and `step`'s new state).
     Bytes(Vec<u8>),
+    /// `process`'s or `finish`'s records.
+    Records(Vec<Vec<u8>>),
 }
 
 impl Output {
-    /// The output's bytes (a text's UTF-8).
-    pub fn as_bytes(&self) -> &[u8] {
+    /// The output's bytes: a text's UTF-8; records as NDJSON would carry them, each followed
+    /// by `\n` (what a caller hashes and meters).
+    pub fn to_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
-            Output::Text(text) => text.as_bytes(),
-            Output::Bytes(bytes) => bytes,
+            Output::Text(text) => text.as_bytes().into(),
+            Output::Bytes(bytes) => bytes.as_slice().into(),
+            Output::Records(records) => {
+                let mut joined = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
+                for record in records {
+                    joined.extend_from_slice(record);
+                    joined.push(b'\n');
+                }
+                joined.into()
+            }
         }
+    }
+
+    /// Bytes returned by the guest (records summed, without separators).
+    pub fn len(&self) -> u64 {
+        let len = match self {
+            Output::Text(text) => text.len(),
+            Output::Bytes(bytes) => bytes.len(),
+            Output::Records(records) => records.iter().map(Vec::len).sum(),
+        };
+        len as u64
+    }
+
+    /// Whether the guest returned no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -5,6 +5,7 @@
 //! JavaScript build imports it) but every outgoing request is refused at use.
 
 use crate::capture::{BoundedCapture, LogBuffer, LogLevel};
+use crate::config::GuestConfig;
 use crate::limits::Limits;
 use std::future::Future;
 use wasmtime::ResourceLimiter;
@@ -32,10 +33,12 @@ pub(crate) struct Sandbox {
     pub(crate) stderr: BoundedCapture,
     /// When the wall-clock deadline passes (checked at every epoch tick).
     pub(crate) deadline: std::time::Instant,
+    /// What `host.config` answers.
+    pub(crate) config: GuestConfig,
 }
 
 impl Sandbox {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits, config: &GuestConfig) -> Self {
         let stdout = BoundedCapture::new(limits.max_stdout_bytes);
         let stderr = BoundedCapture::new(limits.max_stderr_bytes);
         let wasi = WasiCtx::builder()
@@ -60,6 +63,7 @@ impl Sandbox {
             stdout,
             stderr,
             deadline: std::time::Instant::now() + limits.timeout(),
+            config: config.clone(),
         }
     }
 
@@ -164,6 +168,13 @@ impl MemoryLimiter {
             peak: 0,
             hit_limit: false,
         }
+    }
+
+    /// Starts a new peak from what the instance holds now (the next call of a reused instance),
+    /// and forgets a refused growth.
+    pub(crate) fn restart(&mut self) {
+        self.peak = self.memories + self.tables;
+        self.hit_limit = false;
     }
 
     fn admit(&mut self, kind_total: fn(&mut Self) -> &mut u64, current: u64, desired: u64) -> bool {

@@ -12,8 +12,11 @@ use wasmtime::component::{Component, Type};
 /// The interface package versions of the seed `runner` world that Warden serves.
 pub const RUNNER_VERSIONS: [&str; 2] = ["0.0.1", "0.1.0"];
 
-/// The world of Warden's data-in, data-out plugins.
+/// The world of Warden's data-in, data-out plugins (as first published).
 pub const TRANSFORMER_WORLD: &str = "warden:plugin/transformer@0.1.0";
+
+/// The `warden:plugin` package versions Warden serves, oldest first.
+pub const PLUGIN_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
 
 /// The worlds Warden can call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -23,6 +26,24 @@ pub enum WorldKind {
     Runner,
     /// `warden:plugin/transformer`: `transform: func(input: list<u8>) -> result<list<u8>, string>`.
     Transformer,
+    /// `warden:plugin/processor@0.2.0`: `process: func(input: list<u8>) ->
+    /// result<list<list<u8>>, string>` (one record in, zero or more out).
+    Processor,
+    /// `warden:plugin/aggregator@0.2.0`: `step(state, input) -> result<list<u8>, string>` and
+    /// `finish(state) -> result<list<list<u8>>, string>`, with the state kept by the host.
+    Aggregator,
+}
+
+impl WorldKind {
+    /// The stable snake_case name (`runner`, `transformer`, `processor`, `aggregator`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorldKind::Runner => "runner",
+            WorldKind::Transformer => "transformer",
+            WorldKind::Processor => "processor",
+            WorldKind::Aggregator => "aggregator",
+        }
+    }
 }
 
 /// What a component is, as Warden sees it.
@@ -69,6 +90,14 @@ pub(crate) fn detect(
         .map(|(name, _)| name.to_owned())
         .collect();
 
+    // The plugin package version the component was built against: the one whose host it
+    // imports (a plugin that imports no host interface is reported as the first).
+    let plugin_version = imports
+        .iter()
+        .find_map(|name| name.strip_prefix("warden:plugin/host@"))
+        .filter(|version| PLUGIN_VERSIONS.contains(version))
+        .unwrap_or(PLUGIN_VERSIONS[0]);
+    let plugin_world = |world: &str| format!("warden:plugin/{world}@{plugin_version}");
     let (kind, world) = if let Some(run) = ty.get_export(engine, "run") {
         check_signature(&run.ty, RUN_SIGNATURE, &[], is_string)?;
         let version = imports
@@ -79,11 +108,30 @@ pub(crate) fn detect(
         (WorldKind::Runner, format!("local:main/runner@{version}"))
     } else if let Some(transform) = ty.get_export(engine, "transform") {
         check_signature(&transform.ty, TRANSFORM_SIGNATURE, &[is_bytes], is_bytes)?;
-        (WorldKind::Transformer, TRANSFORMER_WORLD.to_owned())
+        (WorldKind::Transformer, plugin_world("transformer"))
+    } else if let Some(process) = ty.get_export(engine, "process") {
+        check_signature(&process.ty, PROCESS_SIGNATURE, &[is_bytes], is_records)?;
+        (
+            WorldKind::Processor,
+            format!("warden:plugin/processor@{PROCESSOR_SINCE}"),
+        )
+    } else if let Some(step) = ty.get_export(engine, "step") {
+        check_signature(&step.ty, STEP_SIGNATURE, &[is_bytes, is_bytes], is_bytes)?;
+        let finish = ty.get_export(engine, "finish").ok_or_else(|| {
+            IncompatibleWorld(format!(
+                "an aggregator exports `step` and `finish`; `finish` is missing ({FINISH_SIGNATURE})"
+            ))
+        })?;
+        check_signature(&finish.ty, FINISH_SIGNATURE, &[is_bytes], is_records)?;
+        (
+            WorldKind::Aggregator,
+            format!("warden:plugin/aggregator@{PROCESSOR_SINCE}"),
+        )
     } else {
         return Err(IncompatibleWorld(format!(
-            "the component exports neither `run` (world local:main/runner) nor `transform` \
-             (world {TRANSFORMER_WORLD}); it exports: [{}]",
+            "the component exports none of `run` (world local:main/runner), `transform` \
+             (warden:plugin/transformer), `process` (warden:plugin/processor) or `step` + \
+             `finish` (warden:plugin/aggregator); it exports: [{}]",
             exports.join(", ")
         )));
     };
@@ -100,6 +148,14 @@ pub(crate) fn detect(
 const RUN_SIGNATURE: &str = "`run` must be `func() -> result<string, string>`";
 const TRANSFORM_SIGNATURE: &str =
     "`transform` must be `func(input: list<u8>) -> result<list<u8>, string>`";
+const PROCESS_SIGNATURE: &str =
+    "`process` must be `func(input: list<u8>) -> result<list<list<u8>>, string>`";
+const STEP_SIGNATURE: &str =
+    "`step` must be `func(state: list<u8>, input: list<u8>) -> result<list<u8>, string>`";
+const FINISH_SIGNATURE: &str =
+    "`finish` must be `func(state: list<u8>) -> result<list<list<u8>>, string>`";
+/// The package version that introduced the processor and aggregator worlds.
+const PROCESSOR_SINCE: &str = "0.2.0";
 
 fn is_string(ty: &Type) -> bool {
     matches!(ty, Type::String)
@@ -107,6 +163,10 @@ fn is_string(ty: &Type) -> bool {
 
 fn is_bytes(ty: &Type) -> bool {
     matches!(ty, Type::List(list) if matches!(list.ty(), Type::U8))
+}
+
+fn is_records(ty: &Type) -> bool {
+    matches!(ty, Type::List(list) if is_bytes(&list.ty()))
 }
 
 /// Checks an export is a function taking `params` and returning one `result<ok, string>`.

@@ -233,10 +233,17 @@ fn wrong_world(expected: WorldKind, found: WorldKind) -> String {
     let world = |kind: WorldKind| match kind {
         WorldKind::Runner => "local:main/runner",
         WorldKind::Transformer => "warden:plugin/transformer",
+        WorldKind::Processor => "warden:plugin/processor",
+        WorldKind::Aggregator => "warden:plugin/aggregator",
     };
     let route = match found {
         WorldKind::Runner => "`POST /v1/components/{ref}/run` (or `POST /run`)",
-        WorldKind::Transformer => "`POST /v1/components/{ref}/invoke` with the input as the body",
+        WorldKind::Transformer | WorldKind::Processor => {
+            "`POST /v1/components/{ref}/invoke` with the input as the body"
+        }
+        WorldKind::Aggregator => {
+            "a pipeline (`POST /v1/pipelines`, then `POST /v1/pipelines/{name}/run`)"
+        }
     };
     format!(
         "this route calls `{}` components; the component implements `{}`: call it with {route}",

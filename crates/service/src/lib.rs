@@ -44,8 +44,8 @@ use warden_registry::{
     UsageCounters, on_blocking_thread,
 };
 use warden_runtime::{
-    Call, CompileTier, Execution, InvokeError, LateExecution, LimitOverrides, Limits, LongCallHint,
-    Outcome, Runtime, WorldKind,
+    Call, CompileTier, Execution, GuestConfig, InvokeError, LateExecution, LimitOverrides, Limits,
+    LongCallHint, Outcome, Runtime, WorldKind,
 };
 
 /// How often metered usage and key use are written to the store.
@@ -171,8 +171,11 @@ pub enum Target {
 pub struct CallRequest<'a> {
     /// The component.
     pub target: Target,
-    /// `None` calls `run`; `Some(input)` calls `transform(input)`.
+    /// `None` calls `run`; `Some(input)` calls `transform(input)` (or `process(input)` of a
+    /// processor).
     pub input: Option<&'a [u8]>,
+    /// What the guest's `host.config` answers (`warden:plugin@0.2.0`).
+    pub config: GuestConfig,
     /// The request's wish for lower limits.
     pub overrides: LimitOverrides,
 }
@@ -635,14 +638,15 @@ impl Service {
             self.inner.metrics.compiled(resolved.took);
         }
         let (hint, seen_before) = self.hint(tenant, &resolved.digest);
-        let call = match request.input {
-            None => Call::Run,
-            Some(input) => Call::Transform(input),
+        let call = match (request.input, resolved.prepared.info().kind) {
+            (None, _) => Call::Run,
+            (Some(input), WorldKind::Processor) => Call::Process(input),
+            (Some(input), _) => Call::Transform(input),
         };
         let (execution, late) = self
             .inner
             .runtime
-            .invoke_tracked(&resolved.prepared, call, &limits, &hint)
+            .invoke_tracked(&resolved.prepared, call, &limits, &request.config, &hint)
             .await?;
         drop(admitted);
         self.meter(&state, &execution, bytes_in);
@@ -658,7 +662,7 @@ impl Service {
             (_, source) => (source, resolved.took),
         };
         let info = resolved.prepared.info();
-        let world = world_label(info.kind);
+        let world = info.kind.as_str();
         self.inner
             .metrics
             .call(tenant, world, execution.outcome, &execution.stats, cache);
@@ -684,10 +688,12 @@ impl Service {
             tenant,
             name,
             world: &info.world,
+            export: call.export(),
             via,
             started_at,
             limits,
             input: request.input,
+            config: &request.config,
             recording: state.recording,
         };
         match late {
@@ -754,7 +760,7 @@ impl Service {
             bytes_out: execution
                 .output
                 .as_ref()
-                .map_or(0, |output| output.as_bytes().len() as u64),
+                .map_or(0, warden_runtime::Output::len),
         };
         state.add_fuel(stats.fuel_used);
         let due = self.inner.meter.add(
@@ -1570,24 +1576,18 @@ fn format_time(secs: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The `world` label of metrics.
-fn world_label(kind: WorldKind) -> &'static str {
-    match kind {
-        WorldKind::Runner => "runner",
-        WorldKind::Transformer => "transformer",
-    }
-}
-
 /// What a call's record needs beyond its report.
 struct PendingRecord<'a> {
     context: &'a CallContext,
     tenant: &'a TenantId,
     name: Option<ComponentName>,
     world: &'a str,
+    export: &'static str,
     via: &'static str,
     started_at: time::OffsetDateTime,
     limits: Limits,
     input: Option<&'a [u8]>,
+    config: &'a GuestConfig,
     recording: EffectiveRecording,
 }
 
@@ -1611,10 +1611,7 @@ impl PendingRecord<'_> {
                 digest: report.digest.clone(),
                 name: self.name,
                 world: self.world.to_owned(),
-                export: match self.input {
-                    None => "run".into(),
-                    Some(_) => "transform".into(),
-                },
+                export: self.export.to_owned(),
                 via: self.via.to_owned(),
                 started_at: format_millis(self.started_at),
                 outcome: execution.outcome,
@@ -1640,8 +1637,10 @@ impl PendingRecord<'_> {
                 output: execution
                     .output
                     .as_ref()
-                    .map(|output| Payload::of(output.as_bytes())),
+                    .map(|output| Payload::of(&output.to_bytes())),
                 answered_late,
+                config: self.config.values().clone(),
+                pipeline: None,
             },
             input: kept.map(<[u8]>::to_vec),
         }
@@ -1661,7 +1660,7 @@ fn complete_late(record: &mut RunRecord, execution: &Execution) {
     record.output = execution
         .output
         .as_ref()
-        .map(|output| Payload::of(output.as_bytes()));
+        .map(|output| Payload::of(&output.to_bytes()));
     record.stats.fuel_used = stats.fuel_used;
     record.stats.wall_us = stats.wall_us;
     record.stats.instantiate_us = stats.instantiate_us;

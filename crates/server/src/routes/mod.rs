@@ -122,6 +122,12 @@ pub struct ExecutionResponse {
     /// The bytes `transform` returned, for `ok` (absent for `run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     output_base64: Option<String>,
+    /// The records `process` returned, for `ok`, when every one is UTF-8 (a JSON array).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<Vec<String>>,
+    /// The records `process` returned, for `ok`, each base64-encoded (always, for a processor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records_base64: Option<Vec<String>>,
     error: Option<String>,
     logs: Vec<LogLine>,
     logs_truncated: bool,
@@ -134,6 +140,9 @@ pub struct ExecutionResponse {
     run_id: String,
     #[serde(skip)]
     output_bytes: Option<Vec<u8>>,
+    /// The media type of `output_bytes` in a raw answer.
+    #[serde(skip)]
+    raw_type: &'static str,
 }
 
 /// The measurements of a call, as answered.
@@ -160,19 +169,40 @@ impl ExecutionResponse {
         use base64::Engine as _;
         let execution = report.execution;
         let stats = execution.stats;
+        let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut records = None;
+        let mut records_base64 = None;
+        let mut raw_type = "application/octet-stream";
         let (output, output_bytes) = match execution.output {
             None => (None, None),
             Some(warden_runtime::Output::Text(text)) => (Some(text), None),
             Some(warden_runtime::Output::Bytes(bytes)) => {
                 (String::from_utf8(bytes.clone()).ok(), Some(bytes))
             }
+            Some(warden_runtime::Output::Records(list)) => {
+                records_base64 = Some(list.iter().map(|record| base64(record)).collect());
+                records = list
+                    .iter()
+                    .map(|record| String::from_utf8(record.clone()).ok())
+                    .collect();
+                raw_type = "application/x-ndjson";
+                let ndjson = warden_runtime::Output::Records(list)
+                    .to_bytes()
+                    .into_owned();
+                (None, Some(ndjson))
+            }
+        };
+        let output_base64 = match records_base64 {
+            Some(_) => None,
+            None => output_bytes.as_deref().map(base64),
         };
         ExecutionResponse {
             outcome: execution.outcome,
             output,
-            output_base64: output_bytes
-                .as_ref()
-                .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            output_base64,
+            records,
+            records_base64,
+            raw_type,
             error: execution.error,
             logs: execution.logs,
             logs_truncated: execution.logs_truncated,
@@ -207,7 +237,7 @@ impl ExecutionResponse {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
+            HeaderValue::from_static(self.raw_type),
         );
         headers.insert(
             OUTCOME_HEADER,

@@ -10,12 +10,12 @@ use crate::request_id::RequestIds;
 use crate::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use warden_registry::ComponentRef;
-use warden_runtime::LimitOverrides;
+use warden_runtime::{GuestConfig, LimitOverrides};
 use warden_service::{CallContext, CallRequest, Caller, Target};
 
 /// `POST /run`: the same bytes posted twice compile once (they are found by digest).
@@ -52,7 +52,8 @@ pub(crate) async fn run_bytes(
     let max = state.config().engine.max_component_bytes;
     let body = state.body_rules().read(body, max, "component").await?;
     let target = Target::Bytes(Arc::from(body.bytes.as_ref()));
-    call(&state, ids, &caller, target, None, overrides).await
+    let config = GuestConfig::default();
+    call(&state, ids, &caller, target, None, overrides, config).await
 }
 
 /// `POST /v1/components/{ref}/run`.
@@ -84,7 +85,8 @@ pub(crate) async fn run_stored(
 ) -> Result<ExecutionResponse, ApiError> {
     let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
     let target = Target::Stored(ComponentRef::parse(&reference)?);
-    call(&state, ids, &caller, target, None, overrides).await
+    let config = GuestConfig::default();
+    call(&state, ids, &caller, target, None, overrides, config).await
 }
 
 /// `POST /v1/components/{ref}/invoke`: the body is the input of `transform`, capped by the
@@ -122,14 +124,17 @@ pub(crate) async fn invoke_stored(
     Authed(caller): Authed,
     Path(reference): Path<String>,
     overrides: Result<Query<LimitOverrides>, QueryRejection>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
+    let config = config_from_query(query.as_deref())?;
     let target = Target::Stored(ComponentRef::parse(&reference)?);
     let max_input = state.service().may_call(&caller)?.max_input_bytes;
     let input = state.body_rules().read(body, max_input, "input").await?;
-    let response = call(&state, ids, &caller, target, Some(&input.bytes), overrides).await?;
+    let input = Some(input.bytes.as_ref());
+    let response = call(&state, ids, &caller, target, input, overrides, config).await?;
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
@@ -147,6 +152,7 @@ async fn call(
     target: Target,
     input: Option<&[u8]>,
     overrides: LimitOverrides,
+    config: GuestConfig,
 ) -> Result<ExecutionResponse, ApiError> {
     let context = CallContext {
         caller: caller.clone(),
@@ -157,7 +163,20 @@ async fn call(
         target,
         input,
         overrides,
+        config,
     };
     let report = state.service().call(&context, request).await?;
     Ok(ExecutionResponse::new(report))
+}
+
+/// The `config.KEY=VALUE` pairs of a query string: what the guest's `host.config` answers
+/// (`warden:plugin@0.2.0`). Keys and values are capped ([`GuestConfig::new`]).
+pub(crate) fn config_from_query(query: Option<&str>) -> Result<GuestConfig, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
+    let values = pairs
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.strip_prefix("config.")?.to_owned(), value)))
+        .collect();
+    GuestConfig::new(values).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
