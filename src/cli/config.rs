@@ -13,7 +13,7 @@ use std::path::Path;
 use warden_server::ServerConfig;
 
 /// The top-level keys of `ServerConfig`, as they appear in the file.
-const TOP_LEVEL_KEYS: [&str; 12] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "listen",
     "data_dir",
     "prepared_cache_entries",
@@ -25,6 +25,7 @@ const TOP_LEVEL_KEYS: [&str; 12] = [
     "http",
     "records",
     "metrics",
+    "pipelines",
     "telemetry",
 ];
 

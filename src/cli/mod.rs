@@ -138,6 +138,8 @@ pub(crate) const EXIT_REJECTED: u8 = 3;
 /// | stack_overflow | 14 |
 /// | trap | 15 |
 /// | output_limit | 16 |
+/// | input_limit | 17 |
+/// | cancelled | 18 |
 pub(crate) fn exit_code(outcome: Outcome) -> u8 {
     match outcome {
         Outcome::Ok => 0,
@@ -148,6 +150,8 @@ pub(crate) fn exit_code(outcome: Outcome) -> u8 {
         Outcome::StackOverflow => 14,
         Outcome::Trap => 15,
         Outcome::OutputLimit => 16,
+        Outcome::InputLimit => 17,
+        Outcome::Cancelled => 18,
     }
 }
 

@@ -209,7 +209,9 @@ async fn every_outcome_has_a_stable_name() {
             "memory_limit",
             "stack_overflow",
             "trap",
-            "output_limit"
+            "output_limit",
+            "input_limit",
+            "cancelled"
         ]
     );
 }

@@ -105,6 +105,7 @@ impl Lease {
             config: config.clone(),
             max_calls: max_calls.max(1),
             live: None,
+            instances: 0,
             _permits: self.admitted(),
         }
     }
@@ -118,6 +119,7 @@ pub struct Reused {
     config: GuestConfig,
     max_calls: u32,
     live: Option<Live>,
+    instances: u64,
     _permits: Admitted,
 }
 
@@ -128,6 +130,12 @@ struct Live {
 }
 
 impl Reused {
+    /// Instances created since the last time this was asked (the first, and every
+    /// replacement).
+    pub fn take_instances(&mut self) -> u64 {
+        std::mem::take(&mut self.instances)
+    }
+
     /// Runs one call, instantiating first when there is no live instance (the first call, the
     /// call after `max_calls`, or after a call that did not end `ok` or `guest_error`).
     ///
@@ -137,9 +145,27 @@ impl Reused {
     /// # Errors
     /// `WrongWorld`, `InputTooLarge`, `MemoryAboveEngine` when the call cannot start.
     pub async fn call(&mut self, call: Call<'_>) -> Result<Execution, InvokeError> {
-        self.runtime.check(&self.prepared, call, &self.limits)?;
+        let limits = self.limits;
+        self.call_with(call, &limits).await
+    }
+
+    /// As [`Reused::call`], with this call's own fuel, deadline and size caps (its memory limit
+    /// stays the instance's).
+    ///
+    /// # Errors
+    /// As [`Reused::call`].
+    pub async fn call_with(
+        &mut self,
+        call: Call<'_>,
+        limits: &Limits,
+    ) -> Result<Execution, InvokeError> {
+        let limits = Limits {
+            memory_mb: self.limits.memory_mb,
+            ..*limits
+        };
+        self.runtime.check(&self.prepared, call, &limits)?;
         let started = Instant::now();
-        let deadline = started + self.limits.timeout();
+        let deadline = started + limits.timeout();
         let mut instantiate_us = 0;
         if self
             .live
@@ -147,6 +173,7 @@ impl Reused {
             .is_none_or(|live| live.calls >= self.max_calls)
         {
             self.live = None;
+            self.instances += 1;
             let mut store =
                 self.runtime
                     .new_store(self.prepared.engine(), &self.limits, &self.config);
@@ -170,7 +197,7 @@ impl Reused {
                         instantiate_us,
                         ..Stats::default()
                     };
-                    return Ok(report(&mut store, Err(error), &self.limits, stats));
+                    return Ok(report(&mut store, Err(error), &limits, stats));
                 }
             }
         }
@@ -180,12 +207,12 @@ impl Reused {
         live.calls += 1;
         let store = &mut live.store;
         // Fuel is enabled engine-wide, so setting it cannot fail.
-        let _ = store.set_fuel(self.limits.fuel);
+        let _ = store.set_fuel(limits.fuel);
         store.data_mut().deadline = deadline;
         store.data_mut().memory.restart();
         let result: wasmtime::Result<Returned> = tokio::select! {
             biased;
-            returned = call_export(store, &live.instance, call, &self.limits) => returned,
+            returned = call_export(store, &live.instance, call, &limits) => returned,
             () = tokio::time::sleep_until(deadline.into()) => Err(wasmtime::Error::new(DeadlineExceeded)),
         };
         let stats = Stats {
@@ -193,7 +220,7 @@ impl Reused {
             instantiate_us,
             ..Stats::default()
         };
-        let execution = report(store, result, &self.limits, stats);
+        let execution = report(store, result, &limits, stats);
         if !matches!(execution.outcome, Outcome::Ok | Outcome::GuestError) {
             // A trap or a limit hit leaves the instance in no state to run again.
             self.live = None;

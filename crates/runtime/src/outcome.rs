@@ -29,6 +29,11 @@ pub enum Outcome {
     Trap,
     /// The guest returned more bytes than the output limit allows.
     OutputLimit,
+    /// A pipeline run's input passed its record or byte limit (a single call's input is
+    /// refused before it starts instead).
+    InputLimit,
+    /// A pipeline run was stopped because its client went away.
+    Cancelled,
 }
 
 impl Outcome {
@@ -43,11 +48,13 @@ impl Outcome {
             Outcome::StackOverflow => "stack_overflow",
             Outcome::Trap => "trap",
             Outcome::OutputLimit => "output_limit",
+            Outcome::InputLimit => "input_limit",
+            Outcome::Cancelled => "cancelled",
         }
     }
 
     /// Every outcome, in a stable order (for docs, metrics and tests).
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Ok,
         Outcome::GuestError,
         Outcome::FuelExhausted,
@@ -56,6 +63,8 @@ impl Outcome {
         Outcome::StackOverflow,
         Outcome::Trap,
         Outcome::OutputLimit,
+        Outcome::InputLimit,
+        Outcome::Cancelled,
     ];
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use warden_runtime::{EngineConfig, Limits};
-use warden_service::{RecordsConfig, Secret, ServiceConfig, TenantDefaults};
+use warden_service::{PipelinesConfig, RecordsConfig, Secret, ServiceConfig, TenantDefaults};
 
 /// Default listen address: loopback only, so a fresh install is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub records: RecordsConfig,
     /// Prometheus metrics (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// Pipelines (`[pipelines]`): nodes, state, run-wide limits, batches.
+    pub pipelines: PipelinesConfig,
     /// Trace export (`[telemetry]`).
     pub telemetry: TelemetryConfig,
 }
@@ -205,6 +207,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             records: RecordsConfig::default(),
             metrics: MetricsConfig::default(),
+            pipelines: PipelinesConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -258,6 +261,7 @@ impl ServerConfig {
             records: self.records,
             tenant_labels: self.metrics.tenant_labels,
             metrics: self.metrics.enabled,
+            pipelines: self.pipelines,
         }
     }
 }

@@ -39,6 +39,9 @@ pub enum ApiError {
     /// 422 `wrong_world`: the component implements another world than the route calls.
     #[error("{0}")]
     WrongWorld(String),
+    /// 422 `invalid_pipeline`: a pipeline definition that cannot run (names the node or edge).
+    #[error("{0}")]
+    InvalidPipeline(String),
     /// 400 `bad_request` (malformed query, JSON or reference).
     #[error("{0}")]
     BadRequest(String),
@@ -92,6 +95,7 @@ impl ApiError {
             }
             ApiError::InvalidLimit(_) => (StatusCode::BAD_REQUEST, "invalid_limit"),
             ApiError::WrongWorld(_) => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_world"),
+            ApiError::InvalidPipeline(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_pipeline"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
@@ -194,6 +198,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(_) => ApiError::Conflict(text),
             ServiceError::BadRequest(_) => ApiError::BadRequest(text),
             ServiceError::InvalidLimit(_) => ApiError::InvalidLimit(text),
+            ServiceError::InvalidPipeline(_) => ApiError::InvalidPipeline(text),
             ServiceError::RateLimited {
                 message,
                 retry_after_secs,

@@ -145,6 +145,8 @@ pub struct ServiceConfig {
     pub tenant_labels: usize,
     /// Count metrics at all.
     pub metrics: bool,
+    /// Pipelines and their runs.
+    pub pipelines: crate::PipelinesConfig,
 }
 
 impl ServiceConfig {
@@ -182,6 +184,7 @@ impl ServiceConfig {
         if records.retention_days == 0 || records.max_per_tenant == 0 {
             return Err("records.retention_days and max_per_tenant must be above zero".into());
         }
+        self.pipelines.validate()?;
         crate::tenants::check_profile(&self.tenants.limits, &self.limits, &self.engine)
             .map_err(|e| format!("tenants.limits: {e}"))
     }

@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod config;
 pub mod metrics;
+pub mod pipelines;
 mod recorder;
 mod tenants;
 mod usage;
@@ -27,6 +28,9 @@ pub use config::{
     MIN_ADMIN_TOKEN_LEN, RecordsConfig, Secret, ServiceConfig, TenantDefaults,
 };
 pub use metrics::Metrics;
+pub use pipelines::PipelinesConfig;
+pub use pipelines::framing::Framing;
+pub use pipelines::run::{DeadLetter, InputChunks, OutputRecords, PipelineRun, RunSummary};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -100,6 +104,9 @@ pub enum ServiceError {
         /// When to retry.
         retry_after_secs: u64,
     },
+    /// A pipeline definition that cannot run (names the node or edge at fault).
+    #[error("{0}")]
+    InvalidPipeline(String),
     /// The component implements another world than the call needs.
     #[error("the call needs a {expected:?} component; this one is a {found:?}")]
     WrongWorld {
@@ -762,12 +769,17 @@ impl Service {
                 .as_ref()
                 .map_or(0, warden_runtime::Output::len),
         };
-        state.add_fuel(stats.fuel_used);
+        self.meter_counters(state, execution.outcome, &counters);
+    }
+
+    /// Adds one call's (or pipeline run's) usage to the tenant's meter.
+    fn meter_counters(&self, state: &TenantState, outcome: Outcome, counters: &UsageCounters) {
+        state.add_fuel(counters.fuel);
         let due = self.inner.meter.add(
             &state.tenant.id,
             tenants::today(),
-            execution.outcome.as_str(),
-            &counters,
+            outcome.as_str(),
+            counters,
         );
         if due {
             self.inner.flush_now.notify_one();

@@ -28,6 +28,12 @@ struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    outcome: &'static str,
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WorldLabels {
     world: &'static str,
 }
@@ -74,6 +80,8 @@ fn seconds() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
+    pipeline_runs: Family<RunLabels, Counter>,
+    pipeline_records: Counter,
     call_seconds: Family<WorldLabels, Histogram, fn() -> Histogram>,
     queue_seconds: Histogram,
     fuel: Family<TenantLabels, Counter>,
@@ -109,6 +117,18 @@ impl Metrics {
             "calls",
             "Calls that ran, by outcome, world and tenant",
             calls.clone(),
+        );
+        let pipeline_runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "pipeline_runs",
+            "Pipeline runs, by outcome and tenant",
+            pipeline_runs.clone(),
+        );
+        let pipeline_records = Counter::default();
+        registry.register(
+            "pipeline_records",
+            "Input records read by pipeline runs",
+            pipeline_records.clone(),
         );
         let call_seconds =
             Family::<WorldLabels, Histogram, fn() -> Histogram>::new_with_constructor(seconds);
@@ -189,6 +209,8 @@ impl Metrics {
             compiles_queued: gauge(&mut registry, "compiles_queued", "Compilations waiting"),
             registry,
             calls,
+            pipeline_runs,
+            pipeline_records,
             call_seconds,
             queue_seconds,
             fuel,
@@ -252,6 +274,21 @@ impl Metrics {
             CacheSource::None => "none",
         };
         self.cache.get_or_create(&CacheLabels { source }).inc();
+    }
+
+    /// Counts one finished pipeline run and the records it read.
+    pub(crate) fn pipeline_run(&self, tenant: &TenantId, outcome: Outcome, records_in: u64) {
+        if !self.enabled {
+            return;
+        }
+        let tenant = self.tenant_label(tenant);
+        self.pipeline_runs
+            .get_or_create(&RunLabels {
+                outcome: outcome.as_str(),
+                tenant,
+            })
+            .inc();
+        self.pipeline_records.inc_by(records_in);
     }
 
     /// Counts one compile and how long it took.

@@ -1,0 +1,926 @@
+//! One pipeline run: records flow from the input through the DAG to the sinks, in rounds.
+//!
+//! A round takes up to `max_in_flight` input records and passes them through every node in
+//! topological order; the next round is read only once this one has drained, so the request
+//! body is read only as fast as the pipeline processes it and memory stays bounded whatever
+//! the input's size. Within a round, a transformer's or processor's records are split across
+//! the run's execution slots and called in parallel; outputs keep input order. An aggregator's
+//! records are stepped in order, its state kept by the host; when the input ends, every
+//! aggregator (in topological order) is finished and its records flow on downstream.
+//!
+//! Fan-out hands each record to every successor (a shared buffer, not a copy); fan-in
+//! concatenates what the predecessors produced, in topological order of the predecessors.
+
+use super::framing::{Framing, Splitter};
+use super::{PipelinesConfig, node_limits, node_world};
+use crate::tenants::{Admitted, TenantState};
+use crate::{CallContext, Service, ServiceError, tenant_of};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use warden_registry::{
+    ComponentRef, Digest, InstanceMode, NewRecord, NodeId, NodeStats, OnError, PipelineName,
+    PipelineRunStats, PipelineVersion, RunId, RunRecord, RunStats, Scope, UsageCounters,
+};
+use warden_runtime::{
+    Call, Execution, GuestConfig, InvokeError, Lease, Limits, LongCallHint, Outcome, Output,
+    Prepared, Reused, WorldKind,
+};
+
+/// Largest record input kept in one dead letter, in bytes (longer inputs are only sized).
+pub const MAX_DEAD_LETTER_INPUT_BYTES: usize = 64 * 1024;
+
+/// A record that a node failed on under `on_error: dead_letter`.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeadLetter {
+    /// The node.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub node: NodeId,
+    /// The index (from 0) of the input record it came from; none for an aggregator's `finish`.
+    pub record: Option<u64>,
+    /// How the node's call ended.
+    pub outcome: Outcome,
+    /// What went wrong.
+    pub error: Option<String>,
+    /// The record the node was given, when it is UTF-8 and at most 64 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// The record, base64, when at most 64 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_base64: Option<String>,
+    /// The record's size in bytes.
+    pub input_bytes: u64,
+}
+
+/// How a run ended, with its figures: the `Accept: application/json` answer, the trailing
+/// summary line, and what the run's record keeps.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunSummary {
+    /// The run's record id.
+    pub run_id: String,
+    /// The pipeline.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub pipeline: PipelineName,
+    /// The version that ran.
+    pub version: u32,
+    /// `ok`, or how the run stopped: a failing node's outcome (under `on_error: fail`),
+    /// `timeout` (the run's deadline), `input_limit`, `cancelled` (the client went away).
+    pub outcome: Outcome,
+    /// What stopped the run.
+    pub error: Option<String>,
+    /// The node that stopped it, if one did.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub failed_node: Option<NodeId>,
+    /// Input records read.
+    pub records_in: u64,
+    /// Records the sink nodes produced.
+    pub records_out: u64,
+    /// Records dropped by `dead_letter` nodes (at most `max_dead_letters`).
+    pub dead_letters: Vec<DeadLetter>,
+    /// Dead letters counted but not returned (past `max_dead_letters`).
+    pub dead_letters_dropped: u64,
+    /// Per node, by id.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, NodeStats>))]
+    pub nodes: BTreeMap<NodeId, NodeStats>,
+    /// Wall time of the run, in microseconds.
+    pub wall_us: u64,
+}
+
+/// A record in flight: its bytes (shared by fan-out) and the input record it came from.
+#[derive(Clone)]
+struct Item {
+    origin: u64,
+    bytes: Arc<[u8]>,
+}
+
+/// What a node needs to make one call, cloneable into a parallel task.
+#[derive(Clone)]
+struct Job {
+    prepared: Prepared,
+    limits: Limits,
+    config: GuestConfig,
+    hint: LongCallHint,
+    kind: WorldKind,
+    mode: InstanceMode,
+    batch_size: u32,
+}
+
+struct Node {
+    id: NodeId,
+    job: Job,
+    on_error: OnError,
+    successors: Vec<usize>,
+    /// One reused instance per execution slot (`per_batch`).
+    workers: Vec<Option<Reused>>,
+    state: Vec<u8>,
+    stats: NodeStats,
+    histogram: Histogram,
+}
+
+/// Why a run stopped early.
+struct Stop {
+    outcome: Outcome,
+    error: String,
+    node: Option<NodeId>,
+}
+
+/// A run admitted and ready: every node resolved and compiled, the tenant's admission and the
+/// runtime's slots held for its whole life.
+pub struct PipelineRun {
+    service: Service,
+    state: Arc<TenantState>,
+    _admitted: Admitted,
+    lease: Arc<Lease>,
+    version: PipelineVersion,
+    digest: Digest,
+    nodes: Vec<Node>,
+    order: Vec<usize>,
+    framing: Framing,
+    context: CallContext,
+    tenant_limits: Limits,
+    config: PipelinesConfig,
+    max_records: u64,
+    max_input_bytes: u64,
+    deadline: Instant,
+    started: Instant,
+    started_at: time::OffsetDateTime,
+    records_in: u64,
+    records_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    dead_letters: Vec<DeadLetter>,
+    dead_letters_dropped: u64,
+}
+
+impl Service {
+    /// Admits a run of the current version of one of the caller's pipelines: resolves and
+    /// compiles every node's pinned component, takes the tenant's admission and the run's
+    /// execution slots. Everything that can refuse a run refuses it here, before any input is
+    /// read.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `RateLimited`, `QuotaExceeded`, `ConcurrencyLimit`, `Invoke`
+    /// (overloaded), `Registry` (a pinned component is gone).
+    pub async fn start_pipeline(
+        &self,
+        context: &CallContext,
+        name: &PipelineName,
+        framing: Framing,
+    ) -> Result<PipelineRun, ServiceError> {
+        let (tenant, _) = tenant_of(&context.caller, Scope::Run)?;
+        let version = self.pipeline_version(tenant, name, None)?;
+        self.start_version(context, version, framing).await
+    }
+
+    /// As [`Service::start_pipeline`], for a version already loaded (`warden pipeline run
+    /// --local`).
+    ///
+    /// # Errors
+    /// As [`Service::start_pipeline`].
+    pub async fn start_version(
+        &self,
+        context: &CallContext,
+        version: PipelineVersion,
+        framing: Framing,
+    ) -> Result<PipelineRun, ServiceError> {
+        let (tenant, _) = tenant_of(&context.caller, Scope::Run)?;
+        let state = self.tenant_state(tenant)?;
+        let config = self.inner.config.pipelines;
+        let order = super::check_shape(
+            &warden_registry::PipelineSpec {
+                name: version.name.clone(),
+                nodes: version.nodes.iter().map(|n| n.spec.clone()).collect(),
+                edges: version.edges.clone(),
+                limits: version.limits,
+            },
+            &config,
+        )?;
+        let admitted = state.admit()?;
+        let index: BTreeMap<&NodeId, usize> = version
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (&node.spec.id, i))
+            .collect();
+        let mut nodes = Vec::with_capacity(version.nodes.len());
+        for pinned in &version.nodes {
+            let spec = &pinned.spec;
+            let resolved = self
+                .inner
+                .registry
+                .resolve(tenant, &ComponentRef::Digest(pinned.digest.clone()))
+                .await
+                .map_err(|error| {
+                    ServiceError::NotFound(format!(
+                        "node `{}`: its component {} is no longer stored ({error}); save a new \
+                         version of the pipeline",
+                        spec.id, pinned.digest
+                    ))
+                })?;
+            let kind = node_world(&resolved.prepared.info().world).ok_or_else(|| {
+                ServiceError::InvalidPipeline(format!("node `{}` is not a pipeline world", spec.id))
+            })?;
+            let mut limits = node_limits(&state.limits, spec)?;
+            if let Some(cap) = admitted.fuel_cap {
+                limits.fuel = limits.fuel.min(cap);
+            }
+            let successors = version
+                .edges
+                .iter()
+                .filter(|(from, _)| *from == spec.id)
+                .filter_map(|(_, to)| index.get(to).copied())
+                .collect();
+            nodes.push(Node {
+                id: spec.id.clone(),
+                job: Job {
+                    prepared: resolved.prepared,
+                    limits,
+                    config: GuestConfig::new(spec.config.clone())
+                        .map_err(|e| ServiceError::InvalidPipeline(e.to_string()))?,
+                    hint: LongCallHint::default(),
+                    kind,
+                    mode: spec.instance,
+                    batch_size: spec.batch_size.unwrap_or(config.batch_size),
+                },
+                on_error: spec.on_error,
+                successors,
+                workers: Vec::new(),
+                state: Vec::new(),
+                stats: NodeStats::default(),
+                histogram: Histogram::default(),
+            });
+        }
+        let lease = self.inner.runtime.lease(config.slots_per_run).await?;
+        for node in &mut nodes {
+            node.workers = (0..lease.slots()).map(|_| None).collect();
+        }
+        let limit = |own: Option<u64>, server: u64| own.map_or(server, |own| own.min(server));
+        let timeout = limit(version.limits.timeout_ms, config.timeout_ms);
+        let started = Instant::now();
+        let digest = Digest::of(&serde_json::to_vec(&version).unwrap_or_default());
+        Ok(PipelineRun {
+            service: self.clone(),
+            tenant_limits: state.limits,
+            state,
+            _admitted: admitted,
+            lease: Arc::new(lease),
+            max_records: limit(version.limits.max_records, config.max_records),
+            max_input_bytes: limit(version.limits.max_input_bytes, config.max_input_bytes),
+            deadline: started + Duration::from_millis(timeout),
+            version,
+            digest,
+            nodes,
+            order,
+            framing,
+            context: context.clone(),
+            config,
+            started,
+            started_at: time::OffsetDateTime::now_utc(),
+            records_in: 0,
+            records_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            dead_letters: Vec::new(),
+            dead_letters_dropped: 0,
+        })
+    }
+}
+
+/// The input of a run: chunks of the request body (or a file), in order; an `Err` means the
+/// input broke off (the client went away).
+pub type InputChunks = mpsc::Receiver<Result<Vec<u8>, String>>;
+
+/// The output of a run: the sink nodes' records, in order.
+pub type OutputRecords = mpsc::Sender<Vec<u8>>;
+
+impl PipelineRun {
+    /// The run's record id.
+    pub fn run_id(&self) -> &RunId {
+        &self.context.run_id
+    }
+
+    /// The version that runs.
+    pub fn version(&self) -> &PipelineVersion {
+        &self.version
+    }
+
+    /// Runs to the end of the input (or to the first stop), sending the sinks' records to
+    /// `output`; meters and records the run, and answers its summary.
+    pub async fn run(mut self, input: InputChunks, output: OutputRecords) -> RunSummary {
+        let span = tracing::info_span!("pipeline", run_id = %self.context.run_id,
+            pipeline = %self.version.name, version = self.version.version);
+        let deadline = self.deadline;
+        let driven = {
+            let _entered = span.enter();
+            tokio::time::timeout_at(deadline.into(), self.drive(input, &output)).await
+        };
+        let stop = match driven {
+            Ok(Ok(())) => None,
+            Ok(Err(stop)) => Some(stop),
+            Err(_) => Some(Stop {
+                outcome: Outcome::Timeout,
+                error: format!(
+                    "the run's deadline ({} ms) passed",
+                    deadline.saturating_duration_since(self.started).as_millis()
+                ),
+                node: None,
+            }),
+        };
+        drop(output);
+        self.conclude(stop)
+    }
+
+    async fn drive(&mut self, mut input: InputChunks, output: &OutputRecords) -> Result<(), Stop> {
+        let mut splitter = Splitter::new(self.framing, self.tenant_limits.max_input_bytes);
+        let mut split: std::collections::VecDeque<Vec<u8>> = Default::default();
+        let mut scratch = Vec::new();
+        let mut ended = false;
+        let in_flight = self.config.max_in_flight as usize;
+        loop {
+            let mut round = Vec::new();
+            while round.len() < in_flight {
+                if let Some(record) = split.pop_front() {
+                    round.push(record);
+                    continue;
+                }
+                if ended {
+                    break;
+                }
+                // Run what is here rather than wait for more (a slow, streaming client).
+                let chunk = match input.try_recv() {
+                    Ok(chunk) => Some(chunk),
+                    Err(mpsc::error::TryRecvError::Empty) if !round.is_empty() => break,
+                    Err(_) => input.recv().await,
+                };
+                match chunk {
+                    Some(Ok(bytes)) => {
+                        self.bytes_in += bytes.len() as u64;
+                        if self.bytes_in > self.max_input_bytes {
+                            return Err(input_limit(format!(
+                                "the input passed {} bytes (max_input_bytes)",
+                                self.max_input_bytes
+                            )));
+                        }
+                        splitter
+                            .push(&bytes, &mut scratch)
+                            .map_err(|e| input_limit(e.to_string()))?;
+                    }
+                    Some(Err(error)) => {
+                        return Err(Stop {
+                            outcome: Outcome::Cancelled,
+                            error: format!("the input broke off: {error}"),
+                            node: None,
+                        });
+                    }
+                    None => {
+                        splitter
+                            .finish(&mut scratch)
+                            .map_err(|e| input_limit(e.to_string()))?;
+                        ended = true;
+                    }
+                }
+                split.extend(scratch.drain(..));
+            }
+            if round.is_empty() {
+                break;
+            }
+            let first = self.records_in;
+            self.records_in += round.len() as u64;
+            if self.records_in > self.max_records {
+                return Err(input_limit(format!(
+                    "the input passed {} records (max_records)",
+                    self.max_records
+                )));
+            }
+            let items = round
+                .into_iter()
+                .zip(first..)
+                .map(|(bytes, origin)| Item {
+                    origin,
+                    bytes: bytes.into(),
+                })
+                .collect();
+            self.round(items, false, output).await?;
+        }
+        self.round(Vec::new(), true, output).await
+    }
+
+    /// Passes one round of input records (none when `finishing`) through every node.
+    async fn round(
+        &mut self,
+        records: Vec<Item>,
+        finishing: bool,
+        output: &OutputRecords,
+    ) -> Result<(), Stop> {
+        let mut inputs: Vec<Vec<Item>> = vec![Vec::new(); self.nodes.len()];
+        let fed: Vec<bool> = {
+            let mut fed = vec![false; self.nodes.len()];
+            for node in &self.nodes {
+                for &next in &node.successors {
+                    fed[next] = true;
+                }
+            }
+            fed
+        };
+        for (i, is_fed) in fed.iter().enumerate() {
+            if !is_fed {
+                inputs[i].clone_from(&records);
+            }
+        }
+        for position in 0..self.order.len() {
+            let i = self.order[position];
+            let items = std::mem::take(&mut inputs[i]);
+            if items.is_empty() && !(finishing && self.nodes[i].job.kind == WorldKind::Aggregator) {
+                continue;
+            }
+            let produced = match self.nodes[i].job.kind {
+                WorldKind::Aggregator => {
+                    self.step(i, items).await?;
+                    match finishing {
+                        true => self.finish(i).await?,
+                        false => Vec::new(),
+                    }
+                }
+                _ => self.map(i, items).await?,
+            };
+            let node = &mut self.nodes[i];
+            node.stats.records_out += produced.len() as u64;
+            if node.successors.is_empty() {
+                for item in produced {
+                    self.records_out += 1;
+                    self.bytes_out += item.bytes.len() as u64;
+                    if output.send(item.bytes.to_vec()).await.is_err() {
+                        return Err(Stop {
+                            outcome: Outcome::Cancelled,
+                            error: "the client went away".into(),
+                            node: None,
+                        });
+                    }
+                }
+            } else {
+                for &next in &node.successors {
+                    inputs[next].extend(produced.iter().cloned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The limits of one call of node `i` now: its own, within what is left of the run.
+    fn limits_now(&self, i: usize) -> Limits {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut limits = self.nodes[i].job.limits;
+        limits.timeout_ms = limits.timeout_ms.min(left_ms);
+        limits
+    }
+
+    /// Calls a transformer or processor on every record, in parallel across the run's slots.
+    async fn map(&mut self, i: usize, items: Vec<Item>) -> Result<Vec<Item>, Stop> {
+        let slots = self.lease.slots() as usize;
+        let chunks = if items.len() >= 2 * slots && slots > 1 {
+            slots
+        } else {
+            1
+        };
+        let per_chunk = items.len().div_ceil(chunks);
+        let mut job = self.nodes[i].job.clone();
+        job.limits = self.limits_now(i);
+        let mut tasks = Vec::with_capacity(chunks);
+        let mut rest = items;
+        for slot in 0..chunks {
+            let take = per_chunk.min(rest.len());
+            let chunk: Vec<Item> = rest.drain(..take).collect();
+            let worker = self.nodes[i].workers[slot].take();
+            let lease = Arc::clone(&self.lease);
+            let job = job.clone();
+            let work = call_chunk(lease, job, worker, chunk);
+            tasks.push(match chunks {
+                1 => Task::Here(Box::pin(work)),
+                _ => Task::Spawned(tokio::spawn(work)),
+            });
+        }
+        let mut produced = Vec::new();
+        for (slot, task) in tasks.into_iter().enumerate() {
+            let (results, worker) = match task {
+                Task::Here(work) => work.await,
+                Task::Spawned(handle) => handle.await.map_err(|e| Stop {
+                    outcome: Outcome::Trap,
+                    error: format!("a node's task failed: {e}"),
+                    node: Some(self.nodes[i].id.clone()),
+                })?,
+            };
+            self.nodes[i].workers[slot] = worker;
+            self.count_instances(i);
+            for (item, result) in results {
+                if let Some(output) = self.judge(i, &item, result)? {
+                    match output {
+                        Output::Records(records) => {
+                            produced.extend(records.into_iter().map(|bytes| Item {
+                                origin: item.origin,
+                                bytes: bytes.into(),
+                            }));
+                        }
+                        other => produced.push(Item {
+                            origin: item.origin,
+                            bytes: other.to_bytes().into_owned().into(),
+                        }),
+                    }
+                }
+            }
+        }
+        Ok(produced)
+    }
+
+    /// Adds the instances node `i`'s reused workers created to its figures.
+    fn count_instances(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        for worker in node.workers.iter_mut().flatten() {
+            node.stats.instances += worker.take_instances();
+        }
+    }
+
+    /// Steps an aggregator over its records, in order, keeping its state.
+    async fn step(&mut self, i: usize, items: Vec<Item>) -> Result<(), Stop> {
+        for item in items {
+            let limits = self.limits_now(i);
+            let node = &mut self.nodes[i];
+            let call = Call::Step {
+                state: &node.state,
+                input: &item.bytes,
+            };
+            let result =
+                one_call(&self.lease, &node.job, &limits, &mut node.workers[0], call).await;
+            self.count_instances(i);
+            if let Some(output) = self.judge(i, &item, result)? {
+                let state = output.to_bytes().into_owned();
+                if state.len() as u64 > self.config.max_state_bytes {
+                    let failed = Ok(Execution {
+                        outcome: Outcome::OutputLimit,
+                        output: None,
+                        error: Some(format!(
+                            "the aggregator's state grew to {} bytes; max_state_bytes is {}",
+                            state.len(),
+                            self.config.max_state_bytes
+                        )),
+                        logs: Vec::new(),
+                        logs_truncated: false,
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        stats: Default::default(),
+                    });
+                    self.judge(i, &item, failed)?;
+                } else {
+                    self.nodes[i].state = state;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes an aggregator: the records it emits from its final state.
+    async fn finish(&mut self, i: usize) -> Result<Vec<Item>, Stop> {
+        let limits = self.limits_now(i);
+        let node = &mut self.nodes[i];
+        let state = std::mem::take(&mut node.state);
+        let call = Call::Finish(&state);
+        let result = one_call(&self.lease, &node.job, &limits, &mut node.workers[0], call).await;
+        self.count_instances(i);
+        let item = Item {
+            origin: u64::MAX,
+            bytes: Arc::from(&[][..]),
+        };
+        Ok(match self.judge(i, &item, result)? {
+            Some(Output::Records(records)) => records
+                .into_iter()
+                .map(|bytes| Item {
+                    origin: u64::MAX,
+                    bytes: bytes.into(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// Counts one call of node `i` on `item` and applies the node's `on_error`: the call's
+    /// output when it ended `ok`, `None` when the record is dropped, a [`Stop`] under `fail`.
+    fn judge(
+        &mut self,
+        i: usize,
+        item: &Item,
+        result: Result<Execution, InvokeError>,
+    ) -> Result<Option<Output>, Stop> {
+        let node = &mut self.nodes[i];
+        let execution = result.unwrap_or_else(|error| refused(&error));
+        let stats = &execution.stats;
+        node.stats.records_in += u64::from(item.origin != u64::MAX);
+        node.stats.calls += 1;
+        node.stats.fuel_used += stats.fuel_used;
+        node.stats.wall_us += stats.wall_us;
+        node.stats.memory_peak_bytes = node.stats.memory_peak_bytes.max(stats.memory_peak_bytes);
+        node.histogram.add(stats.wall_us);
+        node.stats.p99_us = node.histogram.p99();
+        if node.job.mode == InstanceMode::PerRecord && stats.instantiate_us > 0 {
+            node.stats.instances += 1;
+        }
+        if execution.outcome == Outcome::Ok {
+            return Ok(execution.output);
+        }
+        node.stats.errors += 1;
+        let record = (item.origin != u64::MAX).then_some(item.origin);
+        match node.on_error {
+            OnError::Skip => Ok(None),
+            OnError::DeadLetter => {
+                if self.dead_letters.len() < self.config.max_dead_letters as usize {
+                    self.dead_letters
+                        .push(dead_letter(&node.id, record, &execution, &item.bytes));
+                } else {
+                    self.dead_letters_dropped += 1;
+                }
+                Ok(None)
+            }
+            OnError::Fail => Err(Stop {
+                outcome: execution.outcome,
+                error: format!(
+                    "node `{}`{}: {}",
+                    node.id,
+                    record.map_or(String::new(), |r| format!(", record {r}")),
+                    execution.error.unwrap_or_default()
+                ),
+                node: Some(node.id.clone()),
+            }),
+        }
+    }
+
+    /// The summary; the run is metered and recorded.
+    fn conclude(self, stop: Option<Stop>) -> RunSummary {
+        let wall_us = micros(self.started.elapsed());
+        let (outcome, error, failed_node) = match stop {
+            None => (Outcome::Ok, None, None),
+            Some(stop) => (stop.outcome, Some(stop.error), stop.node),
+        };
+        let nodes: BTreeMap<NodeId, NodeStats> = self
+            .nodes
+            .iter()
+            .map(|node| (node.id.clone(), node.stats.clone()))
+            .collect();
+        let fuel_used: u64 = nodes.values().map(|n| n.fuel_used).sum();
+        let memory_peak = nodes
+            .values()
+            .map(|n| n.memory_peak_bytes)
+            .max()
+            .unwrap_or(0);
+        let summary = RunSummary {
+            run_id: self.context.run_id.to_string(),
+            pipeline: self.version.name.clone(),
+            version: self.version.version,
+            outcome,
+            error: error.clone(),
+            failed_node,
+            records_in: self.records_in,
+            records_out: self.records_out,
+            dead_letters: self.dead_letters,
+            dead_letters_dropped: self.dead_letters_dropped,
+            nodes: nodes.clone(),
+            wall_us,
+        };
+        let service = &self.service;
+        service.meter_counters(
+            &self.state,
+            outcome,
+            &UsageCounters {
+                calls: 1,
+                fuel: fuel_used,
+                wall_us,
+                memory_gb_s: memory_peak as f64 * (wall_us as f64 / 1e6) / 1e9,
+                bytes_in: self.bytes_in,
+                bytes_out: self.bytes_out,
+            },
+        );
+        let tenant = self.state.tenant.id.clone();
+        service
+            .metrics()
+            .pipeline_run(&tenant, outcome, self.records_in);
+        service.record(NewRecord {
+            record: RunRecord {
+                id: self.context.run_id.clone(),
+                request_id: self.context.request_id.clone(),
+                tenant,
+                digest: self.digest,
+                name: None,
+                world: "pipeline".into(),
+                export: "pipeline".into(),
+                via: "pipeline".into(),
+                started_at: crate::format_millis(self.started_at),
+                outcome,
+                error,
+                limits: self.tenant_limits,
+                stats: RunStats {
+                    fuel_used,
+                    wall_us,
+                    queued_us: self.lease.queued_us(),
+                    memory_peak_bytes: memory_peak,
+                    ..RunStats::default()
+                },
+                logs: Vec::new(),
+                logs_truncated: false,
+                stdout: String::new(),
+                stderr: String::new(),
+                input: None,
+                input_recorded: false,
+                output: None,
+                answered_late: false,
+                config: BTreeMap::new(),
+                pipeline: Some(PipelineRunStats {
+                    name: self.version.name.clone(),
+                    version: self.version.version,
+                    records_in: self.records_in,
+                    records_out: self.records_out,
+                    dead_letters: summary.dead_letters.len() as u64 + self.dead_letters_dropped,
+                    nodes,
+                }),
+            },
+            input: None,
+        });
+        summary
+    }
+}
+
+enum Task<F: std::future::Future> {
+    Here(std::pin::Pin<Box<F>>),
+    Spawned(tokio::task::JoinHandle<F::Output>),
+}
+
+/// Calls a transformer or processor on each record of a chunk, in order; hands the reused
+/// instance (per_batch) back.
+async fn call_chunk(
+    lease: Arc<Lease>,
+    job: Job,
+    mut worker: Option<Reused>,
+    items: Vec<Item>,
+) -> (Vec<(Item, Result<Execution, InvokeError>)>, Option<Reused>) {
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let call = match job.kind {
+            WorldKind::Processor => Call::Process(&item.bytes),
+            _ => Call::Transform(&item.bytes),
+        };
+        let result = one_call(&lease, &job, &job.limits, &mut worker, call).await;
+        results.push((item, result));
+    }
+    (results, worker)
+}
+
+/// One call of a node: in a fresh instance (`per_record`), or in the worker's reused one.
+async fn one_call(
+    lease: &Lease,
+    job: &Job,
+    limits: &Limits,
+    worker: &mut Option<Reused>,
+    call: Call<'_>,
+) -> Result<Execution, InvokeError> {
+    match job.mode {
+        InstanceMode::PerRecord => {
+            lease
+                .invoke(&job.prepared, call, limits, &job.config, &job.hint)
+                .await
+        }
+        InstanceMode::PerBatch => {
+            let reused = worker.get_or_insert_with(|| {
+                lease.reuse(&job.prepared, &job.limits, &job.config, job.batch_size)
+            });
+            reused.call_with(call, limits).await
+        }
+    }
+}
+
+/// A call that could not start, as the node's failure.
+fn refused(error: &InvokeError) -> Execution {
+    let outcome = match error {
+        InvokeError::InputTooLarge { .. } => Outcome::InputLimit,
+        InvokeError::MemoryAboveEngine { .. } => Outcome::MemoryLimit,
+        _ => Outcome::Trap,
+    };
+    Execution {
+        outcome,
+        output: None,
+        error: Some(error.to_string()),
+        logs: Vec::new(),
+        logs_truncated: false,
+        stdout: String::new(),
+        stderr: String::new(),
+        stats: Default::default(),
+    }
+}
+
+fn dead_letter(
+    node: &NodeId,
+    record: Option<u64>,
+    execution: &Execution,
+    input: &[u8],
+) -> DeadLetter {
+    use base64::Engine as _;
+    let small = input.len() <= MAX_DEAD_LETTER_INPUT_BYTES;
+    DeadLetter {
+        node: node.clone(),
+        record,
+        outcome: execution.outcome,
+        error: execution.error.clone(),
+        input: small
+            .then(|| std::str::from_utf8(input).ok().map(str::to_owned))
+            .flatten(),
+        input_base64: small.then(|| base64::engine::general_purpose::STANDARD.encode(input)),
+        input_bytes: input.len() as u64,
+    }
+}
+
+fn input_limit(error: String) -> Stop {
+    Stop {
+        outcome: Outcome::InputLimit,
+        error,
+        node: None,
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Call wall times on a log scale (8 buckets per doubling), for a p99 within about 10%.
+#[derive(Debug, Clone)]
+struct Histogram {
+    buckets: [u64; BUCKETS],
+    count: u64,
+}
+
+const BUCKETS: usize = 8 * 40;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: [0; BUCKETS],
+            count: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(us: u64) -> usize {
+        if us < 8 {
+            return us as usize;
+        }
+        let exponent = 63 - us.leading_zeros() as usize; // floor(log2)
+        let fraction = ((us >> (exponent - 3)) & 7) as usize;
+        ((exponent - 2) * 8 + fraction).min(BUCKETS - 1)
+    }
+
+    /// The upper bound of a bucket, in microseconds.
+    fn upper(bucket: usize) -> u64 {
+        if bucket < 8 {
+            return bucket as u64;
+        }
+        let exponent = bucket / 8 + 2;
+        let fraction = (bucket % 8) as u64;
+        ((8 + fraction + 1) << (exponent - 3)) - 1
+    }
+
+    fn add(&mut self, us: u64) {
+        self.buckets[Histogram::bucket(us)] += 1;
+        self.count += 1;
+    }
+
+    fn p99(&self) -> u64 {
+        let rank = self.count - self.count / 100;
+        let mut seen = 0;
+        for (bucket, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank && n > 0 {
+                return Histogram::upper(bucket);
+            }
+        }
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Histogram;
+
+    #[test]
+    fn p99_is_within_a_bucket_of_the_truth() {
+        let mut histogram = Histogram::default();
+        for us in 1..=1000 {
+            histogram.add(us);
+        }
+        let p99 = histogram.p99();
+        assert!((990..=1100).contains(&p99), "{p99}");
+        for us in [0, 7, 8, 9, 100, 12_345, 1 << 40] {
+            let bucket = Histogram::bucket(us);
+            assert!(Histogram::upper(bucket) >= us.min(Histogram::upper(super::BUCKETS - 1)));
+        }
+    }
+}
