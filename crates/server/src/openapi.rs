@@ -2,7 +2,7 @@
 //! attributes and the schemas of the types they answer; served at `GET /openapi.json`.
 //! `scripts/schemathesis` checks a live server against it.
 
-use crate::routes::{components, health, metrics, names, run, runs, tenants};
+use crate::routes::{components, health, metrics, names, pipelines, run, runs, tenants};
 use axum::Json;
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -64,6 +64,13 @@ impl Modify for BearerAuth {
         names::put,
         names::show,
         names::delete,
+        pipelines::create,
+        pipelines::list,
+        pipelines::show,
+        pipelines::version,
+        pipelines::set_current,
+        pipelines::delete,
+        pipelines::run,
         runs::list,
         runs::show,
         runs::input,

@@ -4,6 +4,7 @@ pub(crate) mod components;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub(crate) mod names;
+pub(crate) mod pipelines;
 pub(crate) mod run;
 pub(crate) mod runs;
 pub(crate) mod tenants;
@@ -78,6 +79,20 @@ pub(crate) fn router() -> Router<AppState> {
             axum::routing::delete(tenants::revoke_key),
         )
         .route("/v1/tenants/{tenant}/usage", get(tenants::tenant_usage))
+        .route(
+            "/v1/pipelines",
+            post(pipelines::create).get(pipelines::list),
+        )
+        .route(
+            "/v1/pipelines/{name}",
+            get(pipelines::show).delete(pipelines::delete),
+        )
+        .route(
+            "/v1/pipelines/{name}/versions/{version}",
+            get(pipelines::version),
+        )
+        .route("/v1/pipelines/{name}/current", put(pipelines::set_current))
+        .route("/v1/pipelines/{name}/run", post(pipelines::run))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::show))
         .route("/v1/runs/{id}/input", get(runs::input))
