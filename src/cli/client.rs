@@ -70,6 +70,9 @@ pub(crate) struct InvokeArgs {
     /// Print the whole outcome document as JSON.
     #[arg(long)]
     json: bool,
+    /// A value the guest reads with `host.config`, as KEY=VALUE; repeat for more.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    config_values: Vec<String>,
     #[command(flatten)]
     server: ServerArg,
 }
@@ -118,15 +121,19 @@ pub(crate) async fn push(args: PushArgs) -> anyhow::Result<u8> {
 }
 
 pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
-    let mut query: Vec<(&str, u64)> = Vec::new();
+    let mut query: Vec<(String, String)> = Vec::new();
     for (key, value) in [
         ("fuel", args.limits.fuel),
         ("timeout_ms", args.limits.timeout_ms),
         ("memory_mb", args.limits.memory_mb),
     ] {
         if let Some(value) = value {
-            query.push((key, value));
+            query.push((key.to_owned(), value.to_string()));
         }
+    }
+    let config = super::guest_config(&args.config_values)?;
+    for (key, value) in config.values() {
+        query.push((format!("config.{key}"), value.clone()));
     }
     let (route, body) = match &args.input {
         Some(path) => ("invoke", super::run::read_input(path)?),
@@ -152,13 +159,26 @@ pub(crate) async fn invoke(args: InvokeArgs) -> anyhow::Result<u8> {
                 line["message"].as_str().unwrap_or("")
             );
         }
-        let bytes = match execution["output_base64"].as_str() {
-            Some(encoded) => Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .context("the server answered invalid base64")?,
-            ),
-            None => None,
+        let decode = |encoded: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .context("the server answered invalid base64")
+        };
+        let bytes = match (
+            execution["output_base64"].as_str(),
+            execution["records_base64"].as_array(),
+        ) {
+            (Some(encoded), _) => Some(decode(encoded)?),
+            // A processor's records, one per line.
+            (None, Some(records)) => {
+                let mut joined = Vec::new();
+                for record in records {
+                    joined.extend(decode(record.as_str().unwrap_or_default())?);
+                    joined.push(b'\n');
+                }
+                Some(joined)
+            }
+            (None, None) => None,
         };
         super::run::print_result(
             outcome,

@@ -8,6 +8,7 @@ mod admin;
 mod check;
 mod client;
 mod config;
+mod pipeline;
 mod run;
 mod runs;
 mod telemetry;
@@ -52,6 +53,9 @@ enum Command {
     Key(admin::KeyCommand),
     /// Show a tenant's metered usage: calls, fuel, wall time, GB·s, by outcome.
     Usage(admin::UsageArgs),
+    /// Create, list, show and run pipelines (on a server, or locally with `run --local`).
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// List or show a tenant's invocation records on a server.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -206,6 +210,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Tenant(command) => admin::tenant(command).await,
         Command::Key(command) => admin::key(command).await,
         Command::Usage(args) => admin::usage(args).await,
+        Command::Pipeline(command) => pipeline::pipeline(command).await,
         Command::Runs(command) => runs::runs(command).await,
         Command::Replay(args) => runs::replay(args).await,
     }

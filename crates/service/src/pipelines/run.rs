@@ -15,7 +15,7 @@ use super::framing::{Framing, Splitter};
 use super::{PipelinesConfig, node_limits, node_world};
 use crate::tenants::{Admitted, TenantState};
 use crate::{CallContext, Service, ServiceError, tenant_of};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ use warden_runtime::{
 pub const MAX_DEAD_LETTER_INPUT_BYTES: usize = 64 * 1024;
 
 /// A record that a node failed on under `on_error: dead_letter`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadLetter {
     /// The node.
@@ -57,7 +57,7 @@ pub struct DeadLetter {
 
 /// How a run ended, with its figures: the `Accept: application/json` answer, the trailing
 /// summary line, and what the run's record keeps.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunSummary {
     /// The run's record id.
