@@ -43,6 +43,11 @@ async fn every_fuzz_input_ends_without_a_panic() {
         let call = match prepared.info().kind {
             WorldKind::Runner => Call::Run,
             WorldKind::Transformer => Call::Transform(b"fuzz input"),
+            WorldKind::Processor => Call::Process(b"fuzz input"),
+            WorldKind::Aggregator => Call::Step {
+                state: b"",
+                input: b"fuzz input",
+            },
         };
         let result = runtime
             .invoke(

@@ -17,6 +17,7 @@ mod languages;
 mod long_calls;
 mod openapi;
 mod outcomes;
+mod pipelines;
 mod process;
 mod records;
 mod registry;

@@ -147,7 +147,7 @@ async fn transform_inputs_and_outputs_are_the_same_on_both_tiers() {
             .unwrap();
         assert_eq!(execution.outcome, Outcome::Ok, "{tier:?}");
         assert_eq!(
-            execution.output.unwrap().as_bytes(),
+            &*execution.output.unwrap().to_bytes(),
             input.as_slice(),
             "{tier:?}"
         );

@@ -107,6 +107,8 @@ struct Job {
     kind: WorldKind,
     mode: InstanceMode,
     batch_size: u32,
+    /// The run's deadline: no call starts after it, and none runs past it.
+    deadline: Instant,
 }
 
 struct Node {
@@ -245,6 +247,7 @@ impl Service {
                     kind,
                     mode: spec.instance,
                     batch_size: spec.batch_size.unwrap_or(config.batch_size),
+                    deadline: Instant::now(),
                 },
                 on_error: spec.on_error,
                 successors,
@@ -255,12 +258,13 @@ impl Service {
             });
         }
         let lease = self.inner.runtime.lease(config.slots_per_run).await?;
-        for node in &mut nodes {
-            node.workers = (0..lease.slots()).map(|_| None).collect();
-        }
         let limit = |own: Option<u64>, server: u64| own.map_or(server, |own| own.min(server));
         let timeout = limit(version.limits.timeout_ms, config.timeout_ms);
         let started = Instant::now();
+        for node in &mut nodes {
+            node.workers = (0..lease.slots()).map(|_| None).collect();
+            node.job.deadline = started + Duration::from_millis(timeout);
+        }
         let digest = Digest::of(&serde_json::to_vec(&version).unwrap_or_default());
         Ok(PipelineRun {
             service: self.clone(),
@@ -319,16 +323,11 @@ impl PipelineRun {
             tokio::time::timeout_at(deadline.into(), self.drive(input, &output)).await
         };
         let stop = match driven {
+            // Calls are cut at the deadline, so a run may end just past it: that is a timeout.
+            Ok(Ok(())) if Instant::now() >= deadline => Some(self.deadline_passed()),
             Ok(Ok(())) => None,
             Ok(Err(stop)) => Some(stop),
-            Err(_) => Some(Stop {
-                outcome: Outcome::Timeout,
-                error: format!(
-                    "the run's deadline ({} ms) passed",
-                    deadline.saturating_duration_since(self.started).as_millis()
-                ),
-                node: None,
-            }),
+            Err(_) => Some(self.deadline_passed()),
         };
         drop(output);
         self.conclude(stop)
@@ -472,11 +471,11 @@ impl PipelineRun {
 
     /// The limits of one call of node `i` now: its own, within what is left of the run.
     fn limits_now(&self, i: usize) -> Limits {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut limits = self.nodes[i].job.limits;
-        limits.timeout_ms = limits.timeout_ms.min(left_ms);
-        limits
+        let job = &self.nodes[i].job;
+        within(&job.limits, job.deadline).unwrap_or(Limits {
+            timeout_ms: 1,
+            ..job.limits
+        })
     }
 
     /// Calls a transformer or processor on every record, in parallel across the run's slots.
@@ -488,12 +487,13 @@ impl PipelineRun {
             1
         };
         let per_chunk = items.len().div_ceil(chunks);
-        let mut job = self.nodes[i].job.clone();
-        job.limits = self.limits_now(i);
+        let job = self.nodes[i].job.clone();
         let mut tasks = Vec::with_capacity(chunks);
+        let mut sizes = Vec::with_capacity(chunks);
         let mut rest = items;
         for slot in 0..chunks {
             let take = per_chunk.min(rest.len());
+            sizes.push(take);
             let chunk: Vec<Item> = rest.drain(..take).collect();
             let worker = self.nodes[i].workers[slot].take();
             let lease = Arc::clone(&self.lease);
@@ -516,6 +516,9 @@ impl PipelineRun {
             };
             self.nodes[i].workers[slot] = worker;
             self.count_instances(i);
+            if results.len() < sizes[slot] {
+                return Err(self.deadline_passed());
+            }
             for (item, result) in results {
                 if let Some(output) = self.judge(i, &item, result)? {
                     match output {
@@ -534,6 +537,19 @@ impl PipelineRun {
             }
         }
         Ok(produced)
+    }
+
+    fn deadline_passed(&self) -> Stop {
+        Stop {
+            outcome: Outcome::Timeout,
+            error: format!(
+                "the run's deadline ({} ms) passed",
+                self.deadline
+                    .saturating_duration_since(self.started)
+                    .as_millis()
+            ),
+            node: None,
+        }
     }
 
     /// Adds the instances node `i`'s reused workers created to its figures.
@@ -765,14 +781,28 @@ async fn call_chunk(
 ) -> (Vec<(Item, Result<Execution, InvokeError>)>, Option<Reused>) {
     let mut results = Vec::with_capacity(items.len());
     for item in items {
+        let Some(limits) = within(&job.limits, job.deadline) else {
+            // The run's deadline passed: the run ends as `timeout`.
+            break;
+        };
         let call = match job.kind {
             WorldKind::Processor => Call::Process(&item.bytes),
             _ => Call::Transform(&item.bytes),
         };
-        let result = one_call(&lease, &job, &job.limits, &mut worker, call).await;
+        let result = one_call(&lease, &job, &limits, &mut worker, call).await;
         results.push((item, result));
     }
     (results, worker)
+}
+
+/// `limits` with the deadline cut to what is left before `deadline`; `None` once it passed.
+fn within(limits: &Limits, deadline: Instant) -> Option<Limits> {
+    let left = deadline.checked_duration_since(Instant::now())?;
+    let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+    (left_ms > 0).then(|| Limits {
+        timeout_ms: limits.timeout_ms.min(left_ms),
+        ..*limits
+    })
 }
 
 /// One call of a node: in a fresh instance (`per_record`), or in the worker's reused one.
