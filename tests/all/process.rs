@@ -560,3 +560,62 @@ async fn spans_are_exported_to_an_otlp_collector_when_configured() {
     );
     assert!(exported(b"run_id"), "the call span is exported too");
 }
+
+/// A 64 MB NDJSON body, far more than the run's in-flight bound, streams through a per_batch
+/// pass-through node: every record comes back, and the server's peak RSS grows by far less
+/// than the body (the body is read only as fast as the pipeline drains it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mb_pipeline_input_streams_with_bounded_server_memory() {
+    let server = ServerProcess::start(&[]);
+    let client = reqwest::Client::new();
+    let stored = client
+        .post(format!("{}/v1/components?name=pass", server.base))
+        .body(crate::support::guest("rust-split"))
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.status().is_success());
+    // rust-split passes a record without its separator through unchanged.
+    let spec = serde_json::json!({
+        "name": "pass",
+        "nodes": [{"id": "pass", "component": "pass", "instance": "per_batch",
+                   "config": {"separator": "|"}}]
+    });
+    let created = client
+        .post(format!("{}/v1/pipelines", server.base))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let run = |body: Vec<u8>| {
+        client
+            .post(format!("{}/v1/pipelines/pass/run", server.base))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    let mut warm = run(b"{\"warm\":1}\n".to_vec()).await.unwrap();
+    while warm.chunk().await.unwrap().is_some() {}
+    let before = server.peak_rss();
+
+    let record = format!("{{\"pad\":\"{}\"}}\n", "x".repeat(1024 - 11));
+    assert_eq!(record.len(), 1024);
+    let records = 64 * 1024;
+    let body = record.repeat(records).into_bytes();
+    let mut response = run(body).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let (mut lines, mut bytes) = (0usize, 0usize);
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        lines += chunk.iter().filter(|&&b| b == b'\n').count();
+        bytes += chunk.len();
+    }
+    assert_eq!(lines, records);
+    assert_eq!(bytes, records * 1024);
+    let grown = server.peak_rss().saturating_sub(before);
+    eprintln!(
+        "peak RSS grew by {} MiB while 64 MiB streamed through",
+        grown / (1024 * 1024)
+    );
+    assert!(grown < 32 * 1024 * 1024, "peak RSS grew by {grown} bytes");
+}
