@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::ids::RunId;
-use crate::ids::{ComponentName, Digest, KeyId, TenantId};
+use crate::ids::{ComponentName, Digest, KeyId, NodeId, PipelineName, TenantId};
+use crate::pipelines::{NodeSpec, PinnedNode, PipelineVersion};
 use crate::records::{NewRecord, RecordQuery, Retention, RunRecord, RunStats};
 use crate::store::{
     Backend, ComponentRecord, DeleteResult, Inserted, KeyRecord, LimitProfile, Quotas, Scope,
@@ -48,6 +49,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     (
         "retention prunes by age and count",
         retention_prunes_by_age_and_count,
+    ),
+    (
+        "pipelines are versioned per tenant",
+        pipelines_are_versioned_per_tenant,
     ),
 ];
 
@@ -340,6 +345,10 @@ fn deleting_a_tenant_removes_what_it_owns(store: Arc<dyn Backend>) {
     store
         .insert_key(&key("00000000000000aa", &acme, Scope::Manage))
         .unwrap();
+    let etl = PipelineName::parse("etl").unwrap();
+    store
+        .insert_pipeline_version(&acme, &pipeline_version("etl", &[&one.digest]))
+        .unwrap();
     assert_eq!(
         store.delete_tenant(&acme).unwrap(),
         vec![one.digest.clone()]
@@ -353,6 +362,7 @@ fn deleting_a_tenant_removes_what_it_owns(store: Arc<dyn Backend>) {
     );
     assert_eq!(store.component(&acme, &one.digest).unwrap(), None);
     assert_eq!(store.name(&acme, &name("n")).unwrap(), None);
+    assert_eq!(store.pipeline(&acme, &etl).unwrap(), None);
     assert!(store.component(&beta, &one.digest).unwrap().is_some());
     assert_eq!(
         store.delete_tenant(&acme).unwrap_err().kind,
@@ -599,4 +609,106 @@ fn retention_prunes_by_age_and_count(store: Arc<dyn Backend>) {
     let input = |n: usize| store.record_input(&acme, &written[n].record.id).unwrap();
     assert_eq!(input(0), None, "a pruned record's input goes with it");
     assert_eq!(input(5), Some(vec![7; 16]));
+}
+
+fn pipeline_version(name: &str, digests: &[&Digest]) -> PipelineVersion {
+    PipelineVersion {
+        name: PipelineName::parse(name).unwrap(),
+        version: 0,
+        created_at: crate::timestamp(),
+        nodes: digests
+            .iter()
+            .enumerate()
+            .map(|(i, digest)| PinnedNode {
+                spec: NodeSpec {
+                    id: NodeId::parse(&format!("n{i}")).unwrap(),
+                    component: digest.to_string(),
+                    config: Default::default(),
+                    on_error: Default::default(),
+                    limits: Default::default(),
+                    instance: Default::default(),
+                    batch_size: None,
+                },
+                digest: (*digest).clone(),
+                world: "transformer".into(),
+            })
+            .collect(),
+        edges: Vec::new(),
+        limits: Default::default(),
+    }
+}
+
+fn pipelines_are_versioned_per_tenant(store: Arc<dyn Backend>) {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let one = record("one", 1);
+    let two = record("two", 2);
+    store.insert_component(&a, &one, None, &NO_QUOTA).unwrap();
+    store.insert_component(&a, &two, None, &NO_QUOTA).unwrap();
+    let name = PipelineName::parse("etl").unwrap();
+
+    // Versions count from 1; the newest becomes current; every version is kept.
+    let first = pipeline_version("etl", &[&one.digest]);
+    assert_eq!(store.insert_pipeline_version(&a, &first).unwrap(), 1);
+    let second = pipeline_version("etl", &[&one.digest, &two.digest]);
+    assert_eq!(store.insert_pipeline_version(&a, &second).unwrap(), 2);
+    let record = store.pipeline(&a, &name).unwrap().unwrap();
+    assert_eq!(record.current, 2);
+    let versions: Vec<u32> = record.versions.iter().map(|v| v.version).collect();
+    assert_eq!(versions, [2, 1], "newest first");
+    let current = store.pipeline_version(&a, &name, None).unwrap().unwrap();
+    assert_eq!(current.version, 2);
+    assert_eq!(current.digests(), [one.digest.clone(), two.digest.clone()]);
+    let old = store.pipeline_version(&a, &name, Some(1)).unwrap().unwrap();
+    assert_eq!(old.digests(), [one.digest.clone()]);
+    assert_eq!(store.pipeline_version(&a, &name, Some(3)).unwrap(), None);
+
+    // Roll back; a missing version is NotFound.
+    store.set_current_pipeline_version(&a, &name, 1).unwrap();
+    assert_eq!(
+        store
+            .pipeline_version(&a, &name, None)
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(
+        store
+            .set_current_pipeline_version(&a, &name, 7)
+            .unwrap_err()
+            .kind,
+        StoreErrorKind::NotFound
+    );
+    // A new version after a rollback is the next number, and current.
+    assert_eq!(store.insert_pipeline_version(&a, &first).unwrap(), 3);
+
+    // Another tenant sees nothing, and cannot pin a component it does not store.
+    assert_eq!(store.pipeline(&b, &name).unwrap(), None);
+    assert_eq!(store.pipeline_version(&b, &name, None).unwrap(), None);
+    assert!(store.list_pipelines(&b).unwrap().is_empty());
+    assert_eq!(
+        store.insert_pipeline_version(&b, &first).unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        store
+            .set_current_pipeline_version(&b, &name, 1)
+            .unwrap_err()
+            .kind,
+        StoreErrorKind::NotFound
+    );
+    let listed = store.list_pipelines(&a).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].versions.len(),
+        1,
+        "a listing carries the newest entry"
+    );
+
+    // Deleting removes every version; a second delete finds nothing.
+    assert!(!store.delete_pipeline(&b, &name).unwrap());
+    assert!(store.delete_pipeline(&a, &name).unwrap());
+    assert_eq!(store.pipeline(&a, &name).unwrap(), None);
+    assert_eq!(store.pipeline_version(&a, &name, Some(1)).unwrap(), None);
+    assert!(!store.delete_pipeline(&a, &name).unwrap());
 }
