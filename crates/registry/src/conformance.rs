@@ -659,7 +659,7 @@ fn pipelines_are_versioned_per_tenant(store: Arc<dyn Backend>) {
     assert_eq!(current.version, 2);
     assert_eq!(current.digests(), [one.digest.clone(), two.digest.clone()]);
     let old = store.pipeline_version(&a, &name, Some(1)).unwrap().unwrap();
-    assert_eq!(old.digests(), [one.digest.clone()]);
+    assert_eq!(old.digests(), std::slice::from_ref(&one.digest));
     assert_eq!(store.pipeline_version(&a, &name, Some(3)).unwrap(), None);
 
     // Roll back; a missing version is NotFound.

@@ -90,7 +90,9 @@ mod tests {
     #[test]
     fn caps_keys_values_and_count() {
         assert_eq!(
-            config(&[("min_amount", "10")]).unwrap().get("min_amount"),
+            config(&[("min_amount", "10")])
+                .expect("valid")
+                .get("min_amount"),
             Some("10")
         );
         assert!(config(&[("", "x")]).is_err());

@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! scripts/build-guests rust js python
-//! cargo bench -p warden-service --bench pipeline [-- RECORDS]
+//! cargo bench -p warden-service --bench pipeline [-- RECORDS] [ROW …]
 //! ```
+//!
+//! `ROW` limits the run to some rows: `per_record`, `per_batch`, `example`.
 //!
 //! Rows: the Rust chain `parse → filter → sum-by-country` on 100-byte CSV records, per_record
 //! and per_batch; the three-language example (Python → JavaScript → Rust), per_batch; the
@@ -179,6 +181,11 @@ fn main() {
         .skip(1)
         .find_map(|arg| arg.parse().ok())
         .unwrap_or(100_000);
+    let rows: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| arg.parse::<usize>().is_err() && !arg.starts_with('-'))
+        .collect();
+    let wanted = |row: &str| rows.is_empty() || rows.iter().any(|r| r == row);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -201,16 +208,21 @@ fn main() {
         ];
         let mut outputs = Vec::new();
         for instance in ["per_record", "per_batch"] {
+            if !wanted(instance) {
+                continue;
+            }
             let (rate, output) =
                 run(&service, chain(rust[0], rust[1], rust[2], instance), &input).await;
             println!("Rust chain, {instance:<10}                 {rate:>10.0} records/s");
             assert_eq!(output.len(), countries);
             outputs.push(output);
         }
-        assert_eq!(
-            outputs[0], outputs[1],
-            "per_record and per_batch must agree"
-        );
+        if let [per_record, per_batch] = outputs.as_slice() {
+            assert_eq!(per_record, per_batch, "per_record and per_batch must agree");
+        }
+        if !wanted("example") {
+            return;
+        }
         let example = chain(
             "orders-parse-py.wasm",
             "orders-filter-js.wasm",

@@ -123,13 +123,14 @@ pub(crate) async fn invoke_stored(
     Extension(ids): Extension<RequestIds>,
     Authed(caller): Authed,
     Path(reference): Path<String>,
-    overrides: Result<Query<LimitOverrides>, QueryRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
-    let config = config_from_query(query.as_deref())?;
+    let query = query.unwrap_or_default();
+    let overrides: LimitOverrides = serde_urlencoded::from_str(&query)
+        .map_err(|e| ApiError::InvalidLimit(format!("Failed to deserialize query string: {e}")))?;
+    let config = config_from_query(&query)?;
     let target = Target::Stored(ComponentRef::parse(&reference)?);
     let max_input = state.service().may_call(&caller)?.max_input_bytes;
     let input = state.body_rules().read(body, max_input, "input").await?;
@@ -171,8 +172,8 @@ async fn call(
 
 /// The `config.KEY=VALUE` pairs of a query string: what the guest's `host.config` answers
 /// (`warden:plugin@0.2.0`). Keys and values are capped ([`GuestConfig::new`]).
-pub(crate) fn config_from_query(query: Option<&str>) -> Result<GuestConfig, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+pub(crate) fn config_from_query(query: &str) -> Result<GuestConfig, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
     let values = pairs
         .into_iter()

@@ -130,7 +130,7 @@ mod tests {
         splitter.finish(&mut out)?;
         Ok(out
             .into_iter()
-            .map(|r| String::from_utf8(r).unwrap())
+            .map(|r| String::from_utf8(r).expect("UTF-8"))
             .collect())
     }
 
@@ -141,7 +141,10 @@ mod tests {
             &["{\"a\":1}\r\n{\"a", "\":2}\n\n", "{\"a\":3}"],
             100,
         );
-        assert_eq!(records.unwrap(), ["{\"a\":1}", "{\"a\":2}", "{\"a\":3}"]);
+        assert_eq!(
+            records.expect("split"),
+            ["{\"a\":1}", "{\"a\":2}", "{\"a\":3}"]
+        );
     }
 
     #[test]
@@ -151,13 +154,16 @@ mod tests {
             &["id,amount\n1,5\n", "2,7\n"],
             100,
         );
-        assert_eq!(records.unwrap(), ["id,amount\n1,5\n", "id,amount\n2,7\n"]);
+        assert_eq!(
+            records.expect("split"),
+            ["id,amount\n1,5\n", "id,amount\n2,7\n"]
+        );
     }
 
     #[test]
     fn single_is_the_whole_input_and_records_are_capped() {
         assert_eq!(
-            split(Framing::Single, &["a\nb", "c"], 10).unwrap(),
+            split(Framing::Single, &["a\nb", "c"], 10).expect("split"),
             ["a\nbc"]
         );
         assert!(split(Framing::Single, &["abcdef"], 5).is_err());

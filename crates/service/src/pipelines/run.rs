@@ -15,6 +15,7 @@ use super::framing::{Framing, Splitter};
 use super::{PipelinesConfig, node_limits, node_world};
 use crate::tenants::{Admitted, TenantState};
 use crate::{CallContext, Service, ServiceError, tenant_of};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -94,7 +95,7 @@ pub struct RunSummary {
 #[derive(Clone)]
 struct Item {
     origin: u64,
-    bytes: Arc<[u8]>,
+    bytes: Bytes,
 }
 
 /// What a node needs to make one call, cloneable into a parallel task.
@@ -116,11 +117,56 @@ struct Node {
     job: Job,
     on_error: OnError,
     successors: Vec<usize>,
-    /// One reused instance per execution slot (`per_batch`).
-    workers: Vec<Option<Reused>>,
-    state: Vec<u8>,
+    /// Its figures (and an aggregator's state); `None` while a step task holds them.
+    tally: Option<Tally>,
+    /// An aggregator's steps of the previous round, running while the next round is mapped.
+    stepping: Option<tokio::task::JoinHandle<Stepped>>,
+}
+
+/// A node's figures, and the state the host keeps for an aggregator.
+#[derive(Default)]
+struct Tally {
     stats: NodeStats,
     histogram: Histogram,
+    state: Vec<u8>,
+}
+
+/// What an aggregator's step task hands back.
+struct Stepped {
+    tally: Tally,
+    letters: Letters,
+    stop: Option<Stop>,
+}
+
+/// Dead letters, at most `cap` kept; the rest counted.
+#[derive(Default)]
+struct Letters {
+    kept: Vec<DeadLetter>,
+    dropped: u64,
+    cap: usize,
+}
+
+impl Letters {
+    fn new(cap: usize) -> Letters {
+        Letters {
+            cap,
+            ..Letters::default()
+        }
+    }
+
+    fn push(&mut self, letter: DeadLetter) {
+        match self.kept.len() < self.cap {
+            true => self.kept.push(letter),
+            false => self.dropped += 1,
+        }
+    }
+
+    fn absorb(&mut self, other: Letters) {
+        self.dropped += other.dropped;
+        for letter in other.kept {
+            self.push(letter);
+        }
+    }
 }
 
 /// Why a run stopped early.
@@ -154,8 +200,11 @@ pub struct PipelineRun {
     records_out: u64,
     bytes_in: u64,
     bytes_out: u64,
-    dead_letters: Vec<DeadLetter>,
-    dead_letters_dropped: u64,
+    letters: Letters,
+    /// Whether aggregators step in the background while the next round is mapped.
+    overlap: bool,
+    /// Parallel chunks of a mapping node.
+    map_slots: usize,
 }
 
 impl Service {
@@ -251,18 +300,30 @@ impl Service {
                 },
                 on_error: spec.on_error,
                 successors,
-                workers: Vec::new(),
-                state: Vec::new(),
-                stats: NodeStats::default(),
-                histogram: Histogram::default(),
+                tally: Some(Tally::default()),
+                stepping: None,
             });
         }
-        let lease = self.inner.runtime.lease(config.slots_per_run).await?;
+        // One slot per parallel chunk of a mapping node, and one per aggregator so its steps
+        // overlap the next round; when the engine has fewer, aggregators step in line.
+        let aggregators = nodes
+            .iter()
+            .filter(|node| node.job.kind == WorldKind::Aggregator)
+            .count() as u32;
+        let lease = self
+            .inner
+            .runtime
+            .lease(config.slots_per_run.saturating_add(aggregators))
+            .await?;
+        let overlap = aggregators > 0 && lease.slots() >= config.slots_per_run + aggregators;
+        let map_slots = match overlap {
+            true => config.slots_per_run,
+            false => lease.slots().min(config.slots_per_run),
+        };
         let limit = |own: Option<u64>, server: u64| own.map_or(server, |own| own.min(server));
         let timeout = limit(version.limits.timeout_ms, config.timeout_ms);
         let started = Instant::now();
         for node in &mut nodes {
-            node.workers = (0..lease.slots()).map(|_| None).collect();
             node.job.deadline = started + Duration::from_millis(timeout);
         }
         let digest = Digest::of(&serde_json::to_vec(&version).unwrap_or_default());
@@ -288,8 +349,9 @@ impl Service {
             records_out: 0,
             bytes_in: 0,
             bytes_out: 0,
-            dead_letters: Vec::new(),
-            dead_letters_dropped: 0,
+            letters: Letters::new(config.max_dead_letters as usize),
+            overlap,
+            map_slots: map_slots as usize,
         })
     }
 }
@@ -322,10 +384,12 @@ impl PipelineRun {
             let _entered = span.enter();
             tokio::time::timeout_at(deadline.into(), self.drive(input, &output)).await
         };
+        // Background steps end promptly: their calls are cut at the deadline too.
+        let settled = self.settle_all().await;
         let stop = match driven {
             // Calls are cut at the deadline, so a run may end just past it: that is a timeout.
             Ok(Ok(())) if Instant::now() >= deadline => Some(self.deadline_passed()),
-            Ok(Ok(())) => None,
+            Ok(Ok(())) => settled.err(),
             Ok(Err(stop)) => Some(stop),
             Err(_) => Some(self.deadline_passed()),
         };
@@ -437,22 +501,18 @@ impl PipelineRun {
                 continue;
             }
             let produced = match self.nodes[i].job.kind {
-                WorldKind::Aggregator => {
-                    self.step(i, items).await?;
-                    match finishing {
-                        true => self.finish(i).await?,
-                        false => Vec::new(),
-                    }
-                }
+                WorldKind::Aggregator => self.aggregate(i, items, finishing).await?,
                 _ => self.map(i, items).await?,
             };
             let node = &mut self.nodes[i];
-            node.stats.records_out += produced.len() as u64;
+            if let Some(tally) = &mut node.tally {
+                tally.stats.records_out += produced.len() as u64;
+            }
             if node.successors.is_empty() {
                 for item in produced {
                     self.records_out += 1;
                     self.bytes_out += item.bytes.len() as u64;
-                    if output.send(item.bytes.to_vec()).await.is_err() {
+                    if output.send(Vec::from(item.bytes)).await.is_err() {
                         return Err(Stop {
                             outcome: Outcome::Cancelled,
                             error: "the client went away".into(),
@@ -469,18 +529,13 @@ impl PipelineRun {
         Ok(())
     }
 
-    /// The limits of one call of node `i` now: its own, within what is left of the run.
-    fn limits_now(&self, i: usize) -> Limits {
-        let job = &self.nodes[i].job;
-        within(&job.limits, job.deadline).unwrap_or(Limits {
-            timeout_ms: 1,
-            ..job.limits
-        })
+    fn deadline_passed(&self) -> Stop {
+        deadline_passed(self.deadline, self.started)
     }
 
     /// Calls a transformer or processor on every record, in parallel across the run's slots.
     async fn map(&mut self, i: usize, items: Vec<Item>) -> Result<Vec<Item>, Stop> {
-        let slots = self.lease.slots() as usize;
+        let slots = self.map_slots;
         let chunks = if items.len() >= 2 * slots && slots > 1 {
             slots
         } else {
@@ -491,126 +546,131 @@ impl PipelineRun {
         let mut tasks = Vec::with_capacity(chunks);
         let mut sizes = Vec::with_capacity(chunks);
         let mut rest = items;
-        for slot in 0..chunks {
+        for _ in 0..chunks {
             let take = per_chunk.min(rest.len());
             sizes.push(take);
             let chunk: Vec<Item> = rest.drain(..take).collect();
-            let worker = self.nodes[i].workers[slot].take();
-            let lease = Arc::clone(&self.lease);
-            let job = job.clone();
-            let work = call_chunk(lease, job, worker, chunk);
+            let work = call_chunk(Arc::clone(&self.lease), job.clone(), chunk);
             tasks.push(match chunks {
                 1 => Task::Here(Box::pin(work)),
                 _ => Task::Spawned(tokio::spawn(work)),
             });
         }
+        let node = &mut self.nodes[i];
+        let Some(tally) = node.tally.as_mut() else {
+            return Err(lost(&node.id));
+        };
         let mut produced = Vec::new();
-        for (slot, task) in tasks.into_iter().enumerate() {
-            let (results, worker) = match task {
+        for (task, size) in tasks.into_iter().zip(sizes) {
+            let (results, instances) = match task {
                 Task::Here(work) => work.await,
                 Task::Spawned(handle) => handle.await.map_err(|e| Stop {
                     outcome: Outcome::Trap,
                     error: format!("a node's task failed: {e}"),
-                    node: Some(self.nodes[i].id.clone()),
+                    node: Some(node.id.clone()),
                 })?,
             };
-            self.nodes[i].workers[slot] = worker;
-            self.count_instances(i);
-            if results.len() < sizes[slot] {
-                return Err(self.deadline_passed());
-            }
+            tally.stats.instances += instances;
+            let complete = results.len() == size;
             for (item, result) in results {
-                if let Some(output) = self.judge(i, &item, result)? {
-                    match output {
-                        Output::Records(records) => {
-                            produced.extend(records.into_iter().map(|bytes| Item {
-                                origin: item.origin,
-                                bytes: bytes.into(),
-                            }));
-                        }
-                        other => produced.push(Item {
+                let verdict = judge(
+                    &node.id,
+                    node.on_error,
+                    tally,
+                    &item,
+                    result,
+                    &mut self.letters,
+                )?;
+                match verdict {
+                    Some(Output::Records(records)) => {
+                        produced.extend(records.into_iter().map(|bytes| Item {
                             origin: item.origin,
-                            bytes: other.to_bytes().into_owned().into(),
-                        }),
+                            bytes: bytes.into(),
+                        }));
                     }
+                    Some(Output::Bytes(bytes)) => produced.push(Item {
+                        origin: item.origin,
+                        bytes: bytes.into(),
+                    }),
+                    Some(Output::Text(text)) => produced.push(Item {
+                        origin: item.origin,
+                        bytes: text.into(),
+                    }),
+                    None => {}
                 }
+            }
+            if !complete {
+                return Err(deadline_passed(self.deadline, self.started));
             }
         }
         Ok(produced)
     }
 
-    fn deadline_passed(&self) -> Stop {
-        Stop {
-            outcome: Outcome::Timeout,
-            error: format!(
-                "the run's deadline ({} ms) passed",
-                self.deadline
-                    .saturating_duration_since(self.started)
-                    .as_millis()
-            ),
-            node: None,
+    /// Steps an aggregator over a round's records (in the background when the run has a slot
+    /// for it, so the next round is mapped meanwhile); when `finishing`, waits for every step
+    /// and emits the records `finish` makes of the final state.
+    async fn aggregate(
+        &mut self,
+        i: usize,
+        items: Vec<Item>,
+        finishing: bool,
+    ) -> Result<Vec<Item>, Stop> {
+        let tally = self.settle(i).await?;
+        let node = &self.nodes[i];
+        let steps = step_all(
+            Arc::clone(&self.lease),
+            node.job.clone(),
+            node.id.clone(),
+            node.on_error,
+            self.config.max_state_bytes,
+            tally,
+            items,
+            self.config.max_dead_letters as usize,
+        );
+        if self.overlap && !finishing {
+            self.nodes[i].stepping = Some(tokio::spawn(steps));
+            return Ok(Vec::new());
         }
-    }
-
-    /// Adds the instances node `i`'s reused workers created to its figures.
-    fn count_instances(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
-        for worker in node.workers.iter_mut().flatten() {
-            node.stats.instances += worker.take_instances();
+        let stepped = steps.await;
+        let mut tally = self.absorb(i, stepped)?;
+        if !finishing {
+            self.nodes[i].tally = Some(tally);
+            return Ok(Vec::new());
         }
-    }
-
-    /// Steps an aggregator over its records, in order, keeping its state.
-    async fn step(&mut self, i: usize, items: Vec<Item>) -> Result<(), Stop> {
-        for item in items {
-            let limits = self.limits_now(i);
-            let node = &mut self.nodes[i];
-            let call = Call::Step {
-                state: &node.state,
-                input: &item.bytes,
-            };
-            let result =
-                one_call(&self.lease, &node.job, &limits, &mut node.workers[0], call).await;
-            self.count_instances(i);
-            if let Some(output) = self.judge(i, &item, result)? {
-                let state = output.to_bytes().into_owned();
-                if state.len() as u64 > self.config.max_state_bytes {
-                    let failed = Ok(Execution {
-                        outcome: Outcome::OutputLimit,
-                        output: None,
-                        error: Some(format!(
-                            "the aggregator's state grew to {} bytes; max_state_bytes is {}",
-                            state.len(),
-                            self.config.max_state_bytes
-                        )),
-                        logs: Vec::new(),
-                        logs_truncated: false,
-                        stdout: String::new(),
-                        stderr: String::new(),
-                        stats: Default::default(),
-                    });
-                    self.judge(i, &item, failed)?;
-                } else {
-                    self.nodes[i].state = state;
-                }
+        let node = &self.nodes[i];
+        let state = std::mem::take(&mut tally.state);
+        let result = match within(&node.job.limits, node.job.deadline) {
+            Some(limits) => {
+                let mut worker = None;
+                one_call(
+                    &self.lease,
+                    &node.job,
+                    &limits,
+                    &mut worker,
+                    Call::Finish(&state),
+                )
+                .await
             }
-        }
-        Ok(())
-    }
-
-    /// Finishes an aggregator: the records it emits from its final state.
-    async fn finish(&mut self, i: usize) -> Result<Vec<Item>, Stop> {
-        let limits = self.limits_now(i);
-        let node = &mut self.nodes[i];
-        let state = std::mem::take(&mut node.state);
-        let call = Call::Finish(&state);
-        let result = one_call(&self.lease, &node.job, &limits, &mut node.workers[0], call).await;
-        self.count_instances(i);
-        let item = Item {
-            origin: u64::MAX,
-            bytes: Arc::from(&[][..]),
+            None => {
+                self.nodes[i].tally = Some(tally);
+                return Err(self.deadline_passed());
+            }
         };
-        Ok(match self.judge(i, &item, result)? {
+        tally.stats.instances += 1;
+        let finish = Item {
+            origin: u64::MAX,
+            bytes: Bytes::new(),
+        };
+        let verdict = judge(
+            &node.id,
+            node.on_error,
+            &mut tally,
+            &finish,
+            result,
+            &mut self.letters,
+        );
+        self.nodes[i].tally = Some(tally);
+        Ok(match verdict? {
             Some(Output::Records(records)) => records
                 .into_iter()
                 .map(|bytes| Item {
@@ -622,54 +682,46 @@ impl PipelineRun {
         })
     }
 
-    /// Counts one call of node `i` on `item` and applies the node's `on_error`: the call's
-    /// output when it ended `ok`, `None` when the record is dropped, a [`Stop`] under `fail`.
-    fn judge(
-        &mut self,
-        i: usize,
-        item: &Item,
-        result: Result<Execution, InvokeError>,
-    ) -> Result<Option<Output>, Stop> {
-        let node = &mut self.nodes[i];
-        let execution = result.unwrap_or_else(|error| refused(&error));
-        let stats = &execution.stats;
-        node.stats.records_in += u64::from(item.origin != u64::MAX);
-        node.stats.calls += 1;
-        node.stats.fuel_used += stats.fuel_used;
-        node.stats.wall_us += stats.wall_us;
-        node.stats.memory_peak_bytes = node.stats.memory_peak_bytes.max(stats.memory_peak_bytes);
-        node.histogram.add(stats.wall_us);
-        node.stats.p99_us = node.histogram.p99();
-        if node.job.mode == InstanceMode::PerRecord && stats.instantiate_us > 0 {
-            node.stats.instances += 1;
+    /// Node `i`'s figures and state, waiting for its background steps if any.
+    async fn settle(&mut self, i: usize) -> Result<Tally, Stop> {
+        if let Some(handle) = self.nodes[i].stepping.take() {
+            let stepped = handle.await.map_err(|e| Stop {
+                outcome: Outcome::Trap,
+                error: format!("an aggregator's task failed: {e}"),
+                node: Some(self.nodes[i].id.clone()),
+            })?;
+            return self.absorb(i, stepped);
         }
-        if execution.outcome == Outcome::Ok {
-            return Ok(execution.output);
-        }
-        node.stats.errors += 1;
-        let record = (item.origin != u64::MAX).then_some(item.origin);
-        match node.on_error {
-            OnError::Skip => Ok(None),
-            OnError::DeadLetter => {
-                if self.dead_letters.len() < self.config.max_dead_letters as usize {
-                    self.dead_letters
-                        .push(dead_letter(&node.id, record, &execution, &item.bytes));
-                } else {
-                    self.dead_letters_dropped += 1;
-                }
-                Ok(None)
+        self.nodes[i]
+            .tally
+            .take()
+            .ok_or_else(|| lost(&self.nodes[i].id))
+    }
+
+    /// Takes in what a step task handed back: its dead letters, and its stop if it stopped.
+    fn absorb(&mut self, i: usize, stepped: Stepped) -> Result<Tally, Stop> {
+        self.letters.absorb(stepped.letters);
+        match stepped.stop {
+            Some(stop) => {
+                self.nodes[i].tally = Some(stepped.tally);
+                Err(stop)
             }
-            OnError::Fail => Err(Stop {
-                outcome: execution.outcome,
-                error: format!(
-                    "node `{}`{}: {}",
-                    node.id,
-                    record.map_or(String::new(), |r| format!(", record {r}")),
-                    execution.error.unwrap_or_default()
-                ),
-                node: Some(node.id.clone()),
-            }),
+            None => Ok(stepped.tally),
         }
+    }
+
+    /// Waits for every aggregator's background steps (the run's figures are then complete).
+    async fn settle_all(&mut self) -> Result<(), Stop> {
+        let mut first = Ok(());
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].stepping.is_some() {
+                match self.settle(i).await {
+                    Ok(tally) => self.nodes[i].tally = Some(tally),
+                    Err(stop) => first = first.and(Err(stop)),
+                }
+            }
+        }
+        first
     }
 
     /// The summary; the run is metered and recorded.
@@ -682,7 +734,10 @@ impl PipelineRun {
         let nodes: BTreeMap<NodeId, NodeStats> = self
             .nodes
             .iter()
-            .map(|node| (node.id.clone(), node.stats.clone()))
+            .map(|node| {
+                let stats = node.tally.as_ref().map(|t| t.stats.clone());
+                (node.id.clone(), stats.unwrap_or_default())
+            })
             .collect();
         let fuel_used: u64 = nodes.values().map(|n| n.fuel_used).sum();
         let memory_peak = nodes
@@ -699,8 +754,8 @@ impl PipelineRun {
             failed_node,
             records_in: self.records_in,
             records_out: self.records_out,
-            dead_letters: self.dead_letters,
-            dead_letters_dropped: self.dead_letters_dropped,
+            dead_letters: self.letters.kept,
+            dead_letters_dropped: self.letters.dropped,
             nodes: nodes.clone(),
             wall_us,
         };
@@ -756,7 +811,7 @@ impl PipelineRun {
                     version: self.version.version,
                     records_in: self.records_in,
                     records_out: self.records_out,
-                    dead_letters: summary.dead_letters.len() as u64 + self.dead_letters_dropped,
+                    dead_letters: summary.dead_letters.len() as u64 + self.letters.dropped,
                     nodes,
                 }),
             },
@@ -771,18 +826,18 @@ enum Task<F: std::future::Future> {
     Spawned(tokio::task::JoinHandle<F::Output>),
 }
 
-/// Calls a transformer or processor on each record of a chunk, in order; hands the reused
-/// instance (per_batch) back.
+/// Calls a transformer or processor on each record of a chunk, in order (per_batch: in one
+/// instance, replaced after `batch_size` records or a failure); answers the results and the
+/// instances created. A chunk cut short by the run's deadline answers fewer results.
 async fn call_chunk(
     lease: Arc<Lease>,
     job: Job,
-    mut worker: Option<Reused>,
     items: Vec<Item>,
-) -> (Vec<(Item, Result<Execution, InvokeError>)>, Option<Reused>) {
+) -> (Vec<(Item, Result<Execution, InvokeError>)>, u64) {
     let mut results = Vec::with_capacity(items.len());
+    let mut worker = None;
     for item in items {
         let Some(limits) = within(&job.limits, job.deadline) else {
-            // The run's deadline passed: the run ends as `timeout`.
             break;
         };
         let call = match job.kind {
@@ -792,7 +847,117 @@ async fn call_chunk(
         let result = one_call(&lease, &job, &limits, &mut worker, call).await;
         results.push((item, result));
     }
-    (results, worker)
+    let instances = match worker.as_mut() {
+        Some(reused) => reused.take_instances(),
+        None => results.len() as u64,
+    };
+    (results, instances)
+}
+
+/// Steps an aggregator over `items` in order, keeping its state in `tally`.
+#[allow(clippy::too_many_arguments)]
+async fn step_all(
+    lease: Arc<Lease>,
+    job: Job,
+    id: NodeId,
+    on_error: OnError,
+    max_state_bytes: u64,
+    mut tally: Tally,
+    items: Vec<Item>,
+    max_letters: usize,
+) -> Stepped {
+    let mut letters = Letters::new(max_letters);
+    let mut worker = None;
+    let mut stop = None;
+    let mut calls = 0u64;
+    for item in items {
+        let Some(limits) = within(&job.limits, job.deadline) else {
+            stop = Some(Stop {
+                outcome: Outcome::Timeout,
+                error: "the run's deadline passed".into(),
+                node: None,
+            });
+            break;
+        };
+        let call = Call::Step {
+            state: &tally.state,
+            input: &item.bytes,
+        };
+        let mut result = one_call(&lease, &job, &limits, &mut worker, call).await;
+        calls += 1;
+        if let Ok(execution) = &mut result
+            && let Some(Output::Bytes(state)) = &execution.output
+            && state.len() as u64 > max_state_bytes
+        {
+            execution.outcome = Outcome::OutputLimit;
+            execution.error = Some(format!(
+                "the aggregator's state grew to {} bytes; max_state_bytes is {max_state_bytes}",
+                state.len()
+            ));
+            execution.output = None;
+        }
+        match judge(&id, on_error, &mut tally, &item, result, &mut letters) {
+            Ok(Some(Output::Bytes(state))) => tally.state = state,
+            Ok(_) => {}
+            Err(failed) => {
+                stop = Some(failed);
+                break;
+            }
+        }
+    }
+    tally.stats.instances += match worker.as_mut() {
+        Some(reused) => reused.take_instances(),
+        None => calls,
+    };
+    Stepped {
+        tally,
+        letters,
+        stop,
+    }
+}
+
+/// Counts one call of a node on `item` and applies its `on_error`: the call's output when it
+/// ended `ok`, `None` when the record is dropped (a dead letter kept in `letters`), a [`Stop`]
+/// under `fail`.
+fn judge(
+    id: &NodeId,
+    on_error: OnError,
+    tally: &mut Tally,
+    item: &Item,
+    result: Result<Execution, InvokeError>,
+    letters: &mut Letters,
+) -> Result<Option<Output>, Stop> {
+    let execution = result.unwrap_or_else(|error| refused(&error));
+    let stats = &execution.stats;
+    let counters = &mut tally.stats;
+    counters.records_in += u64::from(item.origin != u64::MAX);
+    counters.calls += 1;
+    counters.fuel_used += stats.fuel_used;
+    counters.wall_us += stats.wall_us;
+    counters.memory_peak_bytes = counters.memory_peak_bytes.max(stats.memory_peak_bytes);
+    tally.histogram.add(stats.wall_us);
+    counters.p99_us = tally.histogram.p99();
+    if execution.outcome == Outcome::Ok {
+        return Ok(execution.output);
+    }
+    counters.errors += 1;
+    let record = (item.origin != u64::MAX).then_some(item.origin);
+    match on_error {
+        OnError::Skip => Ok(None),
+        OnError::DeadLetter => {
+            letters.push(dead_letter(id, record, &execution, &item.bytes));
+            Ok(None)
+        }
+        OnError::Fail => Err(Stop {
+            outcome: execution.outcome,
+            error: format!(
+                "node `{id}`{}: {}",
+                record.map_or(String::new(), |r| format!(", record {r}")),
+                execution.error.unwrap_or_default()
+            ),
+            node: Some(id.clone()),
+        }),
+    }
 }
 
 /// `limits` with the deadline cut to what is left before `deadline`; `None` once it passed.
@@ -803,6 +968,26 @@ fn within(limits: &Limits, deadline: Instant) -> Option<Limits> {
         timeout_ms: limits.timeout_ms.min(left_ms),
         ..*limits
     })
+}
+
+fn deadline_passed(deadline: Instant, started: Instant) -> Stop {
+    Stop {
+        outcome: Outcome::Timeout,
+        error: format!(
+            "the run's deadline ({} ms) passed",
+            deadline.saturating_duration_since(started).as_millis()
+        ),
+        node: None,
+    }
+}
+
+/// A node whose figures went missing (a bug: a step task did not hand them back).
+fn lost(id: &NodeId) -> Stop {
+    Stop {
+        outcome: Outcome::Trap,
+        error: format!("node `{id}`: its state was lost"),
+        node: Some(id.clone()),
+    }
 }
 
 /// One call of a node: in a fresh instance (`per_record`), or in the worker's reused one.
