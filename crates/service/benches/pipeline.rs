@@ -114,33 +114,45 @@ fn chain(parse: &str, filter: &str, total: &str, instance: &str) -> serde_json::
 
 // The same logic as the Rust guests, as plain functions.
 
+#[derive(serde::Serialize)]
+struct Order<'a> {
+    id: u64,
+    country: &'a str,
+    amount: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct Amount {
+    amount: f64,
+}
+
 fn parse(record: &[u8]) -> Result<Vec<u8>, String> {
     let text = std::str::from_utf8(record).map_err(|e| e.to_string())?;
-    let mut lines = text.lines();
+    let mut lines = text.lines().filter(|line| !line.trim().is_empty());
     let (Some(header), Some(row)) = (lines.next(), lines.next()) else {
         return Err("expected a header and a row".into());
     };
-    let mut order = serde_json::Map::new();
+    let (mut id, mut country, mut amount) = (None, None, None);
     for (key, value) in header.split(',').zip(row.split(',')) {
-        order.insert(key.trim().to_string(), value.trim().into());
+        match key.trim() {
+            "id" => id = Some(value.trim()),
+            "country" => country = Some(value.trim()),
+            "amount" => amount = Some(value.trim()),
+            _ => {}
+        }
     }
-    let field = |name: &str| order.get(name).and_then(|v| v.as_str()).map(str::to_string);
-    let id: u64 = field("id").and_then(|v| v.parse().ok()).ok_or("id")?;
-    let amount: f64 = field("amount")
-        .and_then(|v| v.parse().ok())
-        .ok_or("amount")?;
-    let country = field("country").ok_or("country")?.to_uppercase();
-    Ok(
-        serde_json::json!({"id": id, "country": country, "amount": amount})
-            .to_string()
-            .into_bytes(),
-    )
+    let country = country.ok_or("country")?.to_uppercase();
+    let order = Order {
+        id: id.ok_or("id")?.parse().map_err(|_| "id")?,
+        country: &country,
+        amount: amount.ok_or("amount")?.parse().map_err(|_| "amount")?,
+    };
+    serde_json::to_vec(&order).map_err(|e| e.to_string())
 }
 
 fn filter(record: &[u8], min: f64) -> Result<Option<Vec<u8>>, String> {
-    let order: serde_json::Value = serde_json::from_slice(record).map_err(|e| e.to_string())?;
-    let amount = order["amount"].as_f64().ok_or("amount")?;
-    Ok((amount >= min).then(|| record.to_vec()))
+    let order: Amount = serde_json::from_slice(record).map_err(|e| e.to_string())?;
+    Ok((order.amount >= min).then(|| record.to_vec()))
 }
 
 fn step(state: &[u8], record: &[u8]) -> Result<Vec<u8>, String> {

@@ -3,22 +3,25 @@
 
 wit_bindgen::generate!({ path: "../../wit/warden-plugin-0.2.0", world: "processor" });
 
+use serde::Deserialize;
 use warden::plugin::host::config;
+
+#[derive(Deserialize)]
+struct Order {
+    amount: f64,
+}
 
 struct Filter;
 
 impl Guest for Filter {
     fn process(input: Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
-        let order: serde_json::Value =
+        let order: Order =
             serde_json::from_slice(&input).map_err(|e| format!("not a JSON order: {e}"))?;
-        let amount = order["amount"]
-            .as_f64()
-            .ok_or_else(|| "the order has no numeric amount".to_string())?;
         let min: f64 = config("min_amount")
             .map(|m| m.parse().map_err(|_| format!("min_amount `{m}` is not a number")))
             .transpose()?
             .unwrap_or(0.0);
-        Ok(if amount >= min { vec![input] } else { Vec::new() })
+        Ok(if order.amount >= min { vec![input] } else { Vec::new() })
     }
 }
 

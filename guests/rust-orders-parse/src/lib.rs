@@ -1,10 +1,18 @@
 //! Orders ETL, step 1 in Rust (world `warden:plugin/transformer@0.2.0`): one CSV order (a header
 //! line and one row, as Warden frames `text/csv` input) into one JSON object. Columns `id`,
-//! `country` and `amount` are required; `delimiter` is configurable (default `,`).
+//! `country` and `amount` are required, in any order; `delimiter` is configurable (default `,`).
 
 wit_bindgen::generate!({ path: "../../wit/warden-plugin-0.2.0", world: "transformer" });
 
+use serde::Serialize;
 use warden::plugin::host::config;
+
+#[derive(Serialize)]
+struct Order<'a> {
+    id: u64,
+    country: &'a str,
+    amount: f64,
+}
 
 struct Parse;
 
@@ -18,27 +26,29 @@ impl Guest for Parse {
         let (Some(header), Some(row)) = (lines.next(), lines.next()) else {
             return Err("expected a header line and one row".to_string());
         };
-        let mut order = serde_json::Map::new();
+        let (mut id, mut country, mut amount) = (None, None, None);
         for (key, value) in header.split(delimiter).zip(row.split(delimiter)) {
-            order.insert(key.trim().to_string(), value.trim().into());
+            match key.trim() {
+                "id" => id = Some(value.trim()),
+                "country" => country = Some(value.trim()),
+                "amount" => amount = Some(value.trim()),
+                _ => {}
+            }
         }
-        let field = |name: &str| {
-            order
-                .get(name)
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| format!("missing column `{name}`"))
+        let missing = |name: &str| format!("missing column `{name}`");
+        let country = country.ok_or_else(|| missing("country"))?.to_uppercase();
+        let order = Order {
+            id: id
+                .ok_or_else(|| missing("id"))?
+                .parse()
+                .map_err(|_| "id is not a number".to_string())?,
+            country: &country,
+            amount: amount
+                .ok_or_else(|| missing("amount"))?
+                .parse()
+                .map_err(|_| "amount is not a number".to_string())?,
         };
-        let id: u64 = field("id")?.parse().map_err(|_| "id is not a number".to_string())?;
-        let amount: f64 = field("amount")?
-            .parse()
-            .map_err(|_| "amount is not a number".to_string())?;
-        let parsed = serde_json::json!({
-            "id": id,
-            "country": field("country")?.to_uppercase(),
-            "amount": amount,
-        });
-        Ok(parsed.to_string().into_bytes())
+        serde_json::to_vec(&order).map_err(|e| e.to_string())
     }
 }
 

@@ -735,7 +735,10 @@ impl PipelineRun {
             .nodes
             .iter()
             .map(|node| {
-                let stats = node.tally.as_ref().map(|t| t.stats.clone());
+                let stats = node.tally.as_ref().map(|tally| NodeStats {
+                    p99_us: tally.histogram.p99(),
+                    ..tally.stats.clone()
+                });
                 (node.id.clone(), stats.unwrap_or_default())
             })
             .collect();
@@ -936,7 +939,6 @@ fn judge(
     counters.wall_us += stats.wall_us;
     counters.memory_peak_bytes = counters.memory_peak_bytes.max(stats.memory_peak_bytes);
     tally.histogram.add(stats.wall_us);
-    counters.p99_us = tally.histogram.p99();
     if execution.outcome == Outcome::Ok {
         return Ok(execution.output);
     }
