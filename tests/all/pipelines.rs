@@ -686,3 +686,32 @@ async fn processors_and_config_work_on_a_single_invoke() {
             .contains("pipeline")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregator_state_past_its_cap_fails_the_record() {
+    let server = spawn_server_with(|config| config.pipelines.max_state_bytes = 24).await;
+    for name in [
+        "rust-orders-parse",
+        "rust-orders-filter",
+        "rust-sum-by-country",
+    ] {
+        upload(&server, None, guest(name), name).await;
+    }
+    assert_eq!(
+        create(&server, orders_chain("capped", "per_record"))
+            .await
+            .status,
+        201
+    );
+    let run = run_json(&server, "capped", "text/csv", ORDERS.as_bytes().to_vec()).await;
+    assert_eq!(run.json["outcome"], "output_limit", "{}", run.json);
+    assert_eq!(run.json["failed_node"], "total");
+    assert!(
+        run.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_state_bytes is 24"),
+        "{}",
+        run.json
+    );
+}
