@@ -144,6 +144,14 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     .await?;
     let record: RunRecord =
         serde_json::from_value(document).context("the server answered an unreadable record")?;
+    if let Some(pipeline) = &record.pipeline {
+        bail!(
+            "run {id} was a run of pipeline `{}` (version {}); a pipeline run's input is not \
+             recorded, so it cannot be replayed: run it again with `warden pipeline run`",
+            pipeline.name,
+            pipeline.version
+        );
+    }
     let input = match (&record.input, record.input_recorded) {
         (None, _) => None,
         (Some(_), true) => Some(

@@ -66,7 +66,7 @@ async fn components_for_other_worlds_are_incompatible() {
             fixtures::wrong_signature(),
             "result<string, string>",
         ),
-        ("no run export", fixtures::no_run_export(), "neither `run`"),
+        ("no run export", fixtures::no_run_export(), "none of `run`"),
         (
             "unknown import",
             fixtures::unknown_import(),
