@@ -63,7 +63,7 @@ pub struct NodeLimits {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeSpec {
     /// The node's id, unique in the pipeline.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub id: NodeId,
     /// The tenant's component: a name or `sha256:<hex>` (pinned to a digest per version).
     pub component: String,
@@ -106,7 +106,7 @@ pub struct RunLimitsSpec {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PipelineSpec {
     /// The pipeline's name; posting a name that exists adds a version.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: PipelineName,
     /// The nodes.
     pub nodes: Vec<NodeSpec>,

@@ -258,6 +258,7 @@ pub(crate) struct RunOptions {
     /// Default `true`.
     csv_header: Option<bool>,
     /// How output records are written (NDJSON answers). Default `ndjson`.
+    #[param(inline)]
     output: Option<OutputMode>,
     /// Append `{"warden_summary": {…}}` as the last line (NDJSON answers). Default `false`.
     summary: Option<bool>,
