@@ -167,7 +167,7 @@ fn print_view(view: &Value) {
     for node in view["definition"]["nodes"].as_array().into_iter().flatten() {
         eprintln!(
             "  {} ({}) = {}",
-            node["id"].as_str().unwrap_or("?"),
+            node["node"]["id"].as_str().unwrap_or("?"),
             node["world"].as_str().unwrap_or("?"),
             node["digest"].as_str().unwrap_or("?")
         );

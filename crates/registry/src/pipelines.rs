@@ -124,7 +124,7 @@ pub struct PipelineSpec {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PinnedNode {
     /// The node as defined.
-    #[serde(flatten)]
+    #[serde(rename = "node")]
     pub spec: NodeSpec,
     /// The digest `component` resolved to when the version was created.
     pub digest: Digest,

@@ -23,6 +23,22 @@ pub(crate) struct ErrorDetail {
     message: String,
 }
 
+/// A body of bytes, whatever they are (`type: string, format: binary`).
+pub(crate) struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Binary {}
+
 /// `Authorization: Bearer <API key or admin token>` (secured mode; open mode needs none).
 struct BearerAuth;
 

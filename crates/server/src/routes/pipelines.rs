@@ -10,7 +10,7 @@
 //! application/json` the answer is one document instead: the summary and the records.
 
 use crate::caller::Authed;
-use crate::openapi::ErrorBody;
+use crate::openapi::{Binary, ErrorBody};
 use crate::request_id::RequestIds;
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -287,18 +287,18 @@ pub(crate) struct RunDocument {
     tag = "pipelines",
     summary = "Run a pipeline over the body's records, streaming the sinks' records back",
     params(("name" = String, Path, description = "the pipeline", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"), RunOptions),
-    request_body(content = Vec<u8>, description = "records: NDJSON (application/x-ndjson), CSV (text/csv) or one record (anything else)", content(
-        (Vec<u8> = "application/x-ndjson"),
-        (Vec<u8> = "text/csv"),
-        (Vec<u8> = "application/octet-stream"),
+    request_body(description = "records: NDJSON (application/x-ndjson), CSV (text/csv) or one record (anything else); at least one byte", content(
+        (inline(Binary) = "application/x-ndjson"),
+        (inline(Binary) = "text/csv"),
+        (inline(Binary) = "application/octet-stream"),
     )),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the run started: the sinks' records as NDJSON, or the document with Accept: application/json", content(
-            (Vec<u8> = "application/x-ndjson"),
+            (inline(Binary) = "application/x-ndjson"),
             (RunDocument = "application/json"),
         )),
-        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 400, description = "malformed input, or no body (empty_body)", body = ErrorBody),
         (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
         (status = 403, description = "the credentials may not do this", body = ErrorBody),
         (status = 404, description = "no such object for this caller", body = ErrorBody),
@@ -348,6 +348,12 @@ pub(crate) async fn run(
         .service()
         .start_pipeline(&context, &name, framing)
         .await?;
+    // Checked once the pipeline is known, so another tenant's pipeline is 404 either way.
+    if http_body::Body::size_hint(&body).exact() == Some(0) {
+        return Err(ApiError::EmptyBody(
+            "a run needs input: send records as the body".into(),
+        ));
+    }
     let run_id = HeaderValue::from_str(&run.run_id().to_string()).ok();
 
     let (input_tx, input_rx) = mpsc::channel(INPUT_CHUNKS_IN_FLIGHT);
