@@ -12,6 +12,9 @@ pub(crate) struct CheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Report what each import may do under these grants (a JSON grant set).
+    #[arg(long)]
+    grants: Option<PathBuf>,
     /// TOML configuration file (same as `serve`).
     #[arg(long, env = "WARDEN_CONFIG")]
     config: Option<PathBuf>,
@@ -24,6 +27,28 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_REJECTED);
     };
     let info = prepared.info();
+    if let Some(path) = &args.grants {
+        let grants = super::run::read_grants(path)?;
+        let access = warden_runtime::import_access(&info.imports, &grants);
+        if args.json {
+            let report = serde_json::json!({ "world": info.world, "exports": info.exports, "imports": access });
+            out!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(0);
+        }
+        out!("world:   {}", info.world);
+        out!("exports: {}", info.exports.join(", "));
+        out!("imports, under {}:", path.display());
+        for import in &access {
+            let access = serde_json::to_value(import.access)?;
+            out!(
+                "  {:<10} {}: {}",
+                access.as_str().unwrap_or("?"),
+                import.import,
+                import.detail
+            );
+        }
+        return Ok(0);
+    }
     if args.json {
         out!("{}", serde_json::to_string_pretty(info)?);
         return Ok(0);

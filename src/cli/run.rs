@@ -29,6 +29,20 @@ pub(crate) struct RunArgs {
     /// repeat for more.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     config_values: Vec<String>,
+    /// Capability grants (a JSON grant set: `http`, `files`, `env`), applied exactly as a
+    /// server applies a tenant's.
+    #[arg(long)]
+    grants: Option<PathBuf>,
+}
+
+/// Reads a JSON grant set and checks it.
+pub(crate) fn read_grants(path: &std::path::Path) -> anyhow::Result<warden_runtime::Grants> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let grants: warden_runtime::Grants = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a grant set", path.display()))?;
+    grants.validate()?;
+    Ok(grants)
 }
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -38,6 +52,13 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let input = args.input.as_deref().map(read_input).transpose()?;
     // The server's own path, on a throwaway store: same limits, same checks, same report.
     let service = Service::local(config.service())?;
+    if let Some(path) = &args.grants {
+        let grants = read_grants(path)?;
+        let default = warden_registry::TenantId::default_tenant();
+        service
+            .set_tenant_grants(&warden_service::Caller::Admin, &default, grants)
+            .await?;
+    }
     let context = CallContext::new(service.authenticate(None)?);
     let request = CallRequest {
         target: Target::Bytes(Arc::from(bytes)),

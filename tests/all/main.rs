@@ -7,6 +7,7 @@ mod edge;
 mod errors;
 mod fixtures;
 mod fuzz_corpus;
+mod grants;
 mod guests;
 mod hostile_binaries;
 mod hostile_cpu;

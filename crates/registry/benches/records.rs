@@ -51,6 +51,7 @@ fn record(tenant: &TenantId) -> NewRecord {
             output: Some(Payload::of(b"{\"discounts\":[]}")),
             answered_late: false,
             config: Default::default(),
+            outbound: Vec::new(),
             pipeline: None,
         },
         input: None,

@@ -480,6 +480,7 @@ fn run_record(tenant: &TenantId, started_ms: u64, outcome: warden_runtime::Outco
             output: None,
             answered_late: false,
             config: Default::default(),
+            outbound: Vec::new(),
             pipeline: None,
         },
         input: None,

@@ -128,6 +128,9 @@ pub struct RunRecord {
     /// What the guest's `host.config` answered (a replay uses it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// Outbound HTTP requests the call made under its grants (never bodies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<warden_runtime::OutboundRequest>,
     /// For a pipeline run: the pipeline, its version and per-node figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<PipelineRunStats>,

@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+mod grants;
 mod pipelines;
 mod records;
 
@@ -123,6 +124,17 @@ CREATE TABLE pipeline_versions (
     created_at  TEXT NOT NULL,
     document    TEXT NOT NULL,
     PRIMARY KEY (tenant, name, version)
+);
+",
+    ),
+    (
+        "capability grants of tenants and components",
+        "
+CREATE TABLE grants (
+    tenant      TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    document    TEXT NOT NULL,
+    PRIMARY KEY (tenant, digest)
 );
 ",
     ),
@@ -451,6 +463,10 @@ impl ComponentStore for SqliteStore {
                 "DELETE FROM components WHERE tenant = ?1 AND digest = ?2",
                 params![tenant.as_str(), digest.as_str()],
             )?;
+            tx.execute(
+                "DELETE FROM grants WHERE tenant = ?1 AND digest = ?2",
+                params![tenant.as_str(), digest.as_str()],
+            )?;
             tx.commit()?;
             Ok(DeleteResult::Deleted { names })
         })
@@ -668,6 +684,7 @@ impl TenantStore for SqliteStore {
                 "records",
                 "pipelines",
                 "pipeline_versions",
+                "grants",
             ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE tenant = ?1"),

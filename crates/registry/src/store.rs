@@ -12,6 +12,7 @@ use crate::ids::{ComponentName, Digest, KeyId, TenantId};
 use crate::pipelines::PipelineStore;
 use crate::records::{RecordInputs, RecordStore};
 use serde::{Deserialize, Serialize};
+use warden_runtime::Grants;
 
 /// What kind of failure a [`StoreError`] is: callers branch on this, never on the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -510,6 +511,37 @@ pub trait UsageStore: Send + Sync + 'static {
 }
 
 /// A complete storage backend.
-pub trait Backend: ComponentStore + TenantStore + UsageStore + RecordStore + PipelineStore {}
+pub trait Backend:
+    ComponentStore + TenantStore + UsageStore + RecordStore + PipelineStore + GrantStore
+{
+}
 
-impl<T: ComponentStore + TenantStore + UsageStore + RecordStore + PipelineStore> Backend for T {}
+/// Capability grants: a tenant's (its ceiling), and its components' (narrower).
+pub trait GrantStore: Send + Sync + 'static {
+    /// Sets the grants of the tenant (`component` none) or of one of its components; an empty
+    /// grant set removes them.
+    ///
+    /// # Errors
+    /// `NotFound` when the tenant does not store the component; `Backend`.
+    fn set_grants(
+        &self,
+        tenant: &TenantId,
+        component: Option<&Digest>,
+        grants: &Grants,
+    ) -> Result<(), StoreError>;
+
+    /// The grants of the tenant (`component` none) or of one of its components, if set.
+    ///
+    /// # Errors
+    /// `Backend`.
+    fn grants(
+        &self,
+        tenant: &TenantId,
+        component: Option<&Digest>,
+    ) -> Result<Option<Grants>, StoreError>;
+}
+
+impl<T> Backend for T where
+    T: ComponentStore + TenantStore + UsageStore + RecordStore + PipelineStore + GrantStore
+{
+}

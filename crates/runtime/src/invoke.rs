@@ -6,10 +6,10 @@
 
 use crate::Runtime;
 use crate::compile::Prepared;
-use crate::config::GuestConfig;
 use crate::limits::Limits;
 use crate::long_calls::{LongCallHint, LowPriority, Metered};
 use crate::outcome::{self, DeadlineExceeded, Execution, Outcome, Output, Stats};
+use crate::sandbox::Capabilities;
 use crate::sandbox::{MAX_RESOURCE_HANDLES, Sandbox};
 use crate::world::WorldKind;
 use std::pin::Pin;
@@ -160,12 +160,12 @@ impl Runtime {
         prepared: &Prepared,
         call: Call<'_>,
         limits: &Limits,
-        config: &GuestConfig,
+        caps: &Capabilities,
         hint: &LongCallHint,
     ) -> Result<(Execution, Option<LateExecution>), InvokeError> {
         self.check(prepared, call, limits)?;
         let permits = self.admit().await?;
-        self.run_admitted(prepared, call, limits, config, hint, permits)
+        self.run_admitted(prepared, call, limits, caps, hint, permits)
             .await
     }
 
@@ -187,7 +187,7 @@ impl Runtime {
         hint: &LongCallHint,
     ) -> Result<Execution, InvokeError> {
         let (execution, _late) = self
-            .invoke_tracked(prepared, call, limits, &GuestConfig::default(), hint)
+            .invoke_tracked(prepared, call, limits, &Capabilities::default(), hint)
             .await?;
         Ok(execution)
     }
@@ -249,12 +249,12 @@ impl Runtime {
         prepared: &Prepared,
         call: Call<'_>,
         limits: &Limits,
-        config: &GuestConfig,
+        caps: &Capabilities,
         hint: &LongCallHint,
         admitted: Admitted,
     ) -> Result<(Execution, Option<LateExecution>), InvokeError> {
         let Admitted { permits, queued_us } = admitted;
-        let store = self.new_store(prepared.engine(), limits, config);
+        let store = self.new_store(prepared.engine(), limits, caps);
         let deadline = store.data().deadline;
         // Set once the call has used enough CPU to be a long call.
         let long_running = Arc::new(AtomicBool::new(false));
@@ -324,9 +324,9 @@ impl Runtime {
         &self,
         engine: &wasmtime::Engine,
         limits: &Limits,
-        config: &GuestConfig,
+        caps: &Capabilities,
     ) -> Store<Sandbox> {
-        let mut store = Store::new(engine, Sandbox::new(limits, config));
+        let mut store = Store::new(engine, Sandbox::new(limits, caps));
         store.limiter(|sandbox| &mut sandbox.memory);
         // Fuel is enabled engine-wide, so setting it cannot fail.
         let _ = store.set_fuel(limits.fuel);
@@ -375,6 +375,7 @@ impl Ending {
             logs_truncated: false,
             stdout: String::new(),
             stderr: String::new(),
+            outbound: Vec::new(),
             stats: Stats {
                 wall_us: micros(self.started.elapsed()),
                 queued_us: self.queued_us,
@@ -423,6 +424,13 @@ pub(crate) fn report(
     for denied in sandbox.take_denied_requests() {
         sandbox.log(crate::capture::LogLevel::Warn, &denied);
     }
+    let outbound = sandbox.take_outbound();
+    for request in &outbound {
+        if let Some(error) = &request.error {
+            let line = format!("{} {}: {error}", request.method, request.origin);
+            sandbox.log(crate::capture::LogLevel::Warn, &line);
+        }
+    }
     let (logs, logs_truncated) = sandbox.logs.take();
     Execution {
         outcome: returned.outcome,
@@ -432,6 +440,7 @@ pub(crate) fn report(
         logs_truncated,
         stdout: sandbox.stdout.take(),
         stderr: sandbox.stderr.take(),
+        outbound,
         stats: Stats {
             fuel_used,
             memory_peak_bytes: sandbox.memory.peak,

@@ -10,11 +10,11 @@
 
 use crate::Runtime;
 use crate::compile::Prepared;
-use crate::config::GuestConfig;
 use crate::invoke::{Admitted, Call, InvokeError, Returned, call_export, micros, report};
 use crate::limits::Limits;
 use crate::long_calls::LongCallHint;
 use crate::outcome::{DeadlineExceeded, Execution, Outcome, Stats};
+use crate::sandbox::Capabilities;
 use crate::sandbox::Sandbox;
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,13 +78,13 @@ impl Lease {
         prepared: &Prepared,
         call: Call<'_>,
         limits: &Limits,
-        config: &GuestConfig,
+        caps: &Capabilities,
         hint: &LongCallHint,
     ) -> Result<Execution, InvokeError> {
         self.runtime.check(prepared, call, limits)?;
         let (execution, _late) = self
             .runtime
-            .run_admitted(prepared, call, limits, config, hint, self.admitted())
+            .run_admitted(prepared, call, limits, caps, hint, self.admitted())
             .await?;
         Ok(execution)
     }
@@ -95,14 +95,14 @@ impl Lease {
         &self,
         prepared: &Prepared,
         limits: &Limits,
-        config: &GuestConfig,
+        caps: &Capabilities,
         max_calls: u32,
     ) -> Reused {
         Reused {
             runtime: self.runtime.clone(),
             prepared: prepared.clone(),
             limits: *limits,
-            config: config.clone(),
+            caps: caps.clone(),
             max_calls: max_calls.max(1),
             live: None,
             instances: 0,
@@ -116,7 +116,7 @@ pub struct Reused {
     runtime: Runtime,
     prepared: Prepared,
     limits: Limits,
-    config: GuestConfig,
+    caps: Capabilities,
     max_calls: u32,
     live: Option<Live>,
     instances: u64,
@@ -176,7 +176,7 @@ impl Reused {
             self.instances += 1;
             let mut store =
                 self.runtime
-                    .new_store(self.prepared.engine(), &self.limits, &self.config);
+                    .new_store(self.prepared.engine(), &self.limits, &self.caps);
             let instantiated = tokio::select! {
                 biased;
                 instance = self.prepared.pre.instantiate_async(&mut store) => instance,
@@ -208,7 +208,7 @@ impl Reused {
         let store = &mut live.store;
         // Fuel is enabled engine-wide, so setting it cannot fail.
         let _ = store.set_fuel(limits.fuel);
-        store.data_mut().deadline = deadline;
+        store.data_mut().start_call(deadline);
         store.data_mut().memory.restart();
         let result: wasmtime::Result<Returned> = tokio::select! {
             biased;

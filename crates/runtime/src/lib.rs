@@ -12,7 +12,9 @@
 mod capture;
 mod compile;
 mod config;
+mod egress;
 mod engine;
+mod grants;
 mod invoke;
 mod lease;
 mod limits;
@@ -27,11 +29,15 @@ pub use compile::{CompileError, CompileTier, Prepared};
 pub use config::{
     GuestConfig, InvalidConfig, MAX_CONFIG_KEY_BYTES, MAX_CONFIG_KEYS, MAX_CONFIG_VALUE_BYTES,
 };
+pub use egress::OutboundRequest;
 pub use engine::{Allocator, EPOCH_TICK, EngineConfig};
 pub use engine::{
     DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_MAX_CONCURRENT_COMPILES, DEFAULT_MAX_CONCURRENT_RUNS,
     DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_QUEUED_COMPILES, DEFAULT_MAX_QUEUED_RUNS,
     DEFAULT_MAX_WASM_STACK_KIB,
+};
+pub use grants::{
+    FileGrant, FileMode, Grants, HttpGrant, InvalidGrants, MAX_GRANT_ENTRIES, restricted,
 };
 pub use invoke::{Call, InvokeError, LateExecution};
 pub use lease::{Lease, Reused};
@@ -43,9 +49,10 @@ pub use limits::{
 pub use limits::{InvalidLimit, LimitOverrides, Limits};
 pub use long_calls::{LongCallHint, LongCallPriority};
 pub use outcome::{Execution, Outcome, Output, Stats};
+pub use sandbox::Capabilities;
 pub use world::{
-    ComponentInfo, Denial, IncompatibleWorld, PLUGIN_VERSIONS, RUNNER_VERSIONS, TRANSFORMER_WORLD,
-    WorldKind,
+    Access, ComponentInfo, Denial, ImportAccess, IncompatibleWorld, PLUGIN_VERSIONS,
+    RUNNER_VERSIONS, TRANSFORMER_WORLD, WorldKind, import_access,
 };
 
 use std::sync::Arc;

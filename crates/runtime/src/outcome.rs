@@ -155,6 +155,8 @@ pub struct Execution {
     pub stdout: String,
     /// Captured stderr (lossy UTF-8), capped.
     pub stderr: String,
+    /// Outbound HTTP requests the call made under its grants (never their bodies).
+    pub outbound: Vec<crate::egress::OutboundRequest>,
     /// Measurements.
     pub stats: Stats,
 }

@@ -6,15 +6,25 @@
 
 use crate::capture::{BoundedCapture, LogBuffer, LogLevel};
 use crate::config::GuestConfig;
+use crate::egress::Egress;
+use crate::grants::Grants;
 use crate::limits::Limits;
-use std::future::Future;
+use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{
-    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
-    WasiHttpView,
-};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// What a call may use beyond the default-deny sandbox, and whom it runs for.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    /// What `host.config` answers.
+    pub config: GuestConfig,
+    /// Outbound HTTP, directories, environment (default: none).
+    pub grants: Arc<Grants>,
+    /// Who the call runs for (the tenant), named in outbound requests' `User-Agent`.
+    pub caller: Arc<str>,
+}
 
 /// Largest `get-random-bytes` request served, in bytes.
 const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
@@ -25,7 +35,7 @@ pub(crate) const MAX_RESOURCE_HANDLES: usize = 10_000;
 pub(crate) struct Sandbox {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    network: DenyNetwork,
+    pub(crate) network: Egress,
     table: ResourceTable,
     pub(crate) memory: MemoryLimiter,
     pub(crate) logs: LogBuffer,
@@ -38,21 +48,36 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
-    pub(crate) fn new(limits: &Limits, config: &GuestConfig) -> Self {
+    pub(crate) fn new(limits: &Limits, caps: &Capabilities) -> Self {
         let stdout = BoundedCapture::new(limits.max_stdout_bytes);
         let stderr = BoundedCapture::new(limits.max_stderr_bytes);
-        let wasi = WasiCtx::builder()
+        let deadline = std::time::Instant::now() + limits.timeout();
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .max_random_size(MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        Sandbox {
-            wasi,
+            .allow_ip_name_lookup(false);
+        for (key, value) in &caps.grants.env {
+            builder.env(key, value);
+        }
+        let mut unusable = Vec::new();
+        for file in &caps.grants.files {
+            // Read only: the preopen's permissions are enforced by WASI for every path under it,
+            // and a path can never leave it (`..` and symlinks out are refused).
+            if let Err(error) = builder.preopened_dir(&file.host, &file.guest, FsPerms::ReadOnly) {
+                unusable.push(format!(
+                    "the file grant {} is not available: {error}",
+                    file.guest
+                ));
+            }
+        }
+        let mut sandbox = Sandbox {
+            wasi: builder.build(),
             http: WasiHttpCtx::new(),
-            network: DenyNetwork::default(),
+            network: Egress::new(caps.grants.http.as_ref(), &caps.caller, deadline),
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(limits.memory_bytes()),
             logs: LogBuffer::new(
@@ -62,9 +87,13 @@ impl Sandbox {
             ),
             stdout,
             stderr,
-            deadline: std::time::Instant::now() + limits.timeout(),
-            config: config.clone(),
+            deadline,
+            config: caps.config.clone(),
+        };
+        for line in unusable {
+            sandbox.log(LogLevel::Warn, &line);
         }
+        sandbox
     }
 
     /// Records a guest log line (already decoded) and mirrors it, escaped, to the server log at
@@ -81,9 +110,20 @@ impl Sandbox {
         }
     }
 
+    /// Starts the next call of a reused instance: its deadline, and a fresh request count.
+    pub(crate) fn start_call(&mut self, deadline: std::time::Instant) {
+        self.deadline = deadline;
+        self.network.start_call(deadline);
+    }
+
     /// Requests the guest tried to make and was refused, for its log.
     pub(crate) fn take_denied_requests(&mut self) -> Vec<String> {
         std::mem::take(&mut self.network.denied)
+    }
+
+    /// The outbound requests the call made.
+    pub(crate) fn take_outbound(&mut self) -> Vec<crate::egress::OutboundRequest> {
+        self.network.take_requests()
     }
 }
 
@@ -103,43 +143,6 @@ impl WasiHttpView for Sandbox {
             table: &mut self.table,
             hooks: &mut self.network,
         }
-    }
-}
-
-/// Most denied requests remembered per call (the rest are only counted by the guest's errors).
-const MAX_DENIED_REMEMBERED: usize = 16;
-
-/// `wasi:http` hooks that refuse every outgoing request: network access is not granted.
-#[derive(Default)]
-struct DenyNetwork {
-    denied: Vec<String>,
-}
-
-impl WasiHttpHooks for DenyNetwork {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<WasiBody>,
-                        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                    ),
-                    HttpError,
-                >,
-            > + Send,
-    > {
-        if self.denied.len() < MAX_DENIED_REMEMBERED {
-            let uri = crate::capture::truncate_marked(&request.uri().to_string(), 256);
-            self.denied.push(format!(
-                "network access not granted: {} {uri}",
-                request.method()
-            ));
-        }
-        Box::new(async { Err(HttpError::HttpRequestDenied) })
     }
 }
 

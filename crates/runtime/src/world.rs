@@ -234,3 +234,97 @@ fn denial(import: &str) -> Option<Denial> {
         reason: reason.to_owned(),
     })
 }
+
+/// What a call may do with one import under its grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Access {
+    /// Always available (I/O streams, clocks, random, Warden's host interface …).
+    Available,
+    /// Available because a grant says so.
+    Granted,
+    /// Linked, so the component loads, but refused at use.
+    Denied,
+}
+
+/// One import and what a call may do with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportAccess {
+    /// The import's name.
+    pub import: String,
+    /// Available, granted or denied at use.
+    pub access: Access,
+    /// What exactly, for a person.
+    pub detail: String,
+}
+
+/// What each of `imports` gives a call under `grants` (every import a stored component has is
+/// linked: anything else is refused at upload).
+pub fn import_access(imports: &[String], grants: &crate::grants::Grants) -> Vec<ImportAccess> {
+    imports
+        .iter()
+        .map(|import| {
+            let (access, detail) = if import.starts_with("wasi:http/") {
+                match &grants.http {
+                    Some(http) if !http.allow.is_empty() => (
+                        Access::Granted,
+                        format!(
+                            "outbound HTTP to {} ({}; at most {} requests per call)",
+                            http.allow.join(", "),
+                            http.methods.join(", "),
+                            http.max_requests
+                        ),
+                    ),
+                    _ => (Access::Denied, "no outbound HTTP is granted".to_owned()),
+                }
+            } else if import.starts_with("wasi:filesystem/") {
+                match grants.files.is_empty() {
+                    false => (
+                        Access::Granted,
+                        format!(
+                            "read-only directories: {}",
+                            grants
+                                .files
+                                .iter()
+                                .map(|f| f.guest.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                    true => (
+                        Access::Denied,
+                        "no directories are granted: the guest sees an empty filesystem".to_owned(),
+                    ),
+                }
+            } else if import.starts_with("wasi:cli/environment") {
+                match grants.env.is_empty() {
+                    false => (
+                        Access::Granted,
+                        format!(
+                            "environment variables: {}",
+                            grants.env.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
+                    true => (
+                        Access::Denied,
+                        "no environment variables are granted".to_owned(),
+                    ),
+                }
+            } else if import.starts_with("wasi:sockets/") {
+                (
+                    Access::Denied,
+                    "raw sockets are never granted (outbound HTTP may be)".to_owned(),
+                )
+            } else {
+                (Access::Available, "always available".to_owned())
+            };
+            ImportAccess {
+                import: import.clone(),
+                access,
+                detail,
+            }
+        })
+        .collect()
+}

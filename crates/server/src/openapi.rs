@@ -2,7 +2,7 @@
 //! attributes and the schemas of the types they answer; served at `GET /openapi.json`.
 //! `scripts/schemathesis` checks a live server against it.
 
-use crate::routes::{components, health, metrics, names, pipelines, run, runs, tenants};
+use crate::routes::{components, grants, health, metrics, names, pipelines, run, runs, tenants};
 use axum::Json;
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -77,6 +77,10 @@ impl Modify for BearerAuth {
         components::show,
         components::bytes,
         components::delete,
+        grants::put_tenant,
+        grants::show_tenant,
+        grants::put_component,
+        grants::show_component,
         names::put,
         names::show,
         names::delete,

@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod config;
+mod grants;
 pub mod metrics;
 pub mod pipelines;
 mod recorder;
@@ -27,6 +28,7 @@ pub use config::{
     DEFAULT_MAX_RECORDED_INPUT_BYTES, DEFAULT_TENANT_MAX_CONCURRENT_RUNS, EffectiveRecording,
     MIN_ADMIN_TOKEN_LEN, RecordsConfig, Secret, ServiceConfig, TenantDefaults,
 };
+pub use grants::ComponentGrants;
 pub use metrics::Metrics;
 pub use pipelines::PipelinesConfig;
 pub use pipelines::framing::Framing;
@@ -650,10 +652,11 @@ impl Service {
             (Some(input), WorldKind::Processor) => Call::Process(input),
             (Some(input), _) => Call::Transform(input),
         };
+        let caps = self.capabilities(&state, &resolved.digest, request.config.clone())?;
         let (execution, late) = self
             .inner
             .runtime
-            .invoke_tracked(&resolved.prepared, call, &limits, &request.config, &hint)
+            .invoke_tracked(&resolved.prepared, call, &limits, &caps, &hint)
             .await?;
         drop(admitted);
         self.meter(&state, &execution, bytes_in);
@@ -810,12 +813,15 @@ impl Service {
             .iter()
             .map(|row| row.counters.fuel)
             .sum();
-        let state = Arc::new(TenantState::new(
+        let grants = on_blocking_thread(|| store.grants(id, None))?.unwrap_or_default();
+        let mut state = TenantState::new(
             tenant,
             &self.inner.config.tenants,
             &self.inner.config.limits,
             fuel,
-        ));
+        );
+        state.grants = Arc::new(grants);
+        let state = Arc::new(state);
         let mut states = self
             .inner
             .tenants
@@ -1652,6 +1658,7 @@ impl PendingRecord<'_> {
                     .map(|output| Payload::of(&output.to_bytes())),
                 answered_late,
                 config: self.config.values().clone(),
+                outbound: execution.outbound.clone(),
                 pipeline: None,
             },
             input: kept.map(<[u8]>::to_vec),
@@ -1669,6 +1676,7 @@ fn complete_late(record: &mut RunRecord, execution: &Execution) {
     record.logs_truncated = execution.logs_truncated;
     record.stdout = execution.stdout.clone();
     record.stderr = execution.stderr.clone();
+    record.outbound = execution.outbound.clone();
     record.output = execution
         .output
         .as_ref()

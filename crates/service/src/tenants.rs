@@ -24,6 +24,8 @@ pub(crate) struct TenantState {
     pub(crate) quotas: Quotas,
     /// What its records keep.
     pub(crate) recording: crate::config::EffectiveRecording,
+    /// Its capability grants: the ceiling of its components' (default: none).
+    pub(crate) grants: Arc<warden_runtime::Grants>,
     slots: Arc<Semaphore>,
     max_concurrent: u32,
     bucket: Option<Mutex<Bucket>>,
@@ -69,6 +71,7 @@ impl TenantState {
             })
         });
         TenantState {
+            grants: Arc::default(),
             recording: crate::config::EffectiveRecording::of(
                 &tenant.recording,
                 &defaults.recording,

@@ -1,6 +1,7 @@
 //! The route table, and the response shape shared by every route that runs a component.
 
 pub(crate) mod components;
+pub(crate) mod grants;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub(crate) mod names;
@@ -80,6 +81,14 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/v1/tenants/{tenant}/usage", get(tenants::tenant_usage))
         .route(
+            "/v1/tenants/{tenant}/grants",
+            put(grants::put_tenant).get(grants::show_tenant),
+        )
+        .route(
+            "/v1/components/{reference}/grants",
+            put(grants::put_component).get(grants::show_component),
+        )
+        .route(
             "/v1/pipelines",
             post(pipelines::create).get(pipelines::list),
         )
@@ -124,6 +133,10 @@ pub(crate) fn admin_router() -> Router<AppState> {
             axum::routing::delete(tenants::revoke_key),
         )
         .route("/v1/tenants/{tenant}/usage", get(tenants::tenant_usage))
+        .route(
+            "/v1/tenants/{tenant}/grants",
+            put(grants::put_tenant).get(grants::show_tenant),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
 }
 
@@ -148,6 +161,9 @@ pub struct ExecutionResponse {
     logs_truncated: bool,
     stdout: String,
     stderr: String,
+    /// Outbound HTTP requests the call made under its grants (never bodies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outbound: Vec<warden_runtime::OutboundRequest>,
     stats: WireStats,
     /// The component's digest.
     digest: String,
@@ -223,6 +239,7 @@ impl ExecutionResponse {
             logs_truncated: execution.logs_truncated,
             stdout: execution.stdout,
             stderr: execution.stderr,
+            outbound: execution.outbound,
             stats: WireStats {
                 fuel_used: stats.fuel_used,
                 wall_us: stats.wall_us,

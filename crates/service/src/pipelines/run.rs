@@ -26,8 +26,8 @@ use warden_registry::{
     PipelineRunStats, PipelineVersion, RunId, RunRecord, RunStats, Scope, UsageCounters,
 };
 use warden_runtime::{
-    Call, Execution, GuestConfig, InvokeError, Lease, Limits, LongCallHint, Outcome, Output,
-    Prepared, Reused, WorldKind,
+    Call, Capabilities, Execution, GuestConfig, InvokeError, Lease, Limits, LongCallHint, Outcome,
+    Output, Prepared, Reused, WorldKind,
 };
 
 /// Largest record input kept in one dead letter, in bytes (longer inputs are only sized).
@@ -103,7 +103,7 @@ struct Item {
 struct Job {
     prepared: Prepared,
     limits: Limits,
-    config: GuestConfig,
+    caps: Capabilities,
     hint: LongCallHint,
     kind: WorldKind,
     mode: InstanceMode,
@@ -290,8 +290,12 @@ impl Service {
                 job: Job {
                     prepared: resolved.prepared,
                     limits,
-                    config: GuestConfig::new(spec.config.clone())
-                        .map_err(|e| ServiceError::InvalidPipeline(e.to_string()))?,
+                    caps: self.capabilities(
+                        &state,
+                        &pinned.digest,
+                        GuestConfig::new(spec.config.clone())
+                            .map_err(|e| ServiceError::InvalidPipeline(e.to_string()))?,
+                    )?,
                     hint: LongCallHint::default(),
                     kind,
                     mode: spec.instance,
@@ -809,6 +813,7 @@ impl PipelineRun {
                 output: None,
                 answered_late: false,
                 config: BTreeMap::new(),
+                outbound: Vec::new(),
                 pipeline: Some(PipelineRunStats {
                     name: self.version.name.clone(),
                     version: self.version.version,
@@ -1003,12 +1008,12 @@ async fn one_call(
     match job.mode {
         InstanceMode::PerRecord => {
             lease
-                .invoke(&job.prepared, call, limits, &job.config, &job.hint)
+                .invoke(&job.prepared, call, limits, &job.caps, &job.hint)
                 .await
         }
         InstanceMode::PerBatch => {
             let reused = worker.get_or_insert_with(|| {
-                lease.reuse(&job.prepared, &job.limits, &job.config, job.batch_size)
+                lease.reuse(&job.prepared, &job.limits, &job.caps, job.batch_size)
             });
             reused.call_with(call, limits).await
         }
@@ -1030,6 +1035,7 @@ fn refused(error: &InvokeError) -> Execution {
         logs_truncated: false,
         stdout: String::new(),
         stderr: String::new(),
+        outbound: Vec::new(),
         stats: Default::default(),
     }
 }

@@ -1,0 +1,552 @@
+//! Capability grants: what a call may use beyond the default-deny sandbox — outbound HTTP to an
+//! allow-list, read-only directories, environment variables and configuration values.
+//!
+//! A tenant's grants are a ceiling; a component's may only narrow them
+//! ([`Grants::check_within`]), and a call runs under the intersection
+//! ([`Grants::intersect`]). Everything is enforced here, in the host: the guest is never
+//! trusted to stay within a grant.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Most allow-list entries, file grants or environment variables in one grant set.
+pub const MAX_GRANT_ENTRIES: usize = 64;
+
+/// What a tenant, a component or one call may use. The default grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Grants {
+    /// Outbound HTTP through `wasi:http/outgoing-handler`. Default: none (every request is
+    /// refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpGrant>,
+    /// Directories preopened read-only. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileGrant>,
+    /// Environment variables the guest sees. Default: none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Outbound HTTP: where, how, and how much per call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HttpGrant {
+    /// `scheme://host[:port]` patterns: exact hosts, or `*.example.com` for any subdomain.
+    /// Without a port, the scheme's default port.
+    pub allow: Vec<String>,
+    /// Methods allowed. Default `["GET", "HEAD"]`.
+    pub methods: Vec<String>,
+    /// Address ranges (CIDR) that are refused by default — loopback, private, link-local,
+    /// CGNAT, multicast, unspecified — but allowed by this grant, e.g. `"127.0.0.0/8"`.
+    /// Default: none.
+    pub private: Vec<String>,
+    /// Requests per call. Default 10.
+    pub max_requests: u32,
+    /// Bytes of one request's body. Default 1 MiB.
+    pub max_request_bytes: u64,
+    /// Bytes of one response's body; past it the body ends with an error. Default 4 MiB.
+    pub max_response_bytes: u64,
+    /// Time for one request, connect to last byte, in milliseconds (always within the call's
+    /// deadline). Default 5000.
+    pub timeout_ms: u64,
+}
+
+impl Default for HttpGrant {
+    fn default() -> Self {
+        HttpGrant {
+            allow: Vec::new(),
+            methods: vec!["GET".into(), "HEAD".into()],
+            private: Vec::new(),
+            max_requests: 10,
+            max_request_bytes: 1024 * 1024,
+            max_response_bytes: 4 * 1024 * 1024,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A directory preopened for the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileGrant {
+    /// Where the guest sees it, e.g. `/data`.
+    pub guest: String,
+    /// The directory on the host (absolute).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub host: PathBuf,
+    /// `ro` (the only mode today: writes are refused).
+    #[serde(default)]
+    pub mode: FileMode,
+}
+
+/// How a preopened directory may be used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum FileMode {
+    /// Read only.
+    #[default]
+    Ro,
+}
+
+/// Grants that cannot be used, or that reach past a ceiling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid grants: {0}")]
+pub struct InvalidGrants(pub String);
+
+fn invalid(message: impl Into<String>) -> InvalidGrants {
+    InvalidGrants(message.into())
+}
+
+/// One parsed allow-list entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    scheme: String,
+    /// Lowercase host; a leading `*.` matches any subdomain (not the apex).
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    pub(crate) fn parse(pattern: &str) -> Result<Origin, InvalidGrants> {
+        let bad = || {
+            invalid(format!(
+                "http.allow entry `{pattern}` is not `http(s)://host[:port]` (no path)"
+            ))
+        };
+        let (scheme, rest) = pattern.split_once("://").ok_or_else(bad)?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(bad()),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return Err(bad());
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+                (host, port.parse::<u16>().map_err(|_| bad())?)
+            }
+            _ => (rest, default_port),
+        };
+        let host = host.to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+        if !valid || name.contains('*') {
+            return Err(bad());
+        }
+        Ok(Origin { scheme, host, port })
+    }
+
+    /// Whether a request to `scheme://host:port` is covered.
+    pub(crate) fn covers(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if self.scheme != scheme || self.port != port {
+            return false;
+        }
+        match self.host.strip_prefix("*.") {
+            Some(apex) => host
+                .strip_suffix(apex)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => self.host == host,
+        }
+    }
+
+    /// Whether every request this entry allows is allowed by `other`.
+    fn within(&self, other: &Origin) -> bool {
+        match self.host.strip_prefix("*.") {
+            // A wildcard is within a wildcard of the same or a parent domain.
+            Some(apex) => {
+                other
+                    .host
+                    .strip_prefix("*.")
+                    .is_some_and(|outer| apex == outer || apex.ends_with(&format!(".{outer}")))
+                    && self.scheme == other.scheme
+                    && self.port == other.port
+            }
+            None => other.covers(&self.scheme, &self.host, self.port),
+        }
+    }
+}
+
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+impl Grants {
+    /// Checks every entry is usable.
+    ///
+    /// # Errors
+    /// [`InvalidGrants`] naming the first bad entry.
+    pub fn validate(&self) -> Result<(), InvalidGrants> {
+        if let Some(http) = &self.http {
+            if http.allow.len() > MAX_GRANT_ENTRIES || http.private.len() > MAX_GRANT_ENTRIES {
+                return Err(invalid(format!(
+                    "at most {MAX_GRANT_ENTRIES} http.allow and http.private entries"
+                )));
+            }
+            for pattern in &http.allow {
+                Origin::parse(pattern)?;
+            }
+            for method in &http.methods {
+                if !METHODS.contains(&method.as_str()) {
+                    return Err(invalid(format!(
+                        "http.methods: `{method}` is not one of {}",
+                        METHODS.join(", ")
+                    )));
+                }
+            }
+            for range in &http.private {
+                range
+                    .parse::<ipnet::IpNet>()
+                    .map_err(|_| invalid(format!("http.private: `{range}` is not a CIDR range")))?;
+            }
+            if http.max_requests == 0 || http.timeout_ms == 0 {
+                return Err(invalid(
+                    "http.max_requests and http.timeout_ms must be above zero",
+                ));
+            }
+        }
+        if self.files.len() > MAX_GRANT_ENTRIES || self.env.len() > MAX_GRANT_ENTRIES {
+            return Err(invalid(format!(
+                "at most {MAX_GRANT_ENTRIES} file grants and environment variables"
+            )));
+        }
+        for file in &self.files {
+            let simple = file.guest.starts_with('/')
+                && file.guest.len() <= 256
+                && !file
+                    .guest
+                    .split('/')
+                    .any(|part| part == ".." || part == ".");
+            if !simple {
+                return Err(invalid(format!(
+                    "files: guest path `{}` must be absolute, without `.` or `..`",
+                    file.guest
+                )));
+            }
+            if !file.host.is_absolute() {
+                return Err(invalid(format!(
+                    "files: host directory `{}` must be absolute",
+                    file.host.display()
+                )));
+            }
+        }
+        for (key, value) in &self.env {
+            let name = !key.is_empty()
+                && key.len() <= 128
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !name || value.len() > 4096 {
+                return Err(invalid(format!(
+                    "env: `{key}` must be 1 to 128 of A-Z, a-z, 0-9 and `_`, with a value of at \
+                     most 4 KiB"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks these grants ask for nothing `ceiling` does not grant (a component's grants
+    /// against its tenant's).
+    ///
+    /// # Errors
+    /// [`InvalidGrants`] naming the first entry beyond the ceiling.
+    pub fn check_within(&self, ceiling: &Grants) -> Result<(), InvalidGrants> {
+        self.validate()?;
+        let beyond = |what: String| invalid(format!("{what} is beyond the tenant's grants"));
+        if let Some(http) = &self.http {
+            let Some(outer) = &ceiling.http else {
+                return Err(beyond("outbound HTTP".into()));
+            };
+            let outer_origins: Vec<Origin> = outer
+                .allow
+                .iter()
+                .filter_map(|p| Origin::parse(p).ok())
+                .collect();
+            for pattern in &http.allow {
+                let origin = Origin::parse(pattern)?;
+                if !outer_origins.iter().any(|outer| origin.within(outer)) {
+                    return Err(beyond(format!("http.allow `{pattern}`")));
+                }
+            }
+            for method in &http.methods {
+                if !outer.methods.contains(method) {
+                    return Err(beyond(format!("http.methods `{method}`")));
+                }
+            }
+            for range in &http.private {
+                if !outer.private.contains(range) {
+                    return Err(beyond(format!("http.private `{range}`")));
+                }
+            }
+            let caps = [
+                (
+                    "max_requests",
+                    u64::from(http.max_requests),
+                    u64::from(outer.max_requests),
+                ),
+                (
+                    "max_request_bytes",
+                    http.max_request_bytes,
+                    outer.max_request_bytes,
+                ),
+                (
+                    "max_response_bytes",
+                    http.max_response_bytes,
+                    outer.max_response_bytes,
+                ),
+                ("timeout_ms", http.timeout_ms, outer.timeout_ms),
+            ];
+            if let Some((name, _, _)) = caps.iter().find(|(_, own, outer)| own > outer) {
+                return Err(beyond(format!("http.{name}")));
+            }
+        }
+        for file in &self.files {
+            if !ceiling.files.contains(file) {
+                return Err(beyond(format!("the file grant `{}`", file.guest)));
+            }
+        }
+        for (key, value) in &self.env {
+            if ceiling.env.get(key) != Some(value) {
+                return Err(beyond(format!("env `{key}`")));
+            }
+        }
+        Ok(())
+    }
+
+    /// What both grant: `self` (a component's) cut to `ceiling` (its tenant's, which may have
+    /// shrunk since the component's were set).
+    pub fn intersect(&self, ceiling: &Grants) -> Grants {
+        let http = match (&self.http, &ceiling.http) {
+            (Some(own), Some(outer)) => {
+                let outer_origins: Vec<Origin> = outer
+                    .allow
+                    .iter()
+                    .filter_map(|p| Origin::parse(p).ok())
+                    .collect();
+                Some(HttpGrant {
+                    allow: own
+                        .allow
+                        .iter()
+                        .filter(|p| {
+                            Origin::parse(p)
+                                .is_ok_and(|o| outer_origins.iter().any(|outer| o.within(outer)))
+                        })
+                        .cloned()
+                        .collect(),
+                    methods: own
+                        .methods
+                        .iter()
+                        .filter(|m| outer.methods.contains(m))
+                        .cloned()
+                        .collect(),
+                    private: own
+                        .private
+                        .iter()
+                        .filter(|r| outer.private.contains(r))
+                        .cloned()
+                        .collect(),
+                    max_requests: own.max_requests.min(outer.max_requests),
+                    max_request_bytes: own.max_request_bytes.min(outer.max_request_bytes),
+                    max_response_bytes: own.max_response_bytes.min(outer.max_response_bytes),
+                    timeout_ms: own.timeout_ms.min(outer.timeout_ms),
+                })
+            }
+            _ => None,
+        };
+        Grants {
+            http,
+            files: self
+                .files
+                .iter()
+                .filter(|f| ceiling.files.contains(f))
+                .cloned()
+                .collect(),
+            env: self
+                .env
+                .iter()
+                .filter(|(k, v)| ceiling.env.get(*k) == Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// Why an address is refused unless a grant names its range, or `None` for a public address.
+pub fn restricted(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_unspecified() || a == 0 {
+                Some("unspecified")
+            } else if v4.is_link_local() {
+                Some("link-local (cloud metadata)")
+            } else if v4.is_private() {
+                Some("private")
+            } else if a == 100 && (64..128).contains(&b) {
+                Some("shared address space (CGNAT)")
+            } else if v4.is_multicast() || v4.is_broadcast() || a >= 240 {
+                Some("multicast, broadcast or reserved")
+            } else if (a == 192 && b == 0 && v4.octets()[2] == 0) || (a == 198 && (b & 0xfe) == 18)
+            {
+                Some("special-purpose")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return restricted(IpAddr::V4(v4)).or(None);
+            }
+            let segments = v6.segments();
+            // NAT64 (64:ff9b::/96) embeds an IPv4 address: judge that one.
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = segments[6].to_be_bytes();
+                let [c, d] = segments[7].to_be_bytes();
+                return restricted(IpAddr::from([a, b, c, d]));
+            }
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else if (segments[0] & 0xffc0) == 0xfe80 {
+                Some("link-local")
+            } else if (segments[0] & 0xfe00) == 0xfc00 {
+                Some("unique local (private)")
+            } else if segments[..6] == [0; 6] {
+                Some("IPv4-compatible (deprecated)")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    #[test]
+    fn refuses_every_internal_range_in_v4_and_v6() {
+        for refused in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "::127.0.0.1",
+        ] {
+            assert!(
+                restricted(ip(refused)).is_some(),
+                "{refused} must be refused"
+            );
+        }
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert_eq!(restricted(ip(public)), None, "{public} is public");
+        }
+    }
+
+    #[test]
+    fn origins_match_exactly_or_by_subdomain() {
+        let exact = Origin::parse("https://api.example.com").expect("valid");
+        assert!(exact.covers("https", "api.example.com", 443));
+        assert!(!exact.covers("http", "api.example.com", 80));
+        assert!(!exact.covers("https", "evil.api.example.com", 443));
+        let wild = Origin::parse("http://*.example.com:8080").expect("valid");
+        assert!(wild.covers("http", "a.example.com", 8080));
+        assert!(wild.covers("http", "a.b.example.com", 8080));
+        assert!(!wild.covers("http", "example.com", 8080));
+        assert!(!wild.covers("http", "badexample.com", 8080));
+        assert!(!wild.covers("http", "a.example.com", 80));
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https://a/path",
+            "https://u@a",
+            "a.com",
+            "https://*",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_component_only_narrows_its_tenant() {
+        let tenant = Grants {
+            http: Some(HttpGrant {
+                allow: vec!["https://*.example.com".into()],
+                ..HttpGrant::default()
+            }),
+            env: [("REGION".to_owned(), "eu".to_owned())].into(),
+            ..Grants::default()
+        };
+        let narrower = Grants {
+            http: Some(HttpGrant {
+                allow: vec!["https://api.example.com".into()],
+                methods: vec!["GET".into()],
+                max_requests: 2,
+                ..HttpGrant::default()
+            }),
+            ..Grants::default()
+        };
+        narrower.check_within(&tenant).expect("narrower is fine");
+        let wider = Grants {
+            http: Some(HttpGrant {
+                allow: vec!["https://evil.com".into()],
+                ..HttpGrant::default()
+            }),
+            ..Grants::default()
+        };
+        assert!(wider.check_within(&tenant).is_err());
+        let more_methods = Grants {
+            http: Some(HttpGrant {
+                allow: vec!["https://api.example.com".into()],
+                methods: vec!["POST".into()],
+                ..HttpGrant::default()
+            }),
+            ..Grants::default()
+        };
+        assert!(more_methods.check_within(&tenant).is_err());
+        // The tenant shrinks later: the component's grants are cut to it at each call.
+        assert_eq!(
+            wider.intersect(&tenant).http.expect("http").allow,
+            Vec::<String>::new()
+        );
+        assert!(narrower.intersect(&Grants::default()).http.is_none());
+    }
+}

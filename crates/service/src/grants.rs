@@ -1,0 +1,160 @@
+//! Capability grants: a tenant's (set by the admin: the ceiling), a component's (set by the
+//! tenant: only narrower), and what one call runs with (the component's cut to the tenant's,
+//! or the tenant's).
+
+use crate::tenants::TenantState;
+use crate::{Caller, Service, ServiceError, tenant_of};
+use serde::Serialize;
+use std::sync::Arc;
+use warden_registry::{ComponentRef, Digest, Scope, TenantId, on_blocking_thread};
+use warden_runtime::{Capabilities, Grants, GuestConfig};
+
+/// A component's grants, as set and as in effect.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComponentGrants {
+    /// What the tenant set for the component; none: the tenant's grants apply.
+    pub own: Option<Grants>,
+    /// What its calls run with: its own cut to the tenant's, or the tenant's.
+    pub effective: Grants,
+}
+
+impl Service {
+    /// Sets a tenant's grants, the ceiling of its components' (admin only).
+    ///
+    /// # Errors
+    /// `Forbidden` for a tenant key; `NotFound`; `BadRequest` for unusable grants.
+    pub async fn set_tenant_grants(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        grants: Grants,
+    ) -> Result<Grants, ServiceError> {
+        self.may_grant(caller, tenant)?;
+        grants
+            .validate()
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let store = &self.inner.store;
+        if on_blocking_thread(|| store.tenant(tenant))?.is_none() {
+            return Err(ServiceError::NotFound(format!("no tenant `{tenant}`")));
+        }
+        on_blocking_thread(|| store.set_grants(tenant, None, &grants))?;
+        self.forget_tenant(tenant);
+        Ok(grants)
+    }
+
+    /// A tenant's grants (admin only).
+    ///
+    /// # Errors
+    /// `Forbidden` for a tenant key; `NotFound`.
+    pub async fn tenant_grants(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+    ) -> Result<Grants, ServiceError> {
+        self.may_grant(caller, tenant)?;
+        let store = &self.inner.store;
+        if on_blocking_thread(|| store.tenant(tenant))?.is_none() {
+            return Err(ServiceError::NotFound(format!("no tenant `{tenant}`")));
+        }
+        Ok(on_blocking_thread(|| store.grants(tenant, None))?.unwrap_or_default())
+    }
+
+    /// Sets one of the caller's components' grants: only narrower than the tenant's.
+    ///
+    /// # Errors
+    /// `Forbidden` without `manage` scope or beyond the tenant's grants; `NotFound`;
+    /// `BadRequest` for unusable grants.
+    pub async fn set_component_grants(
+        &self,
+        caller: &Caller,
+        reference: &ComponentRef,
+        grants: Grants,
+    ) -> Result<ComponentGrants, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Manage)?;
+        grants
+            .validate()
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let state = self.tenant_state(tenant)?;
+        grants
+            .check_within(&state.grants)
+            .map_err(|e| ServiceError::Forbidden(e.to_string()))?;
+        let digest = self
+            .inner
+            .registry
+            .component(tenant, reference)
+            .await?
+            .digest;
+        let store = &self.inner.store;
+        on_blocking_thread(|| store.set_grants(tenant, Some(&digest), &grants))?;
+        self.component_grants(caller, reference).await
+    }
+
+    /// The admin sets any tenant's grants; in open mode (loopback, no admin token) the machine's
+    /// operator is the `default` tenant and sets its own.
+    fn may_grant(&self, caller: &Caller, tenant: &TenantId) -> Result<(), ServiceError> {
+        match caller {
+            Caller::Tenant {
+                tenant: own,
+                key: None,
+                ..
+            } if !self.secured() && own == tenant => Ok(()),
+            _ => self.may_administer(caller),
+        }
+    }
+
+    /// One of the caller's components' grants, as set and in effect.
+    ///
+    /// # Errors
+    /// `Forbidden` for the admin; `NotFound`.
+    pub async fn component_grants(
+        &self,
+        caller: &Caller,
+        reference: &ComponentRef,
+    ) -> Result<ComponentGrants, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Run)?;
+        let digest = self
+            .inner
+            .registry
+            .component(tenant, reference)
+            .await?
+            .digest;
+        let state = self.tenant_state(tenant)?;
+        let store = &self.inner.store;
+        let own = on_blocking_thread(|| store.grants(tenant, Some(&digest)))?;
+        let effective = effective(own.as_ref(), &state.grants);
+        Ok(ComponentGrants { own, effective })
+    }
+
+    /// What one call of `digest` for the tenant may use.
+    pub(crate) fn capabilities(
+        &self,
+        state: &TenantState,
+        digest: &Digest,
+        config: GuestConfig,
+    ) -> Result<Capabilities, ServiceError> {
+        let caller: Arc<str> = Arc::from(state.tenant.id.as_str());
+        // A tenant without grants needs no lookup: its components cannot have any.
+        if *state.grants == Grants::default() {
+            return Ok(Capabilities {
+                config,
+                grants: Arc::clone(&state.grants),
+                caller,
+            });
+        }
+        let store = &self.inner.store;
+        let own = on_blocking_thread(|| store.grants(&state.tenant.id, Some(digest)))?;
+        Ok(Capabilities {
+            config,
+            grants: Arc::new(effective(own.as_ref(), &state.grants)),
+            caller,
+        })
+    }
+}
+
+fn effective(own: Option<&Grants>, tenant: &Grants) -> Grants {
+    match own {
+        Some(own) => own.intersect(tenant),
+        None => tenant.clone(),
+    }
+}

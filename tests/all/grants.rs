@@ -1,0 +1,427 @@
+//! Capability grants against a real server, real guests and a real HTTP server on loopback:
+//! outbound HTTP only to the allow-list, internal addresses refused unless named, redirects
+//! re-checked, response caps and timeouts; read-only directories that cannot be escaped;
+//! environment variables; component grants that only narrow; tenants that never share grants.
+
+use crate::support::{Reply, TestServer, guest, reply, spawn_server, spawn_server_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warden_service::Secret;
+
+/// A tiny HTTP/1.1 server on 127.0.0.1: `/hello`, `/big` (5 MiB), `/slow` (answers after 10 s)
+/// and `/redirect` (to the cloud metadata address). Answers its port.
+async fn origin() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let (status, extra, body) = match path.as_str() {
+                    "/hello" => ("200 OK", String::new(), b"hello from the origin".to_vec()),
+                    "/agent" => {
+                        let agent = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("user-agent: ")
+                                    .map(str::to_owned)
+                            })
+                            .unwrap_or_default();
+                        ("200 OK", String::new(), agent.into_bytes())
+                    }
+                    "/big" => ("200 OK", String::new(), vec![b'x'; 5 * 1024 * 1024]),
+                    "/slow" => {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                        ("200 OK", String::new(), b"late".to_vec())
+                    }
+                    "/redirect" => (
+                        "302 Found",
+                        "Location: http://169.254.169.254/latest/meta-data/\r\n".to_owned(),
+                        Vec::new(),
+                    ),
+                    _ => ("404 Not Found", String::new(), Vec::new()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    port
+}
+
+async fn request(
+    server: &TestServer,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = server.client.request(method, server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    reply(request.send().await.unwrap()).await
+}
+
+async fn invoke(server: &TestServer, token: Option<&str>, name: &str, input: &str) -> Reply {
+    let mut request = server
+        .client
+        .post(server.url(&format!("/v1/components/{name}/invoke")))
+        .header("accept", "application/json")
+        .body(input.to_owned());
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    reply(request.send().await.unwrap()).await
+}
+
+async fn upload(server: &TestServer, token: Option<&str>, name: &str, bytes: Vec<u8>) -> String {
+    let mut request = server
+        .client
+        .post(server.url(&format!("/v1/components?name={name}")))
+        .body(bytes);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let stored = reply(request.send().await.unwrap()).await;
+    assert!(stored.status.is_success(), "{}", stored.json);
+    stored.json["digest"].as_str().unwrap().to_owned()
+}
+
+fn logs(reply: &Reply) -> String {
+    reply.json["logs"].to_string()
+}
+
+async fn grant(server: &TestServer, grants: Value) {
+    let set = request(
+        server,
+        None,
+        Method::PUT,
+        "/v1/tenants/default/grants",
+        Some(grants),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_goes_only_where_the_grant_says() {
+    let port = origin().await;
+    let server = spawn_server().await;
+    upload(&server, None, "http", guest("js-http")).await;
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+
+    // Default deny.
+    let denied = invoke(&server, None, "http", &url("/hello")).await;
+    assert_eq!(denied.outcome(), "guest_error", "{}", denied.json);
+    assert!(
+        logs(&denied).contains("network access not granted"),
+        "{}",
+        denied.json
+    );
+
+    // Granted, with loopback named explicitly: the guest gets the answer, the call records it.
+    grant(
+        &server,
+        json!({"http": {"allow": [format!("http://127.0.0.1:{port}"), "http://169.254.169.254", format!("http://localhost:{port}")],
+                        "private": ["127.0.0.0/8"], "max_response_bytes": 1048576, "timeout_ms": 300}}),
+    )
+    .await;
+    let ok = invoke(&server, None, "http", &url("/hello")).await;
+    assert_eq!(ok.outcome(), "ok", "{}", ok.json);
+    assert_eq!(ok.json["output"], "200\nhello from the origin");
+    let sent = &ok.json["outbound"][0];
+    assert_eq!(sent["status"], 200);
+    assert_eq!(sent["origin"], format!("http://127.0.0.1:{port}"));
+    assert_eq!(sent["bytes_in"], 21);
+    let agent = invoke(&server, None, "http", &url("/agent")).await;
+    let agent = agent.json["output"].as_str().unwrap().to_owned();
+    assert!(
+        agent.contains("warden/") && agent.contains("default"),
+        "{agent}"
+    );
+
+    // Not on the list: another port.
+    let other = invoke(
+        &server,
+        None,
+        "http",
+        &format!("http://127.0.0.1:{}/hello", port + 1),
+    )
+    .await;
+    assert_eq!(other.outcome(), "guest_error");
+    assert!(
+        logs(&other).contains("not on the grant's allow-list"),
+        "{}",
+        other.json
+    );
+
+    // A redirect to the metadata address is not followed by the host: the guest sees the 302,
+    // and the request it would make next is checked like any other — the address is on the
+    // allow-list here, but link-local is not named by the grant.
+    let redirected = invoke(&server, None, "http", &url("/redirect")).await;
+    assert!(
+        redirected.json["output"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("302"),
+        "{}",
+        redirected.json
+    );
+    assert_eq!(redirected.json["outbound"].as_array().unwrap().len(), 1);
+    let metadata = invoke(
+        &server,
+        None,
+        "http",
+        "http://169.254.169.254/latest/meta-data/",
+    )
+    .await;
+    assert_eq!(metadata.outcome(), "guest_error", "{}", metadata.json);
+    assert!(logs(&metadata).contains("link-local"), "{}", metadata.json);
+
+    // Too big a response: cut with an error, not buffered.
+    let big = invoke(&server, None, "http", &url("/big")).await;
+    assert_eq!(big.outcome(), "guest_error", "{}", big.json);
+
+    // A slow origin: the request ends by the grant's timeout, well inside the call's deadline.
+    let started = Instant::now();
+    let slow = invoke(&server, None, "http", &url("/slow")).await;
+    assert_eq!(slow.outcome(), "guest_error", "{}", slow.json);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A name on the list that resolves to loopback, without loopback named: refused.
+    grant(
+        &server,
+        json!({"http": {"allow": [format!("http://localhost:{port}")]}}),
+    )
+    .await;
+    let named = invoke(
+        &server,
+        None,
+        "http",
+        &format!("http://localhost:{port}/hello"),
+    )
+    .await;
+    assert_eq!(named.outcome(), "guest_error", "{}", named.json);
+    assert!(logs(&named).contains("loopback"), "{}", named.json);
+    server.assert_still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granted_directories_are_read_only_and_cannot_be_escaped() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "outside").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("data.txt"), "granted data").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), data.path().join("link"))
+        .unwrap();
+    let server = spawn_server().await;
+    upload(&server, None, "files", guest("rust-files")).await;
+
+    let before = invoke(&server, None, "files", "read /data/data.txt").await;
+    assert_eq!(
+        before.outcome(),
+        "guest_error",
+        "no directory before the grant"
+    );
+
+    grant(
+        &server,
+        json!({"files": [{"guest": "/data", "host": data.path()}], "env": {"REGION": "eu-west"}}),
+    )
+    .await;
+    let read = invoke(&server, None, "files", "read /data/data.txt").await;
+    assert_eq!(read.json["output"], "granted data", "{}", read.json);
+    let env = invoke(&server, None, "files", "env REGION").await;
+    assert_eq!(env.json["output"], "eu-west", "{}", env.json);
+    for refused in [
+        "write /data/new.txt",
+        "write /data/data.txt",
+        "read /data/../secret.txt",
+        "read /data/link",
+        "read /secret.txt",
+    ] {
+        let answer = invoke(&server, None, "files", refused).await;
+        assert_eq!(
+            answer.outcome(),
+            "guest_error",
+            "{refused}: {}",
+            answer.json
+        );
+    }
+    assert!(!data.path().join("new.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("data.txt")).unwrap(),
+        "granted data"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_grants_only_narrow_and_tenants_never_share_them() {
+    const ADMIN: &str = "admin-token-for-the-grant-tests-0123";
+    let port = origin().await;
+    let server = spawn_server_with(|config| config.admin_token = Some(Secret::new(ADMIN))).await;
+    let mut keys = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let created = request(
+            &server,
+            Some(ADMIN),
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"id": tenant})),
+        )
+        .await;
+        assert_eq!(created.status, 201);
+        let path = format!("/v1/tenants/{tenant}/keys");
+        let key = request(
+            &server,
+            Some(ADMIN),
+            Method::POST,
+            &path,
+            Some(json!({"name": "k", "scope": "manage"})),
+        )
+        .await;
+        keys.push(key.json["key"].as_str().unwrap().to_owned());
+    }
+    let (acme, globex) = (keys[0].as_str(), keys[1].as_str());
+    let origin_url = format!("http://127.0.0.1:{port}");
+    let ceiling = json!({"http": {"allow": [origin_url], "methods": ["GET", "POST"], "private": ["127.0.0.0/8"]}});
+    let set = request(
+        &server,
+        Some(ADMIN),
+        Method::PUT,
+        "/v1/tenants/acme/grants",
+        Some(ceiling),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.json);
+    // A tenant key cannot set or read tenant grants.
+    let own = request(
+        &server,
+        Some(acme),
+        Method::GET,
+        "/v1/tenants/acme/grants",
+        None,
+    )
+    .await;
+    assert_eq!(own.status, 403);
+
+    // The same bytes for both tenants: only acme's calls are granted.
+    upload(&server, Some(acme), "http", guest("js-http")).await;
+    upload(&server, Some(globex), "http", guest("js-http")).await;
+    let hello = format!("{origin_url}/hello");
+    assert_eq!(
+        invoke(&server, Some(acme), "http", &hello).await.outcome(),
+        "ok"
+    );
+    let theirs = invoke(&server, Some(globex), "http", &hello).await;
+    assert_eq!(theirs.outcome(), "guest_error", "{}", theirs.json);
+
+    // Narrowing is allowed, widening is 403.
+    let wider = json!({"http": {"allow": ["http://evil.example"]}});
+    let refused = request(
+        &server,
+        Some(acme),
+        Method::PUT,
+        "/v1/components/http/grants",
+        Some(wider),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.json);
+    let narrower =
+        json!({"http": {"allow": [origin_url], "methods": ["POST"], "private": ["127.0.0.0/8"]}});
+    let narrowed = request(
+        &server,
+        Some(acme),
+        Method::PUT,
+        "/v1/components/http/grants",
+        Some(narrower),
+    )
+    .await;
+    assert_eq!(narrowed.status, 200, "{}", narrowed.json);
+    assert_eq!(
+        narrowed.json["effective"]["http"]["methods"],
+        json!(["POST"])
+    );
+    // GET is no longer granted to this component.
+    let get = invoke(&server, Some(acme), "http", &hello).await;
+    assert_eq!(get.outcome(), "guest_error", "{}", get.json);
+    assert!(
+        logs(&get).contains("method GET not granted"),
+        "{}",
+        get.json
+    );
+    // Globex cannot see acme's component grants.
+    let hidden = request(
+        &server,
+        Some(globex),
+        Method::GET,
+        "/v1/components/http/grants",
+        None,
+    )
+    .await;
+    assert_eq!(hidden.json["own"], Value::Null, "{}", hidden.json);
+}
+
+#[test]
+fn warden_check_reports_each_import_under_the_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("http.wasm");
+    std::fs::write(&wasm, guest("js-http")).unwrap();
+    let grants = dir.path().join("grants.json");
+    std::fs::write(
+        &grants,
+        r#"{"http": {"allow": ["https://api.example.com"]}}"#,
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("check")
+        .arg(&wasm)
+        .arg("--grants")
+        .arg(&grants)
+        .env_remove("WARDEN_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("granted") && l.contains("wasi:http/outgoing-handler")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("denied") && l.contains("wasi:filesystem")),
+        "{text}"
+    );
+}
