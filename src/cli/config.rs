@@ -13,7 +13,7 @@ use std::path::Path;
 use warden_server::ServerConfig;
 
 /// The top-level keys of `ServerConfig`, as they appear in the file.
-const TOP_LEVEL_KEYS: [&str; 13] = [
+const TOP_LEVEL_KEYS: [&str; 14] = [
     "listen",
     "data_dir",
     "prepared_cache_entries",
@@ -26,6 +26,7 @@ const TOP_LEVEL_KEYS: [&str; 13] = [
     "records",
     "metrics",
     "pipelines",
+    "secrets_key",
     "telemetry",
 ];
 

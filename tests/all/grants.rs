@@ -425,3 +425,155 @@ fn warden_check_reports_each_import_under_the_grants() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_sealed_write_only_granted_by_name_and_redacted() {
+    const ADMIN: &str = "admin-token-for-the-secret-tests-012";
+    const VALUE: &str = "tok-7f3a9c2e51d04b8a";
+    let server = spawn_server_with(|config| {
+        config.admin_token = Some(Secret::new(ADMIN));
+        config.secrets_key = Some(Secret::new("a-secrets-key-for-the-tests-0123456789"));
+    })
+    .await;
+    let mut keys = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let created = request(
+            &server,
+            Some(ADMIN),
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"id": tenant})),
+        )
+        .await;
+        assert_eq!(created.status, 201);
+        let path = format!("/v1/tenants/{tenant}/keys");
+        let key = request(
+            &server,
+            Some(ADMIN),
+            Method::POST,
+            &path,
+            Some(json!({"name": "k", "scope": "manage"})),
+        )
+        .await;
+        keys.push(key.json["key"].as_str().unwrap().to_owned());
+    }
+    let (acme, globex) = (keys[0].as_str(), keys[1].as_str());
+    let stored = request(
+        &server,
+        Some(acme),
+        Method::PUT,
+        "/v1/secrets/api_token",
+        Some(json!({"value": VALUE})),
+    )
+    .await;
+    assert_eq!(stored.status, 204, "{}", stored.json);
+    let names = request(&server, Some(acme), Method::GET, "/v1/secrets", None).await;
+    assert_eq!(names.json, json!({"names": ["api_token"]}));
+    let theirs = request(&server, Some(globex), Method::GET, "/v1/secrets", None).await;
+    assert_eq!(theirs.json, json!({"names": []}));
+    // Sealed at rest: the value is nowhere in the database file.
+    let db = std::fs::read(server.data_dir().join("warden.db")).unwrap();
+    let wal = std::fs::read(server.data_dir().join("warden.db-wal")).unwrap_or_default();
+    for file in [&db, &wal] {
+        assert!(
+            !file.windows(VALUE.len()).any(|w| w == VALUE.as_bytes()),
+            "stored in clear"
+        );
+    }
+
+    upload(&server, Some(acme), "files", guest("rust-files")).await;
+    upload(&server, Some(globex), "files", guest("rust-files")).await;
+    // Not granted yet: the secret does not exist for the guest.
+    let before = invoke(&server, Some(acme), "files", "config api_token").await;
+    assert_eq!(before.outcome(), "guest_error", "{}", before.json);
+    let granted = json!({"secrets": ["api_token"]});
+    let set = request(
+        &server,
+        Some(ADMIN),
+        Method::PUT,
+        "/v1/tenants/acme/grants",
+        Some(granted),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.json);
+    let read = invoke(&server, Some(acme), "files", "config api_token").await;
+    assert_eq!(read.json["output"], VALUE, "the granted component reads it");
+    // The same bytes for another tenant read nothing.
+    let other = invoke(&server, Some(globex), "files", "config api_token").await;
+    assert_eq!(other.outcome(), "guest_error", "{}", other.json);
+
+    // A guest that logs and prints the value verbatim: redacted in the answer and the record.
+    let leak = invoke(&server, Some(acme), "files", "leak api_token").await;
+    assert_eq!(leak.outcome(), "ok", "{}", leak.json);
+    let answer = leak.json.to_string();
+    assert!(!answer.contains(VALUE), "{answer}");
+    assert!(answer.contains("[redacted]"), "{answer}");
+    let run_id = leak.json["run_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let got = request(
+            &server,
+            Some(acme),
+            Method::GET,
+            &format!("/v1/runs/{run_id}"),
+            None,
+        )
+        .await;
+        if got.status == 200 {
+            break got.json.to_string();
+        }
+        assert!(Instant::now() < deadline, "no record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!record.contains(VALUE), "{record}");
+
+    // A component narrowed to nothing reads nothing; deleting the secret ends it for all.
+    let narrowed = request(
+        &server,
+        Some(acme),
+        Method::PUT,
+        "/v1/components/files/grants",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(narrowed.status, 200, "{}", narrowed.json);
+    let none = invoke(&server, Some(acme), "files", "config api_token").await;
+    assert_eq!(none.outcome(), "guest_error", "{}", none.json);
+    let deleted = request(
+        &server,
+        Some(acme),
+        Method::DELETE,
+        "/v1/secrets/api_token",
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204);
+    let again = request(
+        &server,
+        Some(acme),
+        Method::DELETE,
+        "/v1/secrets/api_token",
+        None,
+    )
+    .await;
+    assert_eq!(again.status, 404);
+}
+
+#[test]
+fn the_secrets_key_never_prints() {
+    let key = "a-secrets-key-that-must-not-print-0123";
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--print-config"])
+        .env_remove("WARDEN_CONFIG")
+        .env("WARDEN_SECRETS_KEY", key)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("secrets_key = \"<set>\""), "{text}");
+    assert!(!text.contains(key), "{text}");
+}

@@ -138,6 +138,18 @@ CREATE TABLE grants (
 );
 ",
     ),
+    (
+        "tenants' secrets, sealed",
+        "
+CREATE TABLE secrets (
+    tenant      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    sealed      BLOB NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+",
+    ),
 ];
 
 /// All metadata in one SQLite file.
@@ -685,6 +697,7 @@ impl TenantStore for SqliteStore {
                 "pipelines",
                 "pipeline_versions",
                 "grants",
+                "secrets",
             ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE tenant = ?1"),

@@ -518,8 +518,8 @@ pub trait Backend:
 
 /// Capability grants: a tenant's (its ceiling), and its components' (narrower).
 pub trait GrantStore: Send + Sync + 'static {
-    /// Sets the grants of the tenant (`component` none) or of one of its components; an empty
-    /// grant set removes them.
+    /// Sets the grants of the tenant (`component` none) or of one of its components. An empty
+    /// grant set removes a tenant's; a component's empty set is kept (it narrows to nothing).
     ///
     /// # Errors
     /// `NotFound` when the tenant does not store the component; `Backend`.
@@ -539,6 +539,35 @@ pub trait GrantStore: Send + Sync + 'static {
         tenant: &TenantId,
         component: Option<&Digest>,
     ) -> Result<Option<Grants>, StoreError>;
+
+    /// Stores (or replaces) a tenant's secret, already sealed by the caller: stores never see
+    /// a secret's value.
+    ///
+    /// # Errors
+    /// `Backend`.
+    fn set_secret(&self, tenant: &TenantId, key: &str, sealed: &[u8]) -> Result<(), StoreError>;
+
+    /// The names of a tenant's secrets, in order.
+    ///
+    /// # Errors
+    /// `Backend`.
+    fn secret_names(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError>;
+
+    /// The sealed values of those of `keys` the tenant has.
+    ///
+    /// # Errors
+    /// `Backend`.
+    fn sealed_secrets(
+        &self,
+        tenant: &TenantId,
+        keys: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Removes a secret; `false` if it did not exist.
+    ///
+    /// # Errors
+    /// `Backend`.
+    fn delete_secret(&self, tenant: &TenantId, key: &str) -> Result<bool, StoreError>;
 }
 
 impl<T> Backend for T where

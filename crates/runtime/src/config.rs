@@ -63,7 +63,7 @@ impl GuestConfig {
     }
 }
 
-fn check_key(key: &str) -> Result<(), InvalidConfig> {
+pub(crate) fn check_key(key: &str) -> Result<(), InvalidConfig> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     if key.is_empty() || key.len() > MAX_CONFIG_KEY_BYTES || !key.chars().all(allowed) {
         return Err(InvalidConfig(format!(

@@ -29,6 +29,9 @@ pub struct Grants {
     /// Environment variables the guest sees. Default: none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The tenant's secrets the guest may read with `host.config(key)`. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// Outbound HTTP: where, how, and how much per call.
@@ -242,6 +245,12 @@ impl Grants {
                 )));
             }
         }
+        if self.secrets.len() > MAX_GRANT_ENTRIES {
+            return Err(invalid(format!("at most {MAX_GRANT_ENTRIES} secrets")));
+        }
+        for key in &self.secrets {
+            crate::config::check_key(key).map_err(|e| invalid(format!("secrets: {}", e.0)))?;
+        }
         for (key, value) in &self.env {
             let name = !key.is_empty()
                 && key.len() <= 128
@@ -321,6 +330,11 @@ impl Grants {
                 return Err(beyond(format!("env `{key}`")));
             }
         }
+        for key in &self.secrets {
+            if !ceiling.secrets.contains(key) {
+                return Err(beyond(format!("the secret `{key}`")));
+            }
+        }
         Ok(())
     }
 
@@ -377,6 +391,12 @@ impl Grants {
                 .iter()
                 .filter(|(k, v)| ceiling.env.get(*k) == Some(*v))
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            secrets: self
+                .secrets
+                .iter()
+                .filter(|k| ceiling.secrets.contains(k))
+                .cloned()
                 .collect(),
         }
     }

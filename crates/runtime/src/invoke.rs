@@ -438,8 +438,8 @@ pub(crate) fn report(
         error: returned.error,
         logs,
         logs_truncated,
-        stdout: sandbox.stdout.take(),
-        stderr: sandbox.stderr.take(),
+        stdout: sandbox.redact(&sandbox.stdout.take()).into_owned(),
+        stderr: sandbox.redact(&sandbox.stderr.take()).into_owned(),
         outbound,
         stats: Stats {
             fuel_used,

@@ -49,7 +49,7 @@ pub use limits::{
 pub use limits::{InvalidLimit, LimitOverrides, Limits};
 pub use long_calls::{LongCallHint, LongCallPriority};
 pub use outcome::{Execution, Outcome, Output, Stats};
-pub use sandbox::Capabilities;
+pub use sandbox::{Capabilities, REDACTED};
 pub use world::{
     Access, ComponentInfo, Denial, ImportAccess, IncompatibleWorld, PLUGIN_VERSIONS,
     RUNNER_VERSIONS, TRANSFORMER_WORLD, WorldKind, import_access,

@@ -24,7 +24,13 @@ pub struct Capabilities {
     pub grants: Arc<Grants>,
     /// Who the call runs for (the tenant), named in outbound requests' `User-Agent`.
     pub caller: Arc<str>,
+    /// Secret values in `config`: cut from the call's logs and output streams wherever the
+    /// guest writes them verbatim.
+    pub secrets: Arc<[String]>,
 }
+
+/// What replaces a secret value a guest writes to its log or output streams.
+pub const REDACTED: &str = "[redacted]";
 
 /// Largest `get-random-bytes` request served, in bytes.
 const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
@@ -45,6 +51,8 @@ pub(crate) struct Sandbox {
     pub(crate) deadline: std::time::Instant,
     /// What `host.config` answers.
     pub(crate) config: GuestConfig,
+    /// Secret values to redact.
+    secrets: Arc<[String]>,
 }
 
 impl Sandbox {
@@ -89,6 +97,7 @@ impl Sandbox {
             stderr,
             deadline,
             config: caps.config.clone(),
+            secrets: Arc::clone(&caps.secrets),
         };
         for line in unusable {
             sandbox.log(LogLevel::Warn, &line);
@@ -101,13 +110,25 @@ impl Sandbox {
     /// lines, and mirroring costs the request thread a formatted write per line). The caller's
     /// tracing span (request id, tenant) tags the line.
     pub(crate) fn log(&mut self, level: LogLevel, text: &str) {
-        if let Some(line) = self.logs.push(level, text) {
+        let text = self.redact(text);
+        if let Some(line) = self.logs.push(level, &text) {
             tracing::debug!(
                 target: "warden::guest",
                 ?level,
                 message = %crate::capture::escape_for_log(&line.message)
             );
         }
+    }
+
+    /// `text` with every secret value the call can read replaced by [`REDACTED`].
+    pub(crate) fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut text = std::borrow::Cow::Borrowed(text);
+        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+            if text.contains(secret.as_str()) {
+                text = std::borrow::Cow::Owned(text.replace(secret.as_str(), REDACTED));
+            }
+        }
+        text
     }
 
     /// Starts the next call of a reused instance: its deadline, and a fresh request count.

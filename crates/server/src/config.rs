@@ -49,6 +49,11 @@ pub struct ServerConfig {
     pub metrics: MetricsConfig,
     /// Pipelines (`[pipelines]`): nodes, state, run-wide limits, batches.
     pub pipelines: PipelinesConfig,
+    /// The key tenants' secrets are sealed with (at least 24 characters; also
+    /// `WARDEN_SECRETS_KEY`). Unset (the default): the server keeps no secrets. Printed as
+    /// `<set>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_key: Option<Secret>,
     /// Trace export (`[telemetry]`).
     pub telemetry: TelemetryConfig,
 }
@@ -208,6 +213,7 @@ impl Default for ServerConfig {
             records: RecordsConfig::default(),
             metrics: MetricsConfig::default(),
             pipelines: PipelinesConfig::default(),
+            secrets_key: None,
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -262,6 +268,7 @@ impl ServerConfig {
             tenant_labels: self.metrics.tenant_labels,
             metrics: self.metrics.enabled,
             pipelines: self.pipelines,
+            secrets_key: self.secrets_key.clone(),
         }
     }
 }

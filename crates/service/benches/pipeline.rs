@@ -46,6 +46,7 @@ fn service() -> Service {
         tenant_labels: 20,
         metrics: true,
         pipelines: PipelinesConfig::default(),
+        secrets_key: None,
     };
     Service::local(config).expect("service")
 }

@@ -147,6 +147,9 @@ pub struct ServiceConfig {
     pub metrics: bool,
     /// Pipelines and their runs.
     pub pipelines: crate::PipelinesConfig,
+    /// The key tenants' secrets are sealed with (at least 24 characters). `None`: the server
+    /// keeps no secrets.
+    pub secrets_key: Option<Secret>,
 }
 
 impl ServiceConfig {
@@ -185,6 +188,13 @@ impl ServiceConfig {
             return Err("records.retention_days and max_per_tenant must be above zero".into());
         }
         self.pipelines.validate()?;
+        if let Some(key) = &self.secrets_key
+            && key.expose().len() < MIN_ADMIN_TOKEN_LEN
+        {
+            return Err(format!(
+                "secrets_key must be at least {MIN_ADMIN_TOKEN_LEN} characters"
+            ));
+        }
         crate::tenants::check_profile(&self.tenants.limits, &self.limits, &self.engine)
             .map_err(|e| format!("tenants.limits: {e}"))
     }

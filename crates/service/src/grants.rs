@@ -140,14 +140,33 @@ impl Service {
                 config,
                 grants: Arc::clone(&state.grants),
                 caller,
+                secrets: Arc::new([]),
             });
         }
         let store = &self.inner.store;
         let own = on_blocking_thread(|| store.grants(&state.tenant.id, Some(digest)))?;
+        let grants = effective(own.as_ref(), &state.grants);
+        // Granted secrets answer `host.config` under their names, over the call's own config.
+        let secrets = self.open_secrets(&state.tenant.id, &grants.secrets)?;
+        let (config, secrets) = match secrets.is_empty() {
+            true => (config, Vec::new()),
+            false => {
+                let mut values = config.values().clone();
+                let mut shown = Vec::with_capacity(secrets.len());
+                for (key, value) in secrets {
+                    shown.push(value.clone());
+                    values.insert(key, value);
+                }
+                let merged = GuestConfig::new(values)
+                    .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+                (merged, shown)
+            }
+        };
         Ok(Capabilities {
             config,
-            grants: Arc::new(effective(own.as_ref(), &state.grants)),
+            grants: Arc::new(grants),
             caller,
+            secrets: secrets.into(),
         })
     }
 }

@@ -20,6 +20,7 @@ mod grants;
 pub mod metrics;
 pub mod pipelines;
 mod recorder;
+mod secrets;
 mod tenants;
 mod usage;
 
@@ -33,6 +34,7 @@ pub use metrics::Metrics;
 pub use pipelines::PipelinesConfig;
 pub use pipelines::framing::Framing;
 pub use pipelines::run::{DeadLetter, InputChunks, OutputRecords, PipelineRun, RunSummary};
+pub use secrets::MAX_SECRETS_PER_TENANT;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -415,6 +417,8 @@ struct Inner {
     hints: Mutex<HashMap<(TenantId, Digest), LongCallHint>>,
     recorder: Arc<recorder::Recorder>,
     metrics: Arc<Metrics>,
+    /// Seals and opens tenants' secrets; none without `secrets_key`.
+    sealer: Option<secrets::Sealer>,
     flush_now: tokio::sync::Notify,
     /// `warden run`'s scratch directory, removed with the service.
     _scratch: Option<tempfile::TempDir>,
@@ -478,6 +482,10 @@ impl Service {
             Err(error) if error.kind != StoreErrorKind::Conflict => Err(error)?,
             _ => {}
         }
+        let sealer = config
+            .secrets_key
+            .as_ref()
+            .map(|key| secrets::Sealer::new(key.expose()));
         let recorder = Arc::new(recorder::Recorder::new(config.records));
         let metrics = Arc::new(Metrics::with_switch(config.tenant_labels, config.metrics));
         Ok(Service {
@@ -492,6 +500,7 @@ impl Service {
                 hints: Mutex::new(HashMap::new()),
                 recorder,
                 metrics,
+                sealer,
                 flush_now: tokio::sync::Notify::new(),
                 _scratch: scratch,
             }),

@@ -27,7 +27,9 @@ impl GrantStore for SqliteStore {
                 )));
             }
             let digest = component.map_or("", Digest::as_str);
-            match *grants == Grants::default() {
+            // A tenant without grants has no row; a component's empty grants are kept (they
+            // narrow it to nothing).
+            match component.is_none() && *grants == Grants::default() {
                 true => tx.execute(
                     "DELETE FROM grants WHERE tenant = ?1 AND digest = ?2",
                     params![tenant.as_str(), digest],
@@ -59,6 +61,59 @@ impl GrantStore for SqliteStore {
                     },
                 )
                 .optional()
+        })
+    }
+
+    fn set_secret(&self, tenant: &TenantId, key: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        self.with(|connection| {
+            connection
+                .execute(
+                    "INSERT INTO secrets (tenant, key, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant, key) DO UPDATE
+                     SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                    params![tenant.as_str(), key, sealed, super::now()],
+                )
+                .map(|_| ())
+        })
+    }
+
+    fn secret_names(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT key FROM secrets WHERE tenant = ?1 ORDER BY key")?;
+            statement
+                .query_map(params![tenant.as_str()], |row| row.get(0))?
+                .collect()
+        })
+    }
+
+    fn sealed_secrets(
+        &self,
+        tenant: &TenantId,
+        keys: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.with(|connection| {
+            let mut statement = connection
+                .prepare_cached("SELECT sealed FROM secrets WHERE tenant = ?1 AND key = ?2")?;
+            let mut found = Vec::new();
+            for key in keys {
+                let sealed: Option<Vec<u8>> = statement
+                    .query_row(params![tenant.as_str(), key], |row| row.get(0))
+                    .optional()?;
+                found.extend(sealed.map(|sealed| (key.clone(), sealed)));
+            }
+            Ok(found)
+        })
+    }
+
+    fn delete_secret(&self, tenant: &TenantId, key: &str) -> Result<bool, StoreError> {
+        self.with(|connection| {
+            connection
+                .execute(
+                    "DELETE FROM secrets WHERE tenant = ?1 AND key = ?2",
+                    params![tenant.as_str(), key],
+                )
+                .map(|removed| removed > 0)
         })
     }
 }

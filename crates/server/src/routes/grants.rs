@@ -146,3 +146,103 @@ pub(crate) async fn show_component(
             .await?,
     ))
 }
+
+/// A secret's value (write-only: never answered back).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretValue {
+    /// The value, at most 4 KiB.
+    #[schema(max_length = 4096)]
+    value: String,
+}
+
+/// The names of a tenant's secrets.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SecretNames {
+    /// Names, in order (values are never answered).
+    names: Vec<String>,
+}
+
+/// `PUT /v1/secrets/{key}`.
+#[utoipa::path(
+    put,
+    path = "/v1/secrets/{key}",
+    tag = "grants",
+    summary = "Store a secret (sealed at rest; readable only by components granted its name)",
+    params(("key" = String, Path, description = "the secret's name", pattern = r"^[A-Za-z0-9_.-]{1,128}$")),
+    request_body(content = SecretValue, content_type = "application/json"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "stored"),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 409, description = "the server keeps no secrets (no secrets_key)", body = ErrorBody),
+        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
+        (status = 429, description = "the tenant keeps as many secrets as it may", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
+pub(crate) async fn put_secret(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(key): Path<String>,
+    value: Result<Json<SecretValue>, JsonRejection>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let Json(value) = value.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    state
+        .service()
+        .set_secret(&caller, &key, &value.value)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/secrets`.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets",
+    tag = "grants",
+    summary = "The names of the caller's secrets (never their values)",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the names", body = SecretNames),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
+pub(crate) async fn secret_names(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+) -> Result<Json<SecretNames>, ApiError> {
+    let names = state.service().secret_names(&caller).await?;
+    Ok(Json(SecretNames { names }))
+}
+
+/// `DELETE /v1/secrets/{key}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/secrets/{key}",
+    tag = "grants",
+    summary = "Delete a secret",
+    params(("key" = String, Path, description = "the secret's name", pattern = r"^[A-Za-z0-9_.-]{1,128}$")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_secret(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(key): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state.service().delete_secret(&caller, &key).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

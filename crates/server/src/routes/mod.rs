@@ -88,6 +88,11 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/components/{reference}/grants",
             put(grants::put_component).get(grants::show_component),
         )
+        .route("/v1/secrets", get(grants::secret_names))
+        .route(
+            "/v1/secrets/{key}",
+            put(grants::put_secret).delete(grants::delete_secret),
+        )
         .route(
             "/v1/pipelines",
             post(pipelines::create).get(pipelines::list),
