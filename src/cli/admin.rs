@@ -138,6 +138,16 @@ pub(crate) enum TenantCommand {
         #[command(flatten)]
         admin: AdminArg,
     },
+    /// Show a tenant's capability grants, or set them from a JSON grant set (`--file`).
+    Grants {
+        /// The tenant.
+        id: String,
+        /// The grant set to set (`{"http": …, "files": …, "env": …, "secrets": …}`).
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        admin: AdminArg,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -243,6 +253,17 @@ pub(crate) async fn tenant(command: TenantCommand) -> anyhow::Result<u8> {
         TenantCommand::Rm { id, admin } => {
             send(admin.request(Method::DELETE, &format!("/v1/tenants/{id}"))).await?;
             eprintln!("deleted tenant {id}");
+        }
+        TenantCommand::Grants { id, file, admin } => {
+            let path = format!("/v1/tenants/{id}/grants");
+            let grants = match file {
+                Some(file) => {
+                    let grants = super::run::read_grants(&file)?;
+                    send(admin.request(Method::PUT, &path).json(&grants)).await?
+                }
+                None => send(admin.request(Method::GET, &path)).await?,
+            };
+            out!("{}", serde_json::to_string_pretty(&grants)?);
         }
     }
     Ok(0)

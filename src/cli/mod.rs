@@ -8,6 +8,7 @@ mod admin;
 mod check;
 mod client;
 mod config;
+mod grants;
 mod pipeline;
 mod run;
 mod runs;
@@ -53,6 +54,11 @@ enum Command {
     Key(admin::KeyCommand),
     /// Show a tenant's metered usage: calls, fuel, wall time, GB·s, by outcome.
     Usage(admin::UsageArgs),
+    /// Show a component's capability grants (own and in effect), or narrow them (`--file`).
+    Grants(grants::GrantsArgs),
+    /// Store, list or delete the tenant's secrets (values are write-only).
+    #[command(subcommand)]
+    Secret(grants::SecretCommand),
     /// Create, list, show and run pipelines (on a server, or locally with `run --local`).
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
@@ -211,6 +217,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Key(command) => admin::key(command).await,
         Command::Usage(args) => admin::usage(args).await,
         Command::Pipeline(command) => pipeline::pipeline(command).await,
+        Command::Grants(args) => grants::grants(args).await,
+        Command::Secret(command) => grants::secret(command).await,
         Command::Runs(command) => runs::runs(command).await,
         Command::Replay(args) => runs::replay(args).await,
     }

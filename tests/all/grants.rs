@@ -377,6 +377,42 @@ async fn component_grants_only_narrow_and_tenants_never_share_them() {
         "{}",
         get.json
     );
+    // The component's page says what each import may do under its effective grants.
+    let page = request(
+        &server,
+        Some(acme),
+        Method::GET,
+        "/v1/components/http",
+        None,
+    )
+    .await;
+    let access = page.json["access"].as_array().unwrap();
+    let http = access
+        .iter()
+        .find(|a| {
+            a["import"]
+                .as_str()
+                .unwrap()
+                .starts_with("wasi:http/outgoing-handler")
+        })
+        .unwrap();
+    assert_eq!(http["access"], "granted", "{http}");
+    let theirs = request(
+        &server,
+        Some(globex),
+        Method::GET,
+        "/v1/components/http",
+        None,
+    )
+    .await;
+    let denied = theirs.json["access"].as_array().unwrap().iter().any(|a| {
+        a["import"]
+            .as_str()
+            .unwrap()
+            .starts_with("wasi:http/outgoing-handler")
+            && a["access"] == "denied"
+    });
+    assert!(denied, "{}", theirs.json);
     // Globex cannot see acme's component grants.
     let hidden = request(
         &server,
@@ -576,4 +612,106 @@ fn the_secrets_key_never_prints() {
     );
     assert!(text.contains("secrets_key = \"<set>\""), "{text}");
     assert!(!text.contains(key), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_and_secrets_from_the_command_line() {
+    const ADMIN: &str = "admin-token-for-the-cli-grant-tests-01";
+    let server = spawn_server_with(|config| {
+        config.admin_token = Some(Secret::new(ADMIN));
+        config.secrets_key = Some(Secret::new("a-secrets-key-for-the-cli-tests-0123"));
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = server.base.clone();
+    let files = dir.path().join("files.wasm");
+    std::fs::write(&files, guest("rust-files")).unwrap();
+    let grants = dir.path().join("grants.json");
+    std::fs::write(&grants, r#"{"env": {"REGION": "eu"}, "secrets": ["api"]}"#).unwrap();
+    let narrow = dir.path().join("narrow.json");
+    std::fs::write(&narrow, r#"{"secrets": ["api"]}"#).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let warden = |args: &[&str], key: Option<&str>, stdin: Option<&str>| {
+            use std::io::Write;
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+            command
+                .args(args)
+                .env_remove("WARDEN_CONFIG")
+                .env("WARDEN_SERVER", &base)
+                .env("WARDEN_ADMIN_TOKEN", ADMIN)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            if let Some(key) = key {
+                command.env("WARDEN_KEY", key);
+            }
+            let mut child = command.spawn().unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.unwrap_or("").as_bytes())
+                .unwrap();
+            let output = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            // A refused call exits with its outcome's code; answer its error then.
+            if args[0] == "invoke" && !output.status.success() {
+                return stderr;
+            }
+            assert!(output.status.success(), "warden {args:?}: {stderr}");
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        };
+        warden(&["tenant", "create", "acme"], None, None);
+        let key = warden(&["key", "create", "acme"], None, None);
+        let shown = warden(
+            &[
+                "tenant",
+                "grants",
+                "acme",
+                "--file",
+                grants.to_str().unwrap(),
+            ],
+            None,
+            None,
+        );
+        assert!(shown.contains("REGION"), "{shown}");
+        warden(
+            &["push", files.to_str().unwrap(), "--name", "files"],
+            Some(&key),
+            None,
+        );
+        warden(
+            &["secret", "set", "api"],
+            Some(&key),
+            Some("s3cr3t-from-stdin\n"),
+        );
+        assert_eq!(warden(&["secret", "ls"], Some(&key), None), "api");
+        let narrowed = warden(
+            &["grants", "files", "--file", narrow.to_str().unwrap()],
+            Some(&key),
+            None,
+        );
+        assert!(narrowed.contains("\"effective\""), "{narrowed}");
+        let read = warden(
+            &["invoke", "files", "--input", "-"],
+            Some(&key),
+            Some("config api"),
+        );
+        let env = warden(
+            &["invoke", "files", "--input", "-"],
+            Some(&key),
+            Some("env REGION"),
+        );
+        warden(&["secret", "rm", "api"], Some(&key), None);
+        (read, env)
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.0, "s3cr3t-from-stdin");
+    // The component was narrowed to the secret only: the tenant's env grant does not reach it.
+    assert!(
+        output.1.contains("environment variable not found"),
+        "{}",
+        output.1
+    );
 }

@@ -167,7 +167,7 @@ pub(crate) async fn list(
     params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "the component", body = ComponentRecord),
+        (status = 200, description = "the component, and what each import may do under its effective grants", body = ComponentView),
         (status = 400, description = "malformed input", body = ErrorBody),
         (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
         (status = 403, description = "the credentials may not do this", body = ErrorBody),
@@ -180,9 +180,22 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     Authed(caller): Authed,
     Path(reference): Path<String>,
-) -> Result<Json<ComponentRecord>, ApiError> {
+) -> Result<Json<ComponentView>, ApiError> {
     let reference = ComponentRef::parse(&reference)?;
-    Ok(Json(state.service().component(&caller, &reference).await?))
+    let service = state.service();
+    let record = service.component(&caller, &reference).await?;
+    let grants = service.component_grants(&caller, &reference).await?;
+    let access = warden_runtime::import_access(&record.imports, &grants.effective);
+    Ok(Json(ComponentView { record, access }))
+}
+
+/// A component, and what each of its imports may do under its effective grants.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ComponentView {
+    #[serde(flatten)]
+    record: ComponentRecord,
+    /// Per import: `available`, `granted` or `denied` (at use), with what exactly.
+    access: Vec<warden_runtime::ImportAccess>,
 }
 
 /// `GET /v1/components/{ref}/bytes`: the component's `.wasm` bytes, as uploaded (what
