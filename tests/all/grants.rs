@@ -715,3 +715,68 @@ async fn grants_and_secrets_from_the_command_line() {
         output.1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_node_can_narrow_its_components_grants() {
+    let server = spawn_server_with(|config| {
+        config.secrets_key = Some(Secret::new("a-secrets-key-for-the-node-tests-0123"));
+    })
+    .await;
+    upload(&server, None, "files", guest("rust-files")).await;
+    let put = request(
+        &server,
+        None,
+        Method::PUT,
+        "/v1/secrets/api",
+        Some(json!({"value": "node-secret"})),
+    )
+    .await;
+    assert_eq!(put.status, 204, "{}", put.json);
+    grant(
+        &server,
+        json!({"secrets": ["api"], "env": {"REGION": "eu"}}),
+    )
+    .await;
+    let node = |id: &str, grants: Value| {
+        let mut node = json!({"id": id, "component": "files", "on_error": "dead_letter"});
+        if !grants.is_null() {
+            node["grants"] = grants;
+        }
+        node
+    };
+    for (name, grants, expected) in [
+        ("wide", Value::Null, Some("eu")),
+        ("narrow", json!({"secrets": ["api"]}), None),
+    ] {
+        let spec = json!({"name": name, "nodes": [node("only", grants)]});
+        let created = request(&server, None, Method::POST, "/v1/pipelines", Some(spec)).await;
+        assert_eq!(created.status, 201, "{}", created.json);
+        let run = server
+            .client
+            .post(server.url(&format!("/v1/pipelines/{name}/run")))
+            .header("accept", "application/json")
+            .body("env REGION")
+            .send()
+            .await
+            .unwrap();
+        let run = reply(run).await;
+        match expected {
+            Some(value) => assert_eq!(run.json["records"], json!([value]), "{}", run.json),
+            None => assert_eq!(
+                run.json["dead_letters"][0]["outcome"], "guest_error",
+                "{}",
+                run.json
+            ),
+        }
+    }
+    // A node cannot ask for more than the tenant's grants.
+    let spec = json!({"name": "greedy", "nodes": [node("only", json!({"env": {"PATH": "/"}}))]});
+    let refused = request(&server, None, Method::POST, "/v1/pipelines", Some(spec)).await;
+    assert_eq!(refused.status, 422, "{}", refused.json);
+    assert!(
+        refused.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("node `only`")
+    );
+}

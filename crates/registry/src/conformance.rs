@@ -629,6 +629,7 @@ fn pipeline_version(name: &str, digests: &[&Digest]) -> PipelineVersion {
                     limits: Default::default(),
                     instance: Default::default(),
                     batch_size: None,
+                    grants: None,
                 },
                 digest: (*digest).clone(),
                 world: "transformer".into(),

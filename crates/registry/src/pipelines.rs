@@ -82,6 +82,10 @@ pub struct NodeSpec {
     /// Records one instance serves under `per_batch`. Default 256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
+    /// Capability grants for this node only: narrower than its component's (default: the
+    /// component's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<warden_runtime::Grants>,
 }
 
 /// Limits of a whole run, each at most the server's; `None` keeps the server's.

@@ -133,6 +133,17 @@ impl Service {
         digest: &Digest,
         config: GuestConfig,
     ) -> Result<Capabilities, ServiceError> {
+        self.capabilities_within(state, digest, config, None)
+    }
+
+    /// As [`Service::capabilities`], cut further to `narrower` (a pipeline node's grants).
+    pub(crate) fn capabilities_within(
+        &self,
+        state: &TenantState,
+        digest: &Digest,
+        config: GuestConfig,
+        narrower: Option<&Grants>,
+    ) -> Result<Capabilities, ServiceError> {
         let caller: Arc<str> = Arc::from(state.tenant.id.as_str());
         // A tenant without grants needs no lookup: its components cannot have any.
         if *state.grants == Grants::default() {
@@ -145,7 +156,10 @@ impl Service {
         }
         let store = &self.inner.store;
         let own = on_blocking_thread(|| store.grants(&state.tenant.id, Some(digest)))?;
-        let grants = effective(own.as_ref(), &state.grants);
+        let mut grants = effective(own.as_ref(), &state.grants);
+        if let Some(narrower) = narrower {
+            grants = narrower.intersect(&grants);
+        }
         // Granted secrets answer `host.config` under their names, over the call's own config.
         let secrets = self.open_secrets(&state.tenant.id, &grants.secrets)?;
         let (config, secrets) = match secrets.is_empty() {

@@ -258,6 +258,12 @@ impl Service {
                 )));
             }
             node_limits(&limits, node)?;
+            if let Some(grants) = &node.grants {
+                let tenant_grants = self.tenant_state(tenant)?.grants.clone();
+                grants
+                    .check_within(&tenant_grants)
+                    .map_err(|e| invalid(format!("node `{}`: {e}", node.id)))?;
+            }
             nodes.push(PinnedNode {
                 spec: node.clone(),
                 digest: record.digest,

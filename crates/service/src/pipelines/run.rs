@@ -290,11 +290,12 @@ impl Service {
                 job: Job {
                     prepared: resolved.prepared,
                     limits,
-                    caps: self.capabilities(
+                    caps: self.capabilities_within(
                         &state,
                         &pinned.digest,
                         GuestConfig::new(spec.config.clone())
                             .map_err(|e| ServiceError::InvalidPipeline(e.to_string()))?,
+                        spec.grants.as_ref(),
                     )?,
                     hint: LongCallHint::default(),
                     kind,
