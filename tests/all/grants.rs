@@ -156,6 +156,27 @@ async fn outbound_http_goes_only_where_the_grant_says() {
     assert_eq!(sent["status"], 200);
     assert_eq!(sent["origin"], format!("http://127.0.0.1:{port}"));
     assert_eq!(sent["bytes_in"], 21);
+    assert_eq!(ok.json["stats"]["http_requests"], 1);
+    // The usage meter counts it too.
+    let usage = request(&server, None, Method::GET, "/v1/usage", None).await;
+    fn total(value: &Value, key: &str) -> u64 {
+        match value {
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| {
+                    if k == key {
+                        v.as_u64().unwrap_or(0)
+                    } else {
+                        total(v, key)
+                    }
+                })
+                .sum(),
+            Value::Array(items) => items.iter().map(|v| total(v, key)).sum(),
+            _ => 0,
+        }
+    }
+    assert!(total(&usage.json, "http_requests") >= 1, "{}", usage.json);
+    assert!(total(&usage.json, "http_bytes") >= 21, "{}", usage.json);
     let agent = invoke(&server, None, "http", &url("/agent")).await;
     let agent = agent.json["output"].as_str().unwrap().to_owned();
     assert!(

@@ -423,6 +423,8 @@ fn usage_adds_up(store: Arc<dyn Backend>) {
             memory_gb_s: 0.5 * calls as f64,
             bytes_in: 3 * calls,
             bytes_out: 4 * calls,
+            http_requests: calls,
+            http_bytes: 100 * calls,
         },
     };
     store

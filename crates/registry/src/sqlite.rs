@@ -150,6 +150,13 @@ CREATE TABLE secrets (
 );
 ",
     ),
+    (
+        "outbound HTTP in the usage meter",
+        "
+ALTER TABLE usage ADD COLUMN http_requests INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN http_bytes INTEGER NOT NULL DEFAULT 0;
+",
+    ),
 ];
 
 /// All metadata in one SQLite file.
@@ -803,13 +810,15 @@ impl UsageStore for SqliteStore {
             let tx = connection.transaction()?;
             {
                 let mut statement = tx.prepare_cached(
-                    "INSERT INTO usage (tenant, day, outcome, calls, fuel, wall_us, memory_gb_s, bytes_in, bytes_out)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    "INSERT INTO usage (tenant, day, outcome, calls, fuel, wall_us, memory_gb_s, bytes_in, bytes_out, http_requests, http_bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (tenant, day, outcome) DO UPDATE SET
                        calls = calls + excluded.calls, fuel = fuel + excluded.fuel,
                        wall_us = wall_us + excluded.wall_us,
                        memory_gb_s = memory_gb_s + excluded.memory_gb_s,
-                       bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out",
+                       bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out,
+                       http_requests = http_requests + excluded.http_requests,
+                       http_bytes = http_bytes + excluded.http_bytes",
                 )?;
                 for delta in deltas {
                     let c = &delta.counters;
@@ -822,7 +831,9 @@ impl UsageStore for SqliteStore {
                         c.wall_us,
                         c.memory_gb_s,
                         c.bytes_in,
-                        c.bytes_out
+                        c.bytes_out,
+                        c.http_requests,
+                        c.http_bytes
                     ])?;
                 }
             }
@@ -838,7 +849,8 @@ impl UsageStore for SqliteStore {
     ) -> Result<Vec<UsageDelta>, StoreError> {
         self.with(|connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT day, outcome, calls, fuel, wall_us, memory_gb_s, bytes_in, bytes_out
+                "SELECT day, outcome, calls, fuel, wall_us, memory_gb_s, bytes_in, bytes_out,
+                        http_requests, http_bytes
                  FROM usage WHERE tenant = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day, outcome",
             )?;
             let rows = statement.query_map(params![tenant.as_str(), from, to], |row| {
@@ -853,6 +865,8 @@ impl UsageStore for SqliteStore {
                         memory_gb_s: row.get(5)?,
                         bytes_in: row.get(6)?,
                         bytes_out: row.get(7)?,
+                        http_requests: row.get(8)?,
+                        http_bytes: row.get(9)?,
                     },
                 })
             })?;

@@ -467,6 +467,12 @@ pub struct UsageCounters {
     pub bytes_in: u64,
     /// Output bytes returned by the guest.
     pub bytes_out: u64,
+    /// Outbound HTTP requests made under grants (answered by the remote end).
+    #[serde(default)]
+    pub http_requests: u64,
+    /// Bytes of outbound HTTP, sent and received.
+    #[serde(default)]
+    pub http_bytes: u64,
 }
 
 impl UsageCounters {
@@ -477,6 +483,8 @@ impl UsageCounters {
         self.wall_us += other.wall_us;
         self.memory_gb_s += other.memory_gb_s;
         self.bytes_in += other.bytes_in;
+        self.http_requests += other.http_requests;
+        self.http_bytes += other.http_bytes;
         self.bytes_out += other.bytes_out;
     }
 }

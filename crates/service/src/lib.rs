@@ -780,6 +780,16 @@ impl Service {
                 .output
                 .as_ref()
                 .map_or(0, warden_runtime::Output::len),
+            http_requests: execution
+                .outbound
+                .iter()
+                .filter(|request| request.status.is_some())
+                .count() as u64,
+            http_bytes: execution
+                .outbound
+                .iter()
+                .map(|request| request.bytes_in + request.bytes_out)
+                .sum(),
         };
         self.meter_counters(state, execution.outcome, &counters);
     }

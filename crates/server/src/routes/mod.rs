@@ -197,6 +197,8 @@ struct WireStats {
     /// Whose code ran: `optimized` (Cranelift), or `baseline` (Winch) while a big component's
     /// optimized code is compiled in the background after its upload.
     tier: CompileTier,
+    /// Outbound HTTP requests answered by the remote end (see `outbound`).
+    http_requests: u64,
 }
 
 impl ExecutionResponse {
@@ -206,6 +208,11 @@ impl ExecutionResponse {
         let execution = report.execution;
         let stats = execution.stats;
         let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let http_requests = execution
+            .outbound
+            .iter()
+            .filter(|request| request.status.is_some())
+            .count() as u64;
         let mut records = None;
         let mut records_base64 = None;
         let mut raw_type = "application/octet-stream";
@@ -257,6 +264,7 @@ impl ExecutionResponse {
                 cache: report.cache,
                 long_call: stats.long_call,
                 tier: report.tier,
+                http_requests,
             },
             digest: report.digest.to_string(),
             run_id: report.run_id.to_string(),

@@ -778,6 +778,7 @@ impl PipelineRun {
                 memory_gb_s: memory_peak as f64 * (wall_us as f64 / 1e6) / 1e9,
                 bytes_in: self.bytes_in,
                 bytes_out: self.bytes_out,
+                ..UsageCounters::default()
             },
         );
         let tenant = self.state.tenant.id.clone();
