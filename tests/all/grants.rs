@@ -131,6 +131,7 @@ async fn outbound_http_goes_only_where_the_grant_says() {
     let port = origin().await;
     let server = spawn_server().await;
     upload(&server, None, "http", guest("js-http")).await;
+    upload(&server, None, "rust-http", guest("rust-http")).await;
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
 
     // Default deny.
@@ -157,6 +158,26 @@ async fn outbound_http_goes_only_where_the_grant_says() {
     assert_eq!(sent["origin"], format!("http://127.0.0.1:{port}"));
     assert_eq!(sent["bytes_in"], 21);
     assert_eq!(ok.json["stats"]["http_requests"], 1);
+    // The same through Rust's `wasi:http` bindings.
+    let rust = invoke(&server, None, "rust-http", &url("/hello")).await;
+    assert_eq!(
+        rust.json["output"], "200\nhello from the origin",
+        "{}",
+        rust.json
+    );
+    let rust_off_list = invoke(
+        &server,
+        None,
+        "rust-http",
+        &format!("http://127.0.0.1:{}/hello", port + 1),
+    )
+    .await;
+    assert_eq!(
+        rust_off_list.outcome(),
+        "guest_error",
+        "{}",
+        rust_off_list.json
+    );
     // The usage meter counts it too.
     let usage = request(&server, None, Method::GET, "/v1/usage", None).await;
     fn total(value: &Value, key: &str) -> u64 {
