@@ -5,7 +5,7 @@
 use crate::tenants::TenantState;
 use crate::{Caller, Service, ServiceError, tenant_of};
 use serde::Serialize;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use warden_registry::{ComponentRef, Digest, Scope, TenantId, on_blocking_thread};
 use warden_runtime::{Capabilities, Grants, GuestConfig};
 
@@ -40,6 +40,7 @@ impl Service {
         }
         on_blocking_thread(|| store.set_grants(tenant, None, &grants))?;
         self.forget_tenant(tenant);
+        self.forget_component_grants();
         Ok(grants)
     }
 
@@ -87,6 +88,7 @@ impl Service {
             .digest;
         let store = &self.inner.store;
         on_blocking_thread(|| store.set_grants(tenant, Some(&digest), &grants))?;
+        self.forget_component_grants();
         self.component_grants(caller, reference).await
     }
 
@@ -154,9 +156,8 @@ impl Service {
                 secrets: Arc::new([]),
             });
         }
-        let store = &self.inner.store;
-        let own = on_blocking_thread(|| store.grants(&state.tenant.id, Some(digest)))?;
-        let mut grants = effective(own.as_ref(), &state.grants);
+        let own = self.own_grants(&state.tenant.id, digest)?;
+        let mut grants = effective(own.as_deref(), &state.grants);
         if let Some(narrower) = narrower {
             grants = narrower.intersect(&grants);
         }
@@ -182,6 +183,44 @@ impl Service {
             caller,
             secrets: secrets.into(),
         })
+    }
+}
+
+/// A component's own grants as stored (`None`: none set).
+pub(crate) type OwnGrants = Option<Arc<Grants>>;
+
+/// Component grants remembered before the cache is emptied (a bound on memory).
+const MAX_CACHED_GRANTS: usize = 100_000;
+
+impl Service {
+    /// A component's own grants, from memory when known.
+    fn own_grants(&self, tenant: &TenantId, digest: &Digest) -> Result<OwnGrants, ServiceError> {
+        let key = (tenant.clone(), digest.clone());
+        let cache = &self.inner.component_grants;
+        if let Some(own) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(own.clone());
+        }
+        let store = &self.inner.store;
+        let own = on_blocking_thread(|| store.grants(tenant, Some(digest)))?.map(Arc::new);
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_GRANTS {
+            cache.clear();
+        }
+        cache.insert(key, own.clone());
+        Ok(own)
+    }
+
+    /// Empties the component-grants cache (after any change of grants or components).
+    pub(crate) fn forget_component_grants(&self) {
+        self.inner
+            .component_grants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 

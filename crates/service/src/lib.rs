@@ -415,6 +415,9 @@ struct Inner {
     /// Per (tenant, component): whether its last call was long. Its presence also means the
     /// tenant has run this component on this node before.
     hints: Mutex<HashMap<(TenantId, Digest), LongCallHint>>,
+    /// Components' own grants as stored (`None`: none set), so a granted tenant's warm calls
+    /// read no store. Emptied on any change of grants or components.
+    component_grants: Mutex<HashMap<(TenantId, Digest), grants::OwnGrants>>,
     recorder: Arc<recorder::Recorder>,
     metrics: Arc<Metrics>,
     /// Seals and opens tenants' secrets; none without `secrets_key`.
@@ -498,6 +501,7 @@ impl Service {
                 tenants: RwLock::new(HashMap::new()),
                 meter: usage::Meter::default(),
                 hints: Mutex::new(HashMap::new()),
+                component_grants: Mutex::new(HashMap::new()),
                 recorder,
                 metrics,
                 sealer,
@@ -856,6 +860,7 @@ impl Service {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
         self.inner.keys.clear();
+        self.forget_component_grants();
     }
 
     // ---- components ---------------------------------------------------------------------
@@ -945,6 +950,7 @@ impl Service {
         let registry = &self.inner.registry;
         let record = registry.component(tenant, reference).await?;
         let names = registry.delete(tenant, reference, force).await?;
+        self.forget_component_grants();
         Ok((record, names))
     }
 
