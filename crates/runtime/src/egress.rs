@@ -59,7 +59,6 @@ struct Pending {
 /// The `wasi:http` hooks of one call.
 pub(crate) struct Egress {
     grant: Option<Arc<Policy>>,
-    user_agent: http::HeaderValue,
     deadline: Instant,
     sent: u32,
     requests: Arc<Mutex<Vec<Pending>>>,
@@ -67,11 +66,13 @@ pub(crate) struct Egress {
     pub(crate) denied: Vec<String>,
 }
 
-/// A grant, parsed once per call.
+/// A grant, parsed once per call (only for calls that have one).
 struct Policy {
     grant: HttpGrant,
     origins: Vec<Origin>,
     private: Vec<ipnet::IpNet>,
+    /// `warden/<version> (<tenant>)`.
+    user_agent: http::HeaderValue,
 }
 
 impl Egress {
@@ -89,13 +90,15 @@ impl Egress {
                     .filter_map(|r| r.parse().ok())
                     .collect(),
                 grant: grant.clone(),
+                user_agent: http::HeaderValue::from_str(&format!(
+                    "warden/{} ({caller})",
+                    env!("CARGO_PKG_VERSION")
+                ))
+                .unwrap_or(http::HeaderValue::from_static("warden")),
             })
         });
-        let agent = format!("warden/{} ({caller})", env!("CARGO_PKG_VERSION"));
         Egress {
             grant,
-            user_agent: http::HeaderValue::from_str(&agent)
-                .unwrap_or(http::HeaderValue::from_static("warden")),
             deadline,
             sent: 0,
             requests: Arc::default(),
@@ -209,7 +212,7 @@ impl WasiHttpHooks for Egress {
         };
         request
             .headers_mut()
-            .insert(http::header::USER_AGENT, self.user_agent.clone());
+            .insert(http::header::USER_AGENT, target.policy.user_agent.clone());
         let bytes_out = Arc::new(AtomicU64::new(0));
         let bytes_in = Arc::new(AtomicU64::new(0));
         let requests = Arc::clone(&self.requests);

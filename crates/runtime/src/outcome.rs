@@ -161,6 +161,16 @@ pub struct Execution {
     pub stats: Stats,
 }
 
+impl Execution {
+    /// Outbound HTTP requests the remote end answered (what stats and the usage meter count).
+    pub fn answered_requests(&self) -> u64 {
+        self.outbound
+            .iter()
+            .filter(|request| request.status.is_some())
+            .count() as u64
+    }
+}
+
 /// The error a call's epoch callback raises when the wall-clock deadline has passed.
 #[derive(Debug, thiserror::Error)]
 #[error("wall-clock deadline exceeded")]

@@ -784,11 +784,7 @@ impl Service {
                 .output
                 .as_ref()
                 .map_or(0, warden_runtime::Output::len),
-            http_requests: execution
-                .outbound
-                .iter()
-                .filter(|request| request.status.is_some())
-                .count() as u64,
+            http_requests: execution.answered_requests(),
             http_bytes: execution
                 .outbound
                 .iter()

@@ -208,11 +208,7 @@ impl ExecutionResponse {
         let execution = report.execution;
         let stats = execution.stats;
         let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-        let http_requests = execution
-            .outbound
-            .iter()
-            .filter(|request| request.status.is_some())
-            .count() as u64;
+        let http_requests = execution.answered_requests();
         let mut records = None;
         let mut records_base64 = None;
         let mut raw_type = "application/octet-stream";
