@@ -3,7 +3,10 @@
 //! re-checked, response caps and timeouts; read-only directories that cannot be escaped;
 //! environment variables; component grants that only narrow; tenants that never share grants.
 
-use crate::support::{Reply, TestServer, guest, reply, spawn_server, spawn_server_with};
+use crate::support::{
+    Reply, TestServer, guest, reply, request_json as request, spawn_server, spawn_server_with,
+    upload_named as upload,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -68,23 +71,6 @@ async fn origin() -> u16 {
     port
 }
 
-async fn request(
-    server: &TestServer,
-    token: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Reply {
-    let mut request = server.client.request(method, server.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    reply(request.send().await.unwrap()).await
-}
-
 async fn invoke(server: &TestServer, token: Option<&str>, name: &str, input: &str) -> Reply {
     let mut request = server
         .client
@@ -95,19 +81,6 @@ async fn invoke(server: &TestServer, token: Option<&str>, name: &str, input: &st
         request = request.bearer_auth(token);
     }
     reply(request.send().await.unwrap()).await
-}
-
-async fn upload(server: &TestServer, token: Option<&str>, name: &str, bytes: Vec<u8>) -> String {
-    let mut request = server
-        .client
-        .post(server.url(&format!("/v1/components?name={name}")))
-        .body(bytes);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let stored = reply(request.send().await.unwrap()).await;
-    assert!(stored.status.is_success(), "{}", stored.json);
-    stored.json["digest"].as_str().unwrap().to_owned()
 }
 
 fn logs(reply: &Reply) -> String {

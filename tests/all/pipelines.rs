@@ -5,42 +5,14 @@
 //! `invoke`.
 
 use crate::fixtures::{V0_0_1, hello, repo_root};
-use crate::support::{Reply, TestServer, guest, reply, spawn_server, spawn_server_with};
+use crate::support::{
+    Reply, TestServer, guest, reply, request_json as send_json, spawn_server, spawn_server_with,
+    upload_named as upload,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use warden_service::Secret;
-
-/// Stores `bytes` under `name` (open mode); answers the digest.
-async fn upload(server: &TestServer, token: Option<&str>, bytes: Vec<u8>, name: &str) -> String {
-    let mut request = server
-        .client
-        .post(server.url(&format!("/v1/components?name={name}")))
-        .body(bytes);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let stored = reply(request.send().await.unwrap()).await;
-    assert!(stored.status.is_success(), "{}", stored.json);
-    stored.json["digest"].as_str().unwrap().to_owned()
-}
-
-async fn send_json(
-    server: &TestServer,
-    token: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> Reply {
-    let mut request = server.client.request(method, server.url(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    reply(request.send().await.unwrap()).await
-}
 
 async fn create(server: &TestServer, spec: Value) -> Reply {
     send_json(server, None, Method::POST, "/v1/pipelines", Some(spec)).await
@@ -87,7 +59,7 @@ async fn server_with_nodes() -> TestServer {
         "rust-orders-filter",
         "rust-sum-by-country",
     ] {
-        upload(&server, None, guest(name), name).await;
+        upload(&server, None, name, guest(name)).await;
     }
     server
 }
@@ -290,7 +262,7 @@ async fn every_on_error_policy_holds_against_hostile_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_invalid_pipeline_is_a_422_naming_the_fault() {
     let server = server_with_nodes().await;
-    upload(&server, None, hello(V0_0_1), "hello").await;
+    upload(&server, None, "hello", hello(V0_0_1)).await;
     let node = |id: &str, component: &str| json!({"id": id, "component": component});
     let cases = [
         (
@@ -357,14 +329,14 @@ async fn every_invalid_pipeline_is_a_422_naming_the_fault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_are_pinned_per_version_and_versions_roll_back() {
     let server = server_with_nodes().await;
-    upload(&server, None, guest("rust-node"), "step").await;
+    upload(&server, None, "step", guest("rust-node")).await;
     let spec = json!({"name": "pinned", "nodes": [{"id": "only", "component": "step"}]});
     assert_eq!(create(&server, spec.clone()).await.status, 201);
     let run = run_json(&server, "pinned", "text/plain", b"a,b".to_vec()).await;
     assert_eq!(records(&run), ["A,B"]);
 
     // The name moves to another component: the pipeline keeps what it pinned.
-    upload(&server, None, guest("rust-split"), "step").await;
+    upload(&server, None, "step", guest("rust-split")).await;
     let run = run_json(&server, "pinned", "text/plain", b"a,b".to_vec()).await;
     assert_eq!(
         records(&run),
@@ -522,7 +494,7 @@ async fn another_tenants_pipelines_are_404_and_its_components_unknown() {
         keys.push(key.json["key"].as_str().unwrap().to_owned());
     }
     let (acme, globex) = (keys[0].as_str(), keys[1].as_str());
-    let digest = upload(&server, Some(acme), guest("rust-node"), "node").await;
+    let digest = upload(&server, Some(acme), "node", guest("rust-node")).await;
     let spec = json!({"name": "mine", "nodes": [{"id": "a", "component": "node"}]});
     let created = send_json(
         &server,
@@ -585,9 +557,9 @@ async fn another_tenants_pipelines_are_404_and_its_components_unknown() {
 /// The example's components, named as `pipeline.json` expects.
 async fn example_server() -> TestServer {
     let server = spawn_server().await;
-    upload(&server, None, guest("orders-parse-py"), "orders-parse").await;
-    upload(&server, None, guest("orders-filter-js"), "orders-filter").await;
-    upload(&server, None, guest("rust-sum-by-country"), "orders-total").await;
+    upload(&server, None, "orders-parse", guest("orders-parse-py")).await;
+    upload(&server, None, "orders-filter", guest("orders-filter-js")).await;
+    upload(&server, None, "orders-total", guest("rust-sum-by-country")).await;
     server
 }
 
@@ -695,7 +667,7 @@ async fn an_aggregator_state_past_its_cap_fails_the_record() {
         "rust-orders-filter",
         "rust-sum-by-country",
     ] {
-        upload(&server, None, guest(name), name).await;
+        upload(&server, None, name, guest(name)).await;
     }
     assert_eq!(
         create(&server, orders_chain("capped", "per_record"))

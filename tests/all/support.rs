@@ -169,3 +169,40 @@ pub fn example_hello() -> Vec<u8> {
     std::fs::read(crate::fixtures::repo_root().join("examples/hello.wasm"))
         .expect("examples/hello.wasm")
 }
+
+/// `method path` with `token` as the bearer (if any) and an optional JSON body.
+pub async fn request_json(
+    server: &TestServer,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = server.client.request(method, server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    reply(request.send().await.expect("request sent")).await
+}
+
+/// Stores `bytes` under `name` for the caller of `token` (open mode: none); answers the digest.
+pub async fn upload_named(
+    server: &TestServer,
+    token: Option<&str>,
+    name: &str,
+    bytes: Vec<u8>,
+) -> String {
+    let mut request = server
+        .client
+        .post(server.url(&format!("/v1/components?name={name}")))
+        .body(bytes);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let stored = reply(request.send().await.expect("request sent")).await;
+    assert!(stored.status.is_success(), "{}", stored.json);
+    stored.json["digest"].as_str().expect("a digest").to_owned()
+}
