@@ -165,10 +165,22 @@ impl KeyCache {
         touched.get(id).copied()
     }
 
-    /// Takes the last-use times waiting to be written.
-    pub(crate) fn take_touched(&self) -> Vec<(KeyId, i64)> {
+    /// The last-use times waiting to be written. They stay pending (and visible to
+    /// [`KeyCache::last_touched`]) until [`KeyCache::written`] says the store has them, so a
+    /// listing during a flush never misses a use.
+    pub(crate) fn touched(&self) -> Vec<(KeyId, i64)> {
+        let touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+        touched.iter().map(|(id, at)| (id.clone(), *at)).collect()
+    }
+
+    /// Forgets last uses the store now has (unless a newer use came meanwhile).
+    pub(crate) fn written(&self, done: &[(KeyId, i64)]) {
         let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
-        touched.drain().collect()
+        for (id, at) in done {
+            if touched.get(id) == Some(at) {
+                touched.remove(id);
+            }
+        }
     }
 }
 

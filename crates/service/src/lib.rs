@@ -1486,14 +1486,14 @@ impl Service {
 
     async fn flush_usage(&self) {
         let deltas = self.inner.meter.take();
-        let touched = self.inner.keys.take_touched();
+        let touched = self.inner.keys.touched();
         if deltas.is_empty() && touched.is_empty() {
             return;
         }
         let store = Arc::clone(&self.inner.store);
         let written = tokio::task::spawn_blocking(move || {
             let usage = store.add_usage(&deltas).map_err(|e| (e, deltas));
-            let keys = store.touch_keys(&touched);
+            let keys = store.touch_keys(&touched).map(|()| touched);
             (usage, keys)
         })
         .await;
@@ -1503,8 +1503,9 @@ impl Service {
                     tracing::warn!(%error, "writing usage failed; will retry");
                     self.inner.meter.restore(deltas);
                 }
-                if let Err(error) = keys {
-                    tracing::warn!(%error, "recording key use failed");
+                match keys {
+                    Ok(touched) => self.inner.keys.written(&touched),
+                    Err(error) => tracing::warn!(%error, "recording key use failed"),
                 }
             }
             Err(error) => tracing::error!(%error, "the usage writer failed"),
