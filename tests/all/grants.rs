@@ -11,11 +11,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warden_runtime::{ENTRY_BYTES, TRUNCATION_MARKER};
 use warden_service::Secret;
 
 /// A tiny HTTP/1.1 server on 127.0.0.1: `/hello`, `/big` (5 MiB), `/slow` (answers after 10 s)
 /// and `/redirect` (to the cloud metadata address). Answers its port.
-async fn origin() -> u16 {
+pub(crate) async fn origin() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -71,7 +72,12 @@ async fn origin() -> u16 {
     port
 }
 
-async fn invoke(server: &TestServer, token: Option<&str>, name: &str, input: &str) -> Reply {
+pub(crate) async fn invoke(
+    server: &TestServer,
+    token: Option<&str>,
+    name: &str,
+    input: &str,
+) -> Reply {
     let mut request = server
         .client
         .post(server.url(&format!("/v1/components/{name}/invoke")))
@@ -83,11 +89,11 @@ async fn invoke(server: &TestServer, token: Option<&str>, name: &str, input: &st
     reply(request.send().await.unwrap()).await
 }
 
-fn logs(reply: &Reply) -> String {
+pub(crate) fn logs(reply: &Reply) -> String {
     reply.json["logs"].to_string()
 }
 
-async fn grant(server: &TestServer, grants: Value) {
+pub(crate) async fn grant(server: &TestServer, grants: Value) {
     let set = request(
         server,
         None,
@@ -295,6 +301,127 @@ async fn granted_directories_are_read_only_and_cannot_be_escaped() {
         std::fs::read_to_string(data.path().join("data.txt")).unwrap(),
         "granted data"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writable_directory_takes_at_most_its_cap_per_call() {
+    const CAP: u64 = 100_000;
+    let out = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("data.txt"), "read only").unwrap();
+    let server = spawn_server().await;
+    upload(&server, None, "files", guest("rust-files")).await;
+    for refused in [
+        json!({"files": [{"guest": "/out", "host": out.path(), "mode": "rw"}]}),
+        json!({"files": [{"guest": "/out", "host": out.path(), "max_write_bytes": 10}]}),
+        json!({"files": [
+            {"guest": "/a", "host": out.path(), "mode": "rw", "max_write_bytes": 10},
+            {"guest": "/b", "host": data.path(), "mode": "rw", "max_write_bytes": 10},
+        ]}),
+    ] {
+        let set = request(
+            &server,
+            None,
+            Method::PUT,
+            "/v1/tenants/default/grants",
+            Some(refused.clone()),
+        )
+        .await;
+        assert_eq!(set.status, 400, "{refused}: {}", set.json);
+    }
+    grant(
+        &server,
+        json!({"files": [
+            {"guest": "/out", "host": out.path(), "mode": "rw", "max_write_bytes": CAP},
+            {"guest": "/data", "host": data.path()},
+        ]}),
+    )
+    .await;
+
+    let half = invoke(&server, None, "files", "fill /out/a.bin 50000").await;
+    assert_eq!(half.json["output"], "wrote 50000", "{}", half.json);
+    assert_eq!(
+        std::fs::metadata(out.path().join("a.bin")).unwrap().len(),
+        50_000
+    );
+
+    let over = invoke(&server, None, "files", "fill /out/b.bin 150000").await;
+    assert_eq!(over.outcome(), "guest_error", "{}", over.json);
+    assert!(logs(&over).contains("cap of 100000 bytes"), "{}", over.json);
+    let written = std::fs::metadata(out.path().join("b.bin")).map_or(0, |m| m.len());
+    assert!(
+        written + ENTRY_BYTES <= CAP,
+        "{written} bytes written past the cap"
+    );
+
+    // The cap is per call: the next call has all of it again.
+    let again = invoke(&server, None, "files", "fill /out/c.bin 90000").await;
+    assert_eq!(again.json["output"], "wrote 90000", "{}", again.json);
+
+    // Each new entry costs ENTRY_BYTES: an inode flood stops at the cap.
+    let flood = invoke(&server, None, "files", "mkdirs /out/d 1000").await;
+    assert_eq!(flood.outcome(), "guest_error", "{}", flood.json);
+    let made = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().is_dir())
+        .count() as u64;
+    assert_eq!(made, CAP / ENTRY_BYTES, "directories made within the cap");
+
+    for refused in [
+        "symlink /out/passwd",
+        "write /data/new.txt",
+        "fill /out/../escape.bin 10",
+    ] {
+        let answer = invoke(&server, None, "files", refused).await;
+        assert_eq!(
+            answer.outcome(),
+            "guest_error",
+            "{refused}: {}",
+            answer.json
+        );
+    }
+    assert!(!out.path().join("passwd").exists());
+    assert!(!data.path().join("new.txt").exists());
+
+    // A component may narrow rw to ro or to a smaller cap, never widen it.
+    let wider = request(
+        &server,
+        None,
+        Method::PUT,
+        "/v1/components/files/grants",
+        Some(json!({"files": [
+            {"guest": "/out", "host": out.path(), "mode": "rw", "max_write_bytes": CAP + 1},
+        ]})),
+    )
+    .await;
+    assert_eq!(wider.status, 403, "{}", wider.json);
+    let smaller = request(
+        &server,
+        None,
+        Method::PUT,
+        "/v1/components/files/grants",
+        Some(json!({"files": [
+            {"guest": "/out", "host": out.path(), "mode": "rw", "max_write_bytes": 20_000},
+        ]})),
+    )
+    .await;
+    assert_eq!(smaller.status, 200, "{}", smaller.json);
+    let cut = invoke(&server, None, "files", "fill /out/e.bin 50000").await;
+    assert_eq!(cut.outcome(), "guest_error", "{}", cut.json);
+    let read_only = request(
+        &server,
+        None,
+        Method::PUT,
+        "/v1/components/files/grants",
+        Some(json!({"files": [{"guest": "/out", "host": out.path()}]})),
+    )
+    .await;
+    assert_eq!(read_only.status, 200, "{}", read_only.json);
+    let refused = invoke(&server, None, "files", "fill /out/f.bin 10").await;
+    assert_eq!(refused.outcome(), "guest_error", "{}", refused.json);
+    let read = invoke(&server, None, "files", "read /out/a.bin").await;
+    assert_eq!(read.outcome(), "ok", "{}", read.json);
+    server.assert_still_serving().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,6 +704,28 @@ async fn secrets_are_sealed_write_only_granted_by_name_and_redacted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(!record.contains(VALUE), "{record}");
+
+    // A cap that cuts through the value leaves none of it: not the log line's (8 KiB), not
+    // stdout's (64 KiB).
+    let line_pad = 8 * 1024 - 3;
+    let stdout_pad = 64 * 1024 - 3;
+    for (pad, field) in [(line_pad, "logs"), (stdout_pad, "stdout")] {
+        let cut = invoke(
+            &server,
+            Some(acme),
+            "files",
+            &format!("straddle api_token {pad}"),
+        )
+        .await;
+        assert_eq!(cut.outcome(), "ok", "{}", cut.json);
+        let expected_line = format!("{}{TRUNCATION_MARKER}", "x".repeat(line_pad));
+        let expected_stdout = format!("{}{TRUNCATION_MARKER}", "y".repeat(stdout_pad));
+        if field == "logs" {
+            assert_eq!(cut.json["logs"][0]["message"], expected_line.as_str());
+        } else {
+            assert_eq!(cut.json["stdout"], expected_stdout.as_str());
+        }
+    }
 
     // A component narrowed to nothing reads nothing; deleting the secret ends it for all.
     let narrowed = request(

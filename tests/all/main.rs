@@ -8,6 +8,7 @@ mod errors;
 mod fixtures;
 mod fuzz_corpus;
 mod grants;
+mod grants_python;
 mod guests;
 mod hostile_binaries;
 mod hostile_cpu;

@@ -82,13 +82,19 @@ impl LogBuffer {
 
     /// Stores a line, cut to the per-line cap and to what remains of the total; returns the
     /// stored line, or `None` if the buffer was full and the line was dropped.
-    pub(crate) fn push(&mut self, level: LogLevel, text: &str) -> Option<&LogLine> {
+    /// `trim` shortens the kept part of a cut line (see [`truncate_marked`]).
+    pub(crate) fn push(
+        &mut self,
+        level: LogLevel,
+        text: &str,
+        trim: impl Fn(&str) -> &str,
+    ) -> Option<&LogLine> {
         if self.is_full() {
             self.drop_line();
             return None;
         }
         let room = self.max_line_bytes.min(self.max_bytes - self.bytes);
-        let message = truncate_marked(text, usize::try_from(room).unwrap_or(usize::MAX));
+        let message = truncate_marked(text, usize::try_from(room).unwrap_or(usize::MAX), trim);
         self.bytes += message.len() as u64;
         self.lines.push(LogLine { level, message });
         self.lines.last()
@@ -120,12 +126,15 @@ pub(crate) fn prefix(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// `text` cut to at most `max` bytes on a character boundary, marked if it was cut.
-pub(crate) fn truncate_marked(text: &str, max: usize) -> String {
+/// `text` cut to at most `max` bytes on a character boundary, marked if it was cut. `trim`
+/// may shorten what is kept of a cut text (the sandbox drops the start of a secret the cut
+/// went through).
+pub(crate) fn truncate_marked(text: &str, max: usize, trim: impl Fn(&str) -> &str) -> String {
     let kept = prefix(text, max);
     if kept.len() == text.len() {
         return text.to_owned();
     }
+    let kept = trim(kept);
     let mut cut = String::with_capacity(kept.len() + TRUNCATION_MARKER.len());
     cut.push_str(kept);
     cut.push_str(TRUNCATION_MARKER);
@@ -179,12 +188,14 @@ impl BoundedCapture {
         inner.bytes.extend_from_slice(&buf[..take]);
     }
 
-    /// The captured text (lossy UTF-8), marked if anything was discarded; the capture starts
-    /// empty again.
-    pub(crate) fn take(&self) -> String {
+    /// The captured text (lossy UTF-8), marked if anything was discarded (and then shortened
+    /// by `trim` before the mark); the capture starts empty again.
+    pub(crate) fn take(&self, trim: impl Fn(&str) -> &str) -> String {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut text = String::from_utf8_lossy(&inner.bytes).into_owned();
         if inner.truncated {
+            let kept = trim(&text).len();
+            text.truncate(kept);
             text.push_str(TRUNCATION_MARKER);
         }
         inner.bytes.clear();
@@ -267,7 +278,7 @@ mod tests {
 
     #[test]
     fn long_line_is_cut_on_a_char_boundary_and_marked() {
-        let cut = truncate_marked("ééé", 3);
+        let cut = truncate_marked("ééé", 3, |kept| kept);
         assert_eq!(cut, format!("é{TRUNCATION_MARKER}"));
     }
 
@@ -275,12 +286,12 @@ mod tests {
     fn log_buffer_drops_past_the_line_count() {
         let mut logs = LogBuffer::new(100, 1000, 2);
         for _ in 0..5 {
-            logs.push(LogLevel::Info, "x");
+            logs.push(LogLevel::Info, "x", |kept| kept);
         }
         let (lines, truncated) = logs.take();
         assert_eq!(lines.len(), 2);
         assert!(truncated);
-        logs.push(LogLevel::Info, "next record");
+        logs.push(LogLevel::Info, "next record", |kept| kept);
         let (lines, truncated) = logs.take();
         assert_eq!(lines.len(), 1, "a taken buffer starts empty");
         assert!(!truncated);
@@ -298,8 +309,15 @@ mod tests {
     fn capture_keeps_the_cap_and_marks_the_rest() {
         let capture = BoundedCapture::new(4);
         capture.write(b"hello world");
-        assert_eq!(capture.take(), format!("hell{TRUNCATION_MARKER}"));
+        assert_eq!(
+            capture.take(|kept| kept),
+            format!("hell{TRUNCATION_MARKER}")
+        );
         capture.write(b"ok");
-        assert_eq!(capture.take(), "ok", "a taken capture starts empty");
+        assert_eq!(
+            capture.take(|kept| kept),
+            "ok",
+            "a taken capture starts empty"
+        );
     }
 }

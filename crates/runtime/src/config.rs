@@ -68,7 +68,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), InvalidConfig> {
     if key.is_empty() || key.len() > MAX_CONFIG_KEY_BYTES || !key.chars().all(allowed) {
         return Err(InvalidConfig(format!(
             "key `{}` must be 1 to {MAX_CONFIG_KEY_BYTES} letters, digits, `_`, `-` or `.`",
-            crate::capture::truncate_marked(key, 64)
+            crate::capture::truncate_marked(key, 64, |kept| kept)
         )));
     }
     Ok(())

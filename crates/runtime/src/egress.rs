@@ -137,7 +137,7 @@ impl Egress {
     fn admit(&mut self, request: &http::Request<WasiBody>) -> Result<Target, HttpError> {
         let method = request.method().as_str().to_owned();
         let uri = request.uri();
-        let shown = crate::capture::truncate_marked(&uri.to_string(), 256);
+        let shown = crate::capture::truncate_marked(&uri.to_string(), 256, |kept| kept);
         let Some(policy) = self.grant.clone() else {
             return Err(self.deny(format!("network access not granted: {method} {shown}")));
         };

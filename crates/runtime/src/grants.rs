@@ -83,19 +83,62 @@ pub struct FileGrant {
     /// The directory on the host (absolute).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub host: PathBuf,
-    /// `ro` (the only mode today: writes are refused).
+    /// `ro` (default: every write is refused) or `rw`.
     #[serde(default)]
     pub mode: FileMode,
+    /// For `rw` (required there, refused for `ro`): the bytes one call may write under the
+    /// directory — file contents, growth by `set-size`, and 4 KiB for each file, directory or
+    /// hard link it creates. Past it, writes fail with `quota`. At most 1 GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_write_bytes: Option<u64>,
 }
 
+/// Most bytes a writable file grant may let one call write.
+pub const MAX_WRITE_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// How a preopened directory may be used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FileMode {
     /// Read only.
     #[default]
     Ro,
+    /// Read and write, within `max_write_bytes` per call. Symbolic links cannot be created.
+    Rw,
+}
+
+impl FileGrant {
+    /// Whether `self` asks for no more than `outer` (the same directory, seen at the same place,
+    /// and no more writing).
+    fn within(&self, outer: &FileGrant) -> bool {
+        self.guest == outer.guest
+            && self.host == outer.host
+            && match self.mode {
+                FileMode::Ro => true,
+                FileMode::Rw => {
+                    outer.mode == FileMode::Rw
+                        && self.max_write_bytes.unwrap_or(0) <= outer.max_write_bytes.unwrap_or(0)
+                }
+            }
+    }
+
+    /// What both allow: `self` cut to `outer`, if they are the same directory.
+    fn cut_to(&self, outer: &FileGrant) -> Option<FileGrant> {
+        if self.guest != outer.guest || self.host != outer.host {
+            return None;
+        }
+        let mode = self.mode.min(outer.mode);
+        Some(FileGrant {
+            guest: self.guest.clone(),
+            host: self.host.clone(),
+            mode,
+            max_write_bytes: match mode {
+                FileMode::Ro => None,
+                FileMode::Rw => self.max_write_bytes.min(outer.max_write_bytes),
+            },
+        })
+    }
 }
 
 /// Grants that cannot be used, or that reach past a ceiling.
@@ -244,6 +287,32 @@ impl Grants {
                     file.host.display()
                 )));
             }
+            let capped = file
+                .max_write_bytes
+                .is_some_and(|cap| (1..=MAX_WRITE_BYTES).contains(&cap));
+            match file.mode {
+                FileMode::Rw if !capped => {
+                    return Err(invalid(format!(
+                        "files: `{}` is rw and needs max_write_bytes from 1 to {MAX_WRITE_BYTES}",
+                        file.guest
+                    )));
+                }
+                FileMode::Ro if file.max_write_bytes.is_some() => {
+                    return Err(invalid(format!(
+                        "files: `{}` is ro: max_write_bytes is only for rw",
+                        file.guest
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if self.files.iter().filter(|f| f.mode == FileMode::Rw).count() > 1 {
+            return Err(invalid("files: at most one rw directory"));
+        }
+        let mut guests: Vec<&str> = self.files.iter().map(|f| f.guest.as_str()).collect();
+        guests.sort_unstable();
+        if guests.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(invalid("files: each guest path at most once"));
         }
         if self.secrets.len() > MAX_GRANT_ENTRIES {
             return Err(invalid(format!("at most {MAX_GRANT_ENTRIES} secrets")));
@@ -321,7 +390,7 @@ impl Grants {
             }
         }
         for file in &self.files {
-            if !ceiling.files.contains(file) {
+            if !ceiling.files.iter().any(|outer| file.within(outer)) {
                 return Err(beyond(format!("the file grant `{}`", file.guest)));
             }
         }
@@ -383,8 +452,7 @@ impl Grants {
             files: self
                 .files
                 .iter()
-                .filter(|f| ceiling.files.contains(f))
-                .cloned()
+                .filter_map(|f| ceiling.files.iter().find_map(|outer| f.cut_to(outer)))
                 .collect(),
             env: self
                 .env

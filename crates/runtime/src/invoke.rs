@@ -424,6 +424,7 @@ pub(crate) fn report(
     for denied in sandbox.take_denied_requests() {
         sandbox.log(crate::capture::LogLevel::Warn, &denied);
     }
+    sandbox.note_refused_writes();
     let outbound = sandbox.take_outbound();
     for request in &outbound {
         if let Some(error) = &request.error {
@@ -432,14 +433,15 @@ pub(crate) fn report(
         }
     }
     let (logs, logs_truncated) = sandbox.logs.take();
+    let (stdout, stderr) = sandbox.take_stdio();
     Execution {
         outcome: returned.outcome,
         output: returned.output,
         error: returned.error,
         logs,
         logs_truncated,
-        stdout: sandbox.redact(&sandbox.stdout.take()).into_owned(),
-        stderr: sandbox.redact(&sandbox.stderr.take()).into_owned(),
+        stdout,
+        stderr,
         outbound,
         stats: Stats {
             fuel_used,
@@ -615,7 +617,7 @@ fn output_limit(len: usize, cap: usize) -> Returned {
 fn guest_error(text: &str, cap: usize) -> Returned {
     Returned::failed(
         Outcome::GuestError,
-        crate::capture::truncate_marked(text, cap),
+        crate::capture::truncate_marked(text, cap, |kept| kept),
     )
 }
 

@@ -12,8 +12,10 @@
 mod capture;
 mod compile;
 mod config;
+pub mod contract;
 mod egress;
 mod engine;
+mod files;
 mod grants;
 mod invoke;
 mod lease;
@@ -36,8 +38,10 @@ pub use engine::{
     DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_QUEUED_COMPILES, DEFAULT_MAX_QUEUED_RUNS,
     DEFAULT_MAX_WASM_STACK_KIB,
 };
+pub use files::ENTRY_BYTES;
 pub use grants::{
-    FileGrant, FileMode, Grants, HttpGrant, InvalidGrants, MAX_GRANT_ENTRIES, restricted,
+    FileGrant, FileMode, Grants, HttpGrant, InvalidGrants, MAX_GRANT_ENTRIES, MAX_WRITE_BYTES,
+    restricted,
 };
 pub use invoke::{Call, InvokeError, LateExecution};
 pub use lease::{Lease, Reused};

@@ -12,6 +12,7 @@ use wasmtime::{Engine, StoreContextMut};
 pub(crate) fn build_linker(engine: &Engine) -> anyhow::Result<Linker<Sandbox>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    crate::files::shadow_filesystem(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     for version in RUNNER_VERSIONS {
         let mut host = linker.instance(&format!("local:main/host@{version}"))?;

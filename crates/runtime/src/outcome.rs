@@ -197,6 +197,6 @@ pub(crate) fn classify(error: &wasmtime::Error, memory_limit_hit: bool) -> (Outc
     };
     (
         outcome,
-        crate::capture::truncate_marked(&text, MAX_ERROR_TEXT),
+        crate::capture::truncate_marked(&text, MAX_ERROR_TEXT, |kept| kept),
     )
 }

@@ -7,7 +7,8 @@
 use crate::capture::{BoundedCapture, LogBuffer, LogLevel};
 use crate::config::GuestConfig;
 use crate::egress::Egress;
-use crate::grants::Grants;
+use crate::files::WriteBudget;
+use crate::grants::{FileMode, Grants};
 use crate::limits::Limits;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -53,6 +54,8 @@ pub(crate) struct Sandbox {
     pub(crate) config: GuestConfig,
     /// Secret values to redact.
     secrets: Arc<[String]>,
+    /// What the call may still write under its writable directory, if it has one.
+    pub(crate) file_budget: Option<WriteBudget>,
 }
 
 impl Sandbox {
@@ -72,10 +75,19 @@ impl Sandbox {
             builder.env(key, value);
         }
         let mut unusable = Vec::new();
+        let mut file_budget = None;
         for file in &caps.grants.files {
-            // Read only: the preopen's permissions are enforced by WASI for every path under it,
-            // and a path can never leave it (`..` and symlinks out are refused).
-            if let Err(error) = builder.preopened_dir(&file.host, &file.guest, FsPerms::ReadOnly) {
+            // The preopen's permissions are enforced by WASI for every path under it, and a
+            // path can never leave it (`..` and symlinks out are refused). Writes under an `rw`
+            // grant are charged to the call's budget (`files.rs`).
+            let perms = match (file.mode, file.max_write_bytes) {
+                (FileMode::Rw, Some(cap)) => {
+                    file_budget = Some(WriteBudget::new(cap));
+                    FsPerms::ReadWrite
+                }
+                _ => FsPerms::ReadOnly,
+            };
+            if let Err(error) = builder.preopened_dir(&file.host, &file.guest, perms) {
                 unusable.push(format!(
                     "the file grant {} is not available: {error}",
                     file.guest
@@ -98,6 +110,7 @@ impl Sandbox {
             deadline,
             config: caps.config.clone(),
             secrets: Arc::clone(&caps.secrets),
+            file_budget,
         };
         for line in unusable {
             sandbox.log(LogLevel::Warn, &line);
@@ -111,7 +124,11 @@ impl Sandbox {
     /// tracing span (request id, tenant) tags the line.
     pub(crate) fn log(&mut self, level: LogLevel, text: &str) {
         let text = self.redact(text);
-        if let Some(line) = self.logs.push(level, &text) {
+        let secrets = &self.secrets;
+        if let Some(line) = self
+            .logs
+            .push(level, &text, |kept| without_partial_secret(secrets, kept))
+        {
             tracing::debug!(
                 target: "warden::guest",
                 ?level,
@@ -131,10 +148,46 @@ impl Sandbox {
         text
     }
 
+    /// What the guest wrote to stdout and to stderr, each cut at its cap and with every secret
+    /// value the call can read — whole, or its start where the cut went through it — replaced
+    /// by [`REDACTED`] or cut away.
+    pub(crate) fn take_stdio(&mut self) -> (String, String) {
+        let secrets = &self.secrets;
+        let stdout = self
+            .stdout
+            .take(|kept| without_partial_secret(secrets, kept));
+        let stderr = self
+            .stderr
+            .take(|kept| without_partial_secret(secrets, kept));
+        (
+            self.redact(&stdout).into_owned(),
+            self.redact(&stderr).into_owned(),
+        )
+    }
+
     /// Starts the next call of a reused instance: its deadline, and a fresh request count.
     pub(crate) fn start_call(&mut self, deadline: std::time::Instant) {
         self.deadline = deadline;
         self.network.start_call(deadline);
+        if let Some(budget) = &self.file_budget {
+            budget.restart();
+        }
+    }
+
+    /// Logs, once per call, that writes were refused at the file grant's cap.
+    pub(crate) fn note_refused_writes(&mut self) {
+        let Some(cap) = self
+            .file_budget
+            .as_ref()
+            .filter(|budget| budget.take_refused())
+            .map(WriteBudget::cap)
+        else {
+            return;
+        };
+        self.log(
+            LogLevel::Warn,
+            &format!("file writes refused: the call reached its rw grant's cap of {cap} bytes"),
+        );
     }
 
     /// Requests the guest tried to make and was refused, for its log.
@@ -145,6 +198,52 @@ impl Sandbox {
     /// The outbound requests the call made.
     pub(crate) fn take_outbound(&mut self) -> Vec<crate::egress::OutboundRequest> {
         self.network.take_requests()
+    }
+}
+
+/// `kept`, the part of a text kept before a cut, without the start of a secret value that the
+/// cut went through (the longest suffix of `kept` that begins a secret, found for each secret
+/// in one pass with the Knuth–Morris–Pratt automaton, so a guest's text costs linear time).
+fn without_partial_secret<'a>(secrets: &[String], kept: &'a str) -> &'a str {
+    let mut end = kept.len();
+    for secret in secrets.iter().map(String::as_bytes).filter(|s| s.len() > 1) {
+        let tail = &kept.as_bytes()[end.saturating_sub(secret.len() - 1)..end];
+        let matched = longest_suffix_prefix(tail, secret);
+        end -= matched;
+    }
+    // A secret begins on a character boundary, so `end` is one; stay safe if not.
+    while !kept.is_char_boundary(end) {
+        end -= 1;
+    }
+    &kept[..end]
+}
+
+/// The length of the longest suffix of `text` that is a proper prefix of `pattern`.
+fn longest_suffix_prefix(text: &[u8], pattern: &[u8]) -> usize {
+    let mut failure = vec![0usize; pattern.len()];
+    let mut k = 0;
+    for i in 1..pattern.len() {
+        while k > 0 && pattern[i] != pattern[k] {
+            k = failure[k - 1];
+        }
+        if pattern[i] == pattern[k] {
+            k += 1;
+        }
+        failure[i] = k;
+    }
+    let mut state = 0;
+    for &byte in text {
+        while state > 0 && (state == pattern.len() || byte != pattern[state]) {
+            state = failure[state - 1];
+        }
+        if byte == pattern[state] {
+            state += 1;
+        }
+    }
+    if state == pattern.len() {
+        failure[state - 1]
+    } else {
+        state
     }
 }
 
@@ -249,5 +348,25 @@ mod tests {
         assert!(limiter.hit_limit);
         assert!(limiter.table_growing(0, 5, None).expect("ok")); // 40 bytes: exactly 100
         assert_eq!(limiter.peak, 100);
+    }
+
+    #[test]
+    fn a_cut_through_a_secret_drops_its_start() {
+        let secrets = ["tok-7f3a9c".to_owned(), "aaab".to_owned()];
+        assert_eq!(without_partial_secret(&secrets, "xxxtok-7f"), "xxx");
+        assert_eq!(without_partial_secret(&secrets, "xxxt"), "xxx");
+        assert_eq!(without_partial_secret(&secrets, "tok-"), "");
+        assert_eq!(
+            without_partial_secret(&secrets, "xxx"),
+            "xxx",
+            "nothing to drop"
+        );
+        assert_eq!(without_partial_secret(&secrets, "xxxtok-x"), "xxxtok-x");
+        // Overlapping starts: the longest suffix that begins a secret goes.
+        assert_eq!(without_partial_secret(&secrets, "caaaa"), "ca");
+        assert_eq!(without_partial_secret(&secrets, "aaaa"), "a");
+        assert_eq!(without_partial_secret(&["é€x".to_owned()], "abé€"), "ab");
+        assert_eq!(longest_suffix_prefix(b"abab", b"ababc"), 4);
+        assert_eq!(longest_suffix_prefix(b"", b"ab"), 0);
     }
 }
