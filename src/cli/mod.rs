@@ -5,6 +5,7 @@
 //! `invoke`, a call that ended in another outcome exits with its own code, see [`exit_code`].
 
 mod admin;
+mod author;
 mod check;
 mod client;
 mod config;
@@ -62,6 +63,13 @@ enum Command {
     /// Create, list, show and run pipelines (on a server, or locally with `run --local`).
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Start a plugin project from a template (`--lang rust|js|python|c`, `--world …`).
+    New(author::new::NewArgs),
+    /// Build the plugin project in DIR (default `.`) into `dist/NAME.wasm`, and check it.
+    Build(author::build::BuildArgs),
+    /// Run the project's `tests/*.input` through its component and compare with
+    /// `tests/*.expected` (exit 1 on a mismatch).
+    Test(author::test::TestArgs),
     /// List or show a tenant's invocation records on a server.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
@@ -219,6 +227,9 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Pipeline(command) => pipeline::pipeline(command).await,
         Command::Grants(args) => grants::grants(args).await,
         Command::Secret(command) => grants::secret(command).await,
+        Command::New(args) => author::new::new(args),
+        Command::Build(args) => author::build::build(args).await,
+        Command::Test(args) => author::test::test(args).await,
         Command::Runs(command) => runs::runs(command).await,
         Command::Replay(args) => runs::replay(args).await,
     }

@@ -22,6 +22,12 @@ async fn the_openapi_document_lists_every_route() {
     let paths = document["paths"].as_object().unwrap();
     let routes = [
         ("/healthz", "get"),
+        ("/v1/wit", "get"),
+        ("/v1/wit/{package}", "get"),
+        ("/v2/", "get"),
+        ("/v2/{namespace}/{name}/tags/list", "get"),
+        ("/v2/{namespace}/{name}/manifests/{reference}", "get"),
+        ("/v2/{namespace}/{name}/blobs/{digest}", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),
         ("/run", "post"),

@@ -292,10 +292,6 @@ async fn every_invalid_pipeline_is_a_422_naming_the_fault() {
             "no source",
         ),
         (
-            json!({"name": "p", "nodes": [node("agg", "rust-sum-by-country")]}),
-            "node `agg`: an aggregator must be fed",
-        ),
-        (
             json!({"name": "p", "nodes": (0..33).map(|i| node(&format!("n{i}"), "rust-node")).collect::<Vec<_>>()}),
             "at most 32",
         ),

@@ -2,7 +2,9 @@
 //! attributes and the schemas of the types they answer; served at `GET /openapi.json`.
 //! `scripts/schemathesis` checks a live server against it.
 
-use crate::routes::{components, grants, health, metrics, names, pipelines, run, runs, tenants};
+use crate::routes::{
+    components, grants, health, metrics, names, pipelines, run, runs, tenants, wit,
+};
 use axum::Json;
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -108,6 +110,12 @@ impl Modify for BearerAuth {
         tenants::tenant_usage,
         tenants::usage,
         tenants::me,
+        wit::list,
+        wit::show,
+        wit::oci_base,
+        wit::oci_tags,
+        wit::oci_manifest,
+        wit::oci_blob,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),

@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod contract;
 mod grants;
 pub mod metrics;
 pub mod pipelines;

@@ -9,6 +9,7 @@ pub(crate) mod pipelines;
 pub(crate) mod run;
 pub(crate) mod runs;
 pub(crate) mod tenants;
+pub(crate) mod wit;
 
 use crate::AppState;
 use axum::Json;
@@ -110,6 +111,15 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::show))
         .route("/v1/runs/{id}/input", get(runs::input))
+        .route("/v1/wit", get(wit::list))
+        .route("/v1/wit/{package}", get(wit::show))
+        .route("/v2/", get(wit::oci_base))
+        .route("/v2/{namespace}/{name}/tags/list", get(wit::oci_tags))
+        .route(
+            "/v2/{namespace}/{name}/manifests/{reference}",
+            get(wit::oci_manifest),
+        )
+        .route("/v2/{namespace}/{name}/blobs/{digest}", get(wit::oci_blob))
         .route("/v1/me", get(tenants::me))
         .route("/v1/usage", get(tenants::usage))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))

@@ -225,7 +225,6 @@ impl Service {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
         check_shape(&spec, &self.inner.config.pipelines)?;
         let limits = self.tenant_state(tenant)?.limits;
-        let fed: HashSet<&NodeId> = spec.edges.iter().map(|(_, to)| to).collect();
         let mut nodes = Vec::with_capacity(spec.nodes.len());
         for node in &spec.nodes {
             let reference = ComponentRef::parse(&node.component).map_err(|e| {
@@ -251,12 +250,6 @@ impl Service {
                     node.id, node.component, record.world
                 )));
             };
-            if kind == WorldKind::Aggregator && !fed.contains(&node.id) {
-                return Err(invalid(format!(
-                    "node `{}`: an aggregator must be fed by at least one edge (nothing feeds it)",
-                    node.id
-                )));
-            }
             node_limits(&limits, node)?;
             if let Some(grants) = &node.grants {
                 let tenant_grants = self.tenant_state(tenant)?.grants.clone();
