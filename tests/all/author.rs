@@ -368,7 +368,7 @@ fn wkg_config(dir: &Path, server: &TestServer) -> PathBuf {
         "[namespace_registries]\nwarden = \"{registry}\"\nlocal = \"{registry}\"\n\n\
          [registry.\"{registry}\".oci]\nprotocol = \"http\"\n"
     );
-    let path = dir.join("wkg.toml");
+    let path = dir.join("wasm-pkg-config.toml");
     std::fs::write(&path, config).unwrap();
     path
 }
