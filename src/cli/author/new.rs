@@ -161,8 +161,8 @@ fn write_wit(dir: &Path, world: World) -> anyhow::Result<()> {
     std::fs::create_dir_all(&deps).with_context(|| format!("creating {}", deps.display()))?;
     std::fs::write(deps.join("package.wit"), package.text)?;
     let world_wit = format!(
-        "// The plugin's world: {id} `{world}`, whose WIT is in deps/ (refresh it from a Warden\n\
-         // server with `wkg wit fetch`).\n\
+        "// The plugin's world: {id} `{world}`, whose WIT is in deps/\n\
+         // (refresh it from a Warden server with `wkg wit fetch`).\n\
          package local:plugin;\n\
          \n\
          world plugin {{\n    include {name}/{world}@{version};\n}}\n",
