@@ -193,6 +193,25 @@ fn charge(len: usize) -> u64 {
 type Reply<T> = wasmtime::Result<(Result<T, ErrorCode>,)>;
 type HostFuture<'a, T> = Box<dyn Future<Output = Reply<T>> + Send + 'a>;
 
+/// Runs `operation` with `bytes` taken from `budget` first (refused with `quota` when they are
+/// not there), and gives them back if it fails. Without a budget it just runs.
+async fn charged<T>(
+    budget: Option<WriteBudget>,
+    bytes: u64,
+    operation: impl Future<Output = wasmtime::Result<Result<T, ErrorCode>>>,
+) -> Reply<T> {
+    if let Some(budget) = &budget
+        && !budget.take(bytes)
+    {
+        return Ok((Err(ErrorCode::Quota),));
+    }
+    let result = operation.await?;
+    if let (Some(budget), Err(_)) = (&budget, &result) {
+        budget.refund(bytes);
+    }
+    Ok((result,))
+}
+
 /// Wraps the writing functions of `wasi:filesystem/types` in `linker` (which already holds
 /// WASI's own) so that every write under a writable grant is charged to the call's budget.
 pub(crate) fn shadow_filesystem(linker: &mut Linker<Sandbox>) -> anyhow::Result<()> {
@@ -257,21 +276,17 @@ pub(crate) fn shadow_filesystem(linker: &mut Linker<Sandbox>) -> anyhow::Result<
                 let budget = budget_for(&mut store, &fd);
                 let mut view = store.data_mut().filesystem();
                 let mut growth = 0;
-                if let Some(budget) = &budget {
+                if budget.is_some() {
                     let current = match code(HostDescriptor::stat(&mut view, again(&fd)).await)? {
                         Ok(stat) => stat.size,
                         Err(error) => return Ok((Err(error),)),
                     };
                     growth = size.saturating_sub(current);
-                    if !budget.take(growth) {
-                        return Ok((Err(ErrorCode::Quota),));
-                    }
                 }
-                let result = code(HostDescriptor::set_size(&mut view, fd, size).await)?;
-                if let (Some(budget), Err(_)) = (&budget, &result) {
-                    budget.refund(growth);
-                }
-                Ok((result,))
+                charged(budget, growth, async {
+                    code(HostDescriptor::set_size(&mut view, fd, size).await)
+                })
+                .await
             })
         },
     )?;
@@ -325,17 +340,11 @@ pub(crate) fn shadow_filesystem(linker: &mut Linker<Sandbox>) -> anyhow::Result<
          -> HostFuture<'_, ()> {
             Box::new(async move {
                 let budget = budget_for(&mut store, &fd);
-                if let Some(budget) = &budget
-                    && !budget.take(ENTRY_BYTES)
-                {
-                    return Ok((Err(ErrorCode::Quota),));
-                }
                 let mut view = store.data_mut().filesystem();
-                let result = code(HostDescriptor::create_directory_at(&mut view, fd, path).await)?;
-                if let (Some(budget), Err(_)) = (&budget, &result) {
-                    budget.refund(ENTRY_BYTES);
-                }
-                Ok((result,))
+                charged(budget, ENTRY_BYTES, async {
+                    code(HostDescriptor::create_directory_at(&mut view, fd, path).await)
+                })
+                .await
             })
         },
     )?;
@@ -352,20 +361,16 @@ pub(crate) fn shadow_filesystem(linker: &mut Linker<Sandbox>) -> anyhow::Result<
          -> HostFuture<'_, ()> {
             Box::new(async move {
                 let budget = budget_for(&mut store, &new_fd);
-                if let Some(budget) = &budget
-                    && !budget.take(ENTRY_BYTES)
-                {
-                    return Ok((Err(ErrorCode::Quota),));
-                }
                 let mut view = store.data_mut().filesystem();
-                let result = code(
-                    HostDescriptor::link_at(&mut view, fd, path_flags, old_path, new_fd, new_path)
+                charged(budget, ENTRY_BYTES, async {
+                    code(
+                        HostDescriptor::link_at(
+                            &mut view, fd, path_flags, old_path, new_fd, new_path,
+                        )
                         .await,
-                )?;
-                if let (Some(budget), Err(_)) = (&budget, &result) {
-                    budget.refund(ENTRY_BYTES);
-                }
-                Ok((result,))
+                    )
+                })
+                .await
             })
         },
     )?;
