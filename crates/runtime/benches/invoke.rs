@@ -3,11 +3,8 @@
 //! - `warm_invoke/*`: Warden's per-call path on a prepared component (fresh store, instantiate
 //!   the cached `InstancePre`, call, drop), for each hello guest that has been built.
 //! - `bare/rust`: the baseline: a tuned bare wasmtime embedding with Warden's exact engine
-//!   settings ([`EngineConfig::wasmtime_config`]: pooling, fuel, epochs, CoW) and no Warden code,
-//!   doing what any production embedding must per call: a fresh store with a WASI context whose
-//!   stdout is wasmtime's `MemoryOutputPipe`, log lines kept in a `Vec`, wasmtime's own
-//!   `StoreLimits`, fuel, an epoch deadline and a `tokio::time::timeout`, the cached
-//!   `InstancePre`, call `run`, drop. Target: `warm_invoke/rust` ≤ 1.1× it.
+//!   settings ([`EngineConfig::wasmtime_config`]: pooling, fuel, epochs, CoW) and no Warden code
+//!   (`bare.rs`). Target: `warm_invoke/rust` ≤ 1.1× it.
 //! - `naive/*`: what the seed design does per request: a new `Linker` with WASI and the host
 //!   function, then instantiate, on an engine with default settings (compile excluded).
 //! - `compile/*`, `load_cwasm/*`: one-time costs, per component.
@@ -18,14 +15,16 @@
 //! `docs/BENCHMARKS.md`. The Rust hello is `examples/hello.wasm`; the JavaScript and Python ones
 //! come from `scripts/build-guests` (`target/guests/*.wasm`) and are skipped if not built.
 
+mod bare;
+
+use bare::{Bare, BareCall, run_pre};
 use criterion::{Criterion, criterion_group};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden_runtime::{Call, EngineConfig, Limits, LongCallHint, Prepared, Runtime};
-use wasmtime::component::{Component, InstancePre, Linker, ResourceTable, WasmStr};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::component::{Component, Linker, ResourceTable, WasmStr};
+use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 fn guests_dir() -> PathBuf {
@@ -68,6 +67,18 @@ async fn warm_call(runtime: &Runtime, prepared: &Prepared, limits: &Limits) {
         .await
         .expect("admitted");
     assert_eq!(execution.outcome, warden_runtime::Outcome::Ok);
+}
+
+/// One bare call, checked like a warm call: `run` succeeded, logged a line and printed.
+async fn bare_call(bare: &Bare) {
+    let BareCall {
+        result,
+        logs,
+        stdout,
+    } = bare.call().await;
+    assert!(result.is_ok());
+    assert_eq!(logs.len(), 1);
+    assert!(!stdout.is_empty());
 }
 
 /// Store data of the naive and limits embeddings: WASI plus nothing else.
@@ -127,92 +138,6 @@ async fn plain_call(linker: &Linker<Plain>, store: &mut Store<Plain>, component:
     assert!(result.is_ok());
 }
 
-/// The bare wasmtime baseline: Warden's engine settings, nothing of Warden around the call.
-struct Bare {
-    engine: Engine,
-    pre: InstancePre<BareState>,
-}
-
-/// Store data of the bare baseline: WASI and wasmtime's own memory limiter.
-struct BareState {
-    plain: Plain,
-    limits: StoreLimits,
-    logs: Vec<String>,
-}
-
-impl WasiView for BareState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        self.plain.ctx()
-    }
-}
-
-impl Bare {
-    fn new(bytes: &[u8]) -> Bare {
-        let engine = Engine::new(&EngineConfig::default().wasmtime_config()).expect("engine");
-        let component = Component::new(&engine, bytes).expect("compiles");
-        let mut linker = Linker::<BareState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi links");
-        for version in ["0.0.1", "0.1.0"] {
-            let mut host = linker
-                .instance(&format!("local:main/host@{version}"))
-                .expect("instance");
-            host.func_wrap(
-                "log",
-                |mut store: wasmtime::StoreContextMut<'_, BareState>, (msg,): (WasmStr,)| {
-                    let line = msg.to_str(&store)?.into_owned();
-                    store.data_mut().logs.push(line);
-                    Ok(())
-                },
-            )
-            .expect("log");
-        }
-        let pre = linker.instantiate_pre(&component).expect("links");
-        Bare { engine, pre }
-    }
-
-    async fn call(&self) {
-        let limits = Limits::default();
-        let stdout = MemoryOutputPipe::new(usize::try_from(limits.max_stdout_bytes).expect("fits"));
-        let mut store = Store::new(
-            &self.engine,
-            BareState {
-                plain: Plain {
-                    wasi: WasiCtx::builder().stdout(stdout.clone()).build(),
-                    table: ResourceTable::new(),
-                },
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(usize::try_from(limits.memory_bytes()).expect("fits"))
-                    .build(),
-                logs: Vec::new(),
-            },
-        );
-        store.limiter(|state| &mut state.limits);
-        store.set_fuel(limits.fuel).expect("fuel on");
-        store.set_epoch_deadline(1_000);
-        let result = tokio::time::timeout(limits.timeout(), run_pre(&self.pre, &mut store))
-            .await
-            .expect("in time");
-        assert!(result.is_ok());
-        assert_eq!(store.data().logs.len(), 1);
-        assert!(!stdout.contents().is_empty());
-    }
-}
-
-/// Instantiates `pre` in `store` and calls `run`.
-async fn run_pre<T: Send + 'static>(
-    pre: &InstancePre<T>,
-    store: &mut Store<T>,
-) -> Result<String, String> {
-    let instance = pre
-        .instantiate_async(&mut *store)
-        .await
-        .expect("instantiates");
-    let run = instance
-        .get_typed_func::<(), (Result<String, String>,)>(&mut *store, "run")
-        .expect("run");
-    run.call_async(&mut *store, ()).await.expect("runs").0
-}
-
 fn engine_with(fuel: bool, epochs: bool) -> Engine {
     let mut config = Config::new();
     config.consume_fuel(fuel).epoch_interruption(epochs);
@@ -248,7 +173,7 @@ fn benches(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    bare.call().await;
+                    bare_call(&bare).await;
                 }
                 start.elapsed()
             })
@@ -356,7 +281,7 @@ fn percentile_table() {
     let prepared = prepare(&runtime, &rt, &rust);
     let (warm50, warm99) = percentiles(&rt, 20_000, || warm_call(&runtime, &prepared, &limits));
     let bare = Bare::new(&rust);
-    let (bare50, bare99) = percentiles(&rt, 20_000, || bare.call());
+    let (bare50, bare99) = percentiles(&rt, 20_000, || bare_call(&bare));
     println!("| warm invoke, rust hello (20 000 calls) | {warm50:.1?} | {warm99:.1?} |");
     println!("| bare wasmtime, same engine settings, rust hello | {bare50:.1?} | {bare99:.1?} |");
     println!(
