@@ -132,7 +132,15 @@ async fn a_64_mib_log_line_does_not_flood_the_server_log() {
     let reply = server.run(fixtures::huge_log_line(64 * 1024 * 1024)).await;
     assert_eq!(reply.outcome(), "ok", "{}", reply.json);
     let log = server.stop();
-    assert!(log.contains("warden::guest"), "the guest line is logged");
+    let guest_line = log
+        .lines()
+        .find(|line| line.contains("warden::guest"))
+        .expect("the guest line is logged");
+    // The line carries its request: the request's span, with the call's run id and tenant.
+    let run_id = reply.json["run_id"].as_str().expect("run id");
+    for field in ["request{", &format!("run_id={run_id}"), "tenant=default"] {
+        assert!(guest_line.contains(field), "{field} in {guest_line}");
+    }
     assert!(
         log.len() < 64 * 1024,
         "server log grew to {} bytes",

@@ -264,8 +264,7 @@ impl Runtime {
             started: Instant::now(),
         };
         let mut work = Metered::new(
-            execute(store, prepared.clone(), OwnedCall::from(call), *limits)
-                .instrument(tracing::Span::current()),
+            execute(store, prepared.clone(), OwnedCall::from(call), *limits),
             Arc::clone(&long_running),
         );
         // The permits stay with the store: a pool slot is free only once the call's store is
@@ -289,6 +288,8 @@ impl Runtime {
         let lane = Arc::clone(&self.inner.long_lane);
         let handle = tokio::runtime::Handle::current();
         let priority = self.inner.config.long_call_priority;
+        // On the fast path the call runs inside the caller's span; in the lane it re-enters it.
+        let span = tracing::Span::current();
         // The rest of a long call: in the long lane, at low OS priority (`long_calls`).
         let mut in_lane = tokio::task::spawn_blocking(move || {
             let _low = LowPriority::enter(priority);
@@ -297,7 +298,8 @@ impl Runtime {
             let (done, turn) = handle.block_on(async {
                 let turn = tokio::time::timeout_at(deadline.into(), lane.acquire_owned()).await;
                 (work.await, turn)
-            });
+            }
+            .instrument(span));
             // The next call of this component starts in the lane only if this one was long.
             runs_long.store(long_running.load(Ordering::Relaxed), Ordering::Relaxed);
             // Finishing drops the store, returning its memory to the pool: for a guest that

@@ -58,7 +58,15 @@ pub(crate) async fn tag(
         .get(header::CONTENT_LENGTH)
         .is_some_and(|length| length.as_bytes() != b"0")
         || request.headers().contains_key(header::TRANSFER_ENCODING);
-    let span = tracing::info_span!("request", id = %request_id, method = %request.method(), route = %route);
+    // A call records its run id and tenant here (`warden_service::CALL_SPAN_FIELDS`).
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        method = %request.method(),
+        route = %route,
+        run_id = tracing::field::Empty,
+        tenant = tracing::field::Empty,
+    );
     request.extensions_mut().insert(RequestIds {
         request_id: request_id.clone(),
         run_id,
