@@ -295,11 +295,13 @@ impl Runtime {
             let _low = LowPriority::enter(priority);
             // A call whose deadline passes while it waits for a turn runs without one, and
             // ends at once.
-            let (done, turn) = handle.block_on(async {
-                let turn = tokio::time::timeout_at(deadline.into(), lane.acquire_owned()).await;
-                (work.await, turn)
-            }
-            .instrument(span));
+            let (done, turn) = handle.block_on(
+                async {
+                    let turn = tokio::time::timeout_at(deadline.into(), lane.acquire_owned()).await;
+                    (work.await, turn)
+                }
+                .instrument(span),
+            );
             // The next call of this component starts in the lane only if this one was long.
             runs_long.store(long_running.load(Ordering::Relaxed), Ordering::Relaxed);
             // Finishing drops the store, returning its memory to the pool: for a guest that

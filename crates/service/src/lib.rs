@@ -623,7 +623,10 @@ impl Service {
         // them (one span per request is cheaper than two), else on a `call` span of its own.
         let request_span = tracing::Span::current();
         if request_span.has_field(CALL_SPAN_FIELDS[0]) {
-            request_span.record(CALL_SPAN_FIELDS[0], tracing::field::display(&context.run_id));
+            request_span.record(
+                CALL_SPAN_FIELDS[0],
+                tracing::field::display(&context.run_id),
+            );
             request_span.record(CALL_SPAN_FIELDS[1], tracing::field::display(tenant));
             return self.call_as(tenant, context, request).await;
         }
