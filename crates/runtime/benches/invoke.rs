@@ -4,7 +4,7 @@
 //!   the cached `InstancePre`, call, drop), for each hello guest that has been built.
 //! - `bare/rust`: the baseline: a tuned bare wasmtime embedding with Warden's exact engine
 //!   settings ([`EngineConfig::wasmtime_config`]: pooling, fuel, epochs, CoW) and no Warden code
-//!   (`bare.rs`). Target: `warm_invoke/rust` ≤ 1.1× it.
+//!   (`bare/mod.rs`). Target: `warm_invoke/rust` ≤ 1.1× it.
 //! - `naive/*`: what the seed design does per request: a new `Linker` with WASI and the host
 //!   function, then instantiate, on an engine with default settings (compile excluded).
 //! - `compile/*`, `load_cwasm/*`: one-time costs, per component.
@@ -17,7 +17,7 @@
 
 mod bare;
 
-use bare::{Bare, BareCall, run_pre};
+use bare::{Bare, BareCall, Plain, run_pre};
 use criterion::{Criterion, criterion_group};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use warden_runtime::{Call, EngineConfig, Limits, LongCallHint, Prepared, Runtime};
 use wasmtime::component::{Component, Linker, ResourceTable, WasmStr};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::WasiCtx;
 
 fn guests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guests")
@@ -79,21 +79,6 @@ async fn bare_call(bare: &Bare) {
     assert!(result.is_ok());
     assert_eq!(logs.len(), 1);
     assert!(!stdout.is_empty());
-}
-
-/// Store data of the naive and limits embeddings: WASI plus nothing else.
-struct Plain {
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for Plain {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
 }
 
 fn plain_linker(engine: &Engine) -> Linker<Plain> {

@@ -58,7 +58,7 @@ pub(crate) async fn tag(
         .get(header::CONTENT_LENGTH)
         .is_some_and(|length| length.as_bytes() != b"0")
         || request.headers().contains_key(header::TRANSFER_ENCODING);
-    // A call records its run id and tenant here (`warden_service::CALL_SPAN_FIELDS`).
+    // A call records its run id and tenant here (`Service::call`).
     let span = tracing::info_span!(
         "request",
         id = %request_id,

@@ -428,10 +428,6 @@ struct Inner {
     _scratch: Option<tempfile::TempDir>,
 }
 
-/// The fields a call records on its caller's span when that span declares them (as
-/// `tracing::field::Empty`): the edge's request span does, so its log lines carry them.
-pub const CALL_SPAN_FIELDS: [&str; 2] = ["run_id", "tenant"];
-
 impl Service {
     /// Opens the service on the data directory: validates the configuration, starts the
     /// runtime, opens (and migrates) the embedded store, and makes sure the `default` tenant
@@ -619,15 +615,12 @@ impl Service {
         request: CallRequest<'_>,
     ) -> Result<CallReport, ServiceError> {
         let (tenant, _) = tenant_of(&context.caller, Scope::Run)?;
-        // The call's fields go on the request's span when the edge made one with room for
-        // them (one span per request is cheaper than two), else on a `call` span of its own.
+        // The call's fields go on the request's span when the edge declared them there (one
+        // span per request is cheaper than two), else on a `call` span of its own.
         let request_span = tracing::Span::current();
-        if request_span.has_field(CALL_SPAN_FIELDS[0]) {
-            request_span.record(
-                CALL_SPAN_FIELDS[0],
-                tracing::field::display(&context.run_id),
-            );
-            request_span.record(CALL_SPAN_FIELDS[1], tracing::field::display(tenant));
+        if request_span.has_field("run_id") {
+            request_span.record("run_id", tracing::field::display(&context.run_id));
+            request_span.record("tenant", tracing::field::display(tenant));
             return self.call_as(tenant, context, request).await;
         }
         let span = tracing::info_span!("call", run_id = %context.run_id, tenant = %tenant);

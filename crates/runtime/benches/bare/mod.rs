@@ -24,20 +24,32 @@ pub struct BareCall {
     pub stdout: bytes::Bytes,
 }
 
+/// Store data of a minimal embedding: WASI plus nothing else (also the naive and limits
+/// embeddings of `invoke.rs`).
+pub struct Plain {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+}
+
+impl WasiView for Plain {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
 /// Store data of the bare baseline: WASI and wasmtime's own memory limiter.
 struct BareState {
-    wasi: WasiCtx,
-    table: ResourceTable,
+    plain: Plain,
     limits: StoreLimits,
     logs: Vec<String>,
 }
 
 impl WasiView for BareState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        self.plain.ctx()
     }
 }
 
@@ -74,8 +86,10 @@ impl Bare {
         let mut store = Store::new(
             &self.engine,
             BareState {
-                wasi: WasiCtx::builder().stdout(stdout.clone()).build(),
-                table: ResourceTable::new(),
+                plain: Plain {
+                    wasi: WasiCtx::builder().stdout(stdout.clone()).build(),
+                    table: ResourceTable::new(),
+                },
                 limits: StoreLimitsBuilder::new()
                     .memory_size(usize::try_from(limits.memory_bytes()).expect("fits"))
                     .build(),
