@@ -312,6 +312,11 @@ pub fn large_component(target_bytes: usize) -> Vec<u8> {
     runner(V0_0_1, 1, &body)
 }
 
+/// A component of world `world` from a core module's `wat` and inline WIT text.
+pub fn component_from(wat: &str, wit: &str, world: &str) -> Vec<u8> {
+    componentize(wat, WitSource::Text(wit), world)
+}
+
 enum WitSource<'a> {
     Dir(&'a Path),
     Text(&'a str),

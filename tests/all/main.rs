@@ -2,6 +2,7 @@
 //! directory. One binary, one module per topic.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod abuse;
 mod author;
 mod cli;
 mod edge;

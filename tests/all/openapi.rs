@@ -40,6 +40,8 @@ async fn the_openapi_document_lists_every_route() {
         ("/v1/components/{reference}/invoke", "post"),
         ("/v1/tenants/{tenant}/grants", "put"),
         ("/v1/tenants/{tenant}/grants", "get"),
+        ("/v1/tenants/{tenant}/run-grants", "put"),
+        ("/v1/tenants/{tenant}/run-grants", "get"),
         ("/v1/components/{reference}/grants", "put"),
         ("/v1/components/{reference}/grants", "get"),
         ("/v1/secrets", "get"),

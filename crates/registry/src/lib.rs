@@ -30,9 +30,10 @@ pub use records::{
     RecordStore, Retention, RunRecord, RunStats,
 };
 pub use store::{
-    Backend, ComponentRecord, ComponentStore, DeleteResult, GrantStore, Inserted, KeyRecord,
-    LimitProfile, NameChange, NameRecord, Quotas, RecordPolicy, Scope, StorageQuota, StorageUsed,
-    StoreError, StoreErrorKind, Tenant, TenantStore, UsageCounters, UsageDelta, UsageStore,
+    Backend, ComponentRecord, ComponentStore, DeleteResult, GrantStore, GrantsOf, Inserted,
+    KeyRecord, LimitProfile, NameChange, NameRecord, Quotas, RecordPolicy, Scope, StorageQuota,
+    StorageUsed, StoreError, StoreErrorKind, Tenant, TenantStore, UsageCounters, UsageDelta,
+    UsageStore,
 };
 
 use files::Files;

@@ -524,29 +524,38 @@ pub trait Backend:
 {
 }
 
+/// Which of a tenant's grant sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantsOf<'a> {
+    /// The tenant's: the ceiling of every other set.
+    Tenant,
+    /// What component bytes posted to `/run` (never stored, so without grants of their own)
+    /// run with: none unless the tenant opted in.
+    PostedCode,
+    /// One stored component's (narrower than the tenant's).
+    Component(&'a Digest),
+}
+
 /// Capability grants: a tenant's (its ceiling), and its components' (narrower).
 pub trait GrantStore: Send + Sync + 'static {
-    /// Sets the grants of the tenant (`component` none) or of one of its components. An empty
-    /// grant set removes a tenant's; a component's empty set is kept (it narrows to nothing).
+    /// Sets grants of the tenant: its ceiling, what code posted to `/run` runs with, or one of
+    /// its components'. An empty grant set removes the tenant's and the posted code's; a
+    /// component's empty set is kept (it narrows to nothing).
     ///
     /// # Errors
     /// `NotFound` when the tenant does not store the component; `Backend`.
     fn set_grants(
         &self,
         tenant: &TenantId,
-        component: Option<&Digest>,
+        of: GrantsOf<'_>,
         grants: &Grants,
     ) -> Result<(), StoreError>;
 
-    /// The grants of the tenant (`component` none) or of one of its components, if set.
+    /// Grants of the tenant, if set.
     ///
     /// # Errors
     /// `Backend`.
-    fn grants(
-        &self,
-        tenant: &TenantId,
-        component: Option<&Digest>,
-    ) -> Result<Option<Grants>, StoreError>;
+    fn grants(&self, tenant: &TenantId, of: GrantsOf<'_>) -> Result<Option<Grants>, StoreError>;
 
     /// Stores (or replaces) a tenant's secret, already sealed by the caller: stores never see
     /// a secret's value.

@@ -18,6 +18,9 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 16;
 /// Default number of calls that may wait for an execution slot before the server answers 503.
 pub const DEFAULT_MAX_QUEUED_RUNS: u32 = 64;
+/// Default longest a call (or a pipeline run's lease) waits for an execution slot before the
+/// server answers 503, in milliseconds.
+pub const DEFAULT_MAX_QUEUE_WAIT_MS: u64 = 10_000;
 /// Default number of compilations at once (Cranelift cannot be interrupted: keep this small).
 pub const DEFAULT_MAX_CONCURRENT_COMPILES: u32 = 2;
 /// Default number of uploads that may wait for a compile slot before the server answers 503.
@@ -55,6 +58,10 @@ pub struct EngineConfig {
     /// Calls waiting for a slot; beyond this callers are told to retry. Default
     /// [`DEFAULT_MAX_QUEUED_RUNS`].
     pub max_queued_runs: u32,
+    /// Longest a call waits in the queue for a slot, in milliseconds; then it is refused as
+    /// overloaded (`503`, `Retry-After`) rather than waiting on. Default
+    /// [`DEFAULT_MAX_QUEUE_WAIT_MS`].
+    pub max_queue_wait_ms: u64,
     /// Compilations at once, on their own threads. Default [`DEFAULT_MAX_CONCURRENT_COMPILES`].
     pub max_concurrent_compiles: u32,
     /// Compilations waiting; beyond this callers are told to retry. Default
@@ -89,6 +96,7 @@ impl Default for EngineConfig {
         EngineConfig {
             max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
             max_queued_runs: DEFAULT_MAX_QUEUED_RUNS,
+            max_queue_wait_ms: DEFAULT_MAX_QUEUE_WAIT_MS,
             max_concurrent_compiles: DEFAULT_MAX_CONCURRENT_COMPILES,
             max_queued_compiles: DEFAULT_MAX_QUEUED_COMPILES,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
@@ -117,6 +125,9 @@ impl EngineConfig {
                  least 1"
                     .into(),
             );
+        }
+        if self.max_queue_wait_ms == 0 {
+            return Err("max_queue_wait_ms must be greater than zero".into());
         }
         if self.max_component_bytes == 0 {
             return Err("max_component_bytes must be greater than zero".into());

@@ -227,16 +227,21 @@ impl Runtime {
         self.admit_many(1).await
     }
 
-    /// Admission for `slots` calls at once, held together (a pipeline run's lease).
+    /// Admission for `slots` calls at once, held together (a pipeline run's lease): a place in
+    /// the queue, then the slots, waited for at most `max_queue_wait_ms`.
     pub(crate) async fn admit_many(&self, slots: u32) -> Result<Admitted, InvokeError> {
         let queued = Instant::now();
         let admitted = Arc::clone(&self.inner.run_admission)
             .try_acquire_many_owned(slots)
             .map_err(|_| InvokeError::Overloaded)?;
-        let slots = Arc::clone(&self.inner.run_slots)
-            .acquire_many_owned(slots)
-            .await
-            .map_err(|_| InvokeError::Overloaded)?;
+        let wait = std::time::Duration::from_millis(self.inner.config.max_queue_wait_ms);
+        let slots = tokio::time::timeout(
+            wait,
+            Arc::clone(&self.inner.run_slots).acquire_many_owned(slots),
+        )
+        .await
+        .map_err(|_| InvokeError::Overloaded)?
+        .map_err(|_| InvokeError::Overloaded)?;
         Ok(Admitted {
             permits: Arc::new((admitted, slots)),
             queued_us: micros(queued.elapsed()),

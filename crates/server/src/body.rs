@@ -31,7 +31,75 @@ pub(crate) struct HeldBody {
     _share: OwnedSemaphorePermit,
 }
 
+/// The pace a body must keep: all of it within `grace + size / min_rate`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    grace: Duration,
+    min_rate: u64,
+}
+
+impl Pace {
+    /// How long a body of `size` bytes may take.
+    pub(crate) fn allowed(&self, size: u64) -> Duration {
+        self.grace + Duration::from_secs_f64(size as f64 / self.min_rate.max(1) as f64)
+    }
+}
+
+/// A body read frame by frame (a pipeline run's, as the run drains it) under the edge's pace:
+/// only the time spent waiting on the client counts, not the time the reader spends on what
+/// it read, so backpressure is never mistaken for a slow client.
+pub(crate) struct PacedBody {
+    stream: axum::body::BodyDataStream,
+    pace: Pace,
+    received: u64,
+    waited: Duration,
+}
+
+impl PacedBody {
+    pub(crate) fn new(body: Body, pace: Pace) -> PacedBody {
+        PacedBody {
+            stream: body.into_data_stream(),
+            pace,
+            received: 0,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// The next frame; `Err` when the body broke off or fell behind the pace.
+    pub(crate) async fn next(&mut self) -> Option<Result<Bytes, String>> {
+        use futures::StreamExt as _;
+        let allowed = self
+            .pace
+            .allowed(self.received.saturating_add(1))
+            .saturating_sub(self.waited);
+        let started = Instant::now();
+        let next = tokio::time::timeout(allowed, self.stream.next()).await;
+        self.waited += started.elapsed();
+        match next {
+            Err(_) => Some(Err(format!(
+                "the request body fell behind {} bytes per second (after a {} ms grace)",
+                self.pace.min_rate,
+                self.pace.grace.as_millis()
+            ))),
+            Ok(None) => None,
+            Ok(Some(Ok(bytes))) => {
+                self.received += bytes.len() as u64;
+                Some(Ok(bytes))
+            }
+            Ok(Some(Err(error))) => Some(Err(format!("could not read the request body: {error}"))),
+        }
+    }
+}
+
 impl BodyRules {
+    /// The pace every body keeps.
+    pub(crate) fn pace(&self) -> Pace {
+        Pace {
+            grace: self.grace,
+            min_rate: self.min_rate,
+        }
+    }
+
     pub(crate) fn new(config: &HttpConfig) -> BodyRules {
         let units = config.body_budget_mb.saturating_mul(1024 * 1024 / UNIT);
         let permits = usize::try_from(units)
@@ -74,7 +142,7 @@ impl BodyRules {
                 ));
             }
         };
-        let allowed = self.grace + Duration::from_secs_f64(expected as f64 / self.min_rate as f64);
+        let allowed = self.pace().allowed(expected);
         let deadline = Instant::now() + allowed;
         let mut body = body;
         let mut bytes = Vec::with_capacity(usize::try_from(expected.min(1024 * 1024)).unwrap_or(0));

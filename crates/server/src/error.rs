@@ -42,6 +42,10 @@ pub enum ApiError {
     /// 422 `invalid_pipeline`: a pipeline definition that cannot run (names the node or edge).
     #[error("{0}")]
     InvalidPipeline(String),
+    /// 422 `invalid_input`: the input cannot be read as asked (a CSV header over the record
+    /// cap).
+    #[error("{0}")]
+    InvalidInput(String),
     /// 400 `bad_request` (malformed query, JSON or reference).
     #[error("{0}")]
     BadRequest(String),
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::InvalidLimit(_) => (StatusCode::BAD_REQUEST, "invalid_limit"),
             ApiError::WrongWorld(_) => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_world"),
             ApiError::InvalidPipeline(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_pipeline"),
+            ApiError::InvalidInput(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),

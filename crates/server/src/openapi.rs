@@ -81,6 +81,8 @@ impl Modify for BearerAuth {
         components::delete,
         grants::put_tenant,
         grants::show_tenant,
+        grants::put_run,
+        grants::show_run,
         grants::put_component,
         grants::show_component,
         grants::put_secret,

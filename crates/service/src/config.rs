@@ -7,11 +7,6 @@ use warden_registry::{LimitProfile, Quotas, RecordInputs, RecordPolicy};
 
 use warden_runtime::{EngineConfig, Limits};
 
-/// Calls one tenant may have admitted at once (running or queued) in secured mode, unless the
-/// tenant defaults or its own limits say otherwise: below the engine's admission capacity, so no
-/// tenant can take it all. (Open mode has one tenant: only the engine's admission bounds it.)
-pub const DEFAULT_TENANT_MAX_CONCURRENT_RUNS: u32 = 16;
-
 /// A secret from the configuration (the admin token): never printed, never logged.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -46,8 +41,8 @@ impl Serialize for Secret {
 #[serde(default, deny_unknown_fields)]
 pub struct TenantDefaults {
     /// Default per-call ceilings of a tenant (each unset field falls back to `limits`).
-    /// `max_concurrent_runs` unset: [`DEFAULT_TENANT_MAX_CONCURRENT_RUNS`] in secured mode, no
-    /// share of its own in open mode.
+    /// `max_concurrent_runs` unset: half the engine's slots in secured mode (and a set one is
+    /// cut to leave at least one slot to other tenants), no share of its own in open mode.
     pub limits: LimitProfile,
     /// Default quotas of a tenant. Default: none.
     pub quotas: Quotas,

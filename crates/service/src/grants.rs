@@ -6,7 +6,7 @@ use crate::tenants::TenantState;
 use crate::{Caller, Service, ServiceError, tenant_of};
 use serde::Serialize;
 use std::sync::{Arc, PoisonError};
-use warden_registry::{ComponentRef, Digest, Scope, TenantId, on_blocking_thread};
+use warden_registry::{ComponentRef, Digest, GrantsOf, Scope, TenantId, on_blocking_thread};
 use warden_runtime::{Capabilities, Grants, GuestConfig};
 
 /// A component's grants, as set and as in effect.
@@ -38,7 +38,7 @@ impl Service {
         if on_blocking_thread(|| store.tenant(tenant))?.is_none() {
             return Err(ServiceError::NotFound(format!("no tenant `{tenant}`")));
         }
-        on_blocking_thread(|| store.set_grants(tenant, None, &grants))?;
+        on_blocking_thread(|| store.set_grants(tenant, GrantsOf::Tenant, &grants))?;
         self.forget_tenant(tenant);
         self.forget_component_grants();
         Ok(grants)
@@ -58,7 +58,51 @@ impl Service {
         if on_blocking_thread(|| store.tenant(tenant))?.is_none() {
             return Err(ServiceError::NotFound(format!("no tenant `{tenant}`")));
         }
-        Ok(on_blocking_thread(|| store.grants(tenant, None))?.unwrap_or_default())
+        Ok(on_blocking_thread(|| store.grants(tenant, GrantsOf::Tenant))?.unwrap_or_default())
+    }
+
+    /// Sets what component bytes posted to `/run` by the tenant's keys run with (admin only):
+    /// posted code has no grants of its own, so it runs with none unless the tenant is opted
+    /// in here, and never with more than the tenant's ceiling.
+    ///
+    /// # Errors
+    /// `Forbidden` for a tenant key or beyond the tenant's grants; `NotFound`; `BadRequest`
+    /// for unusable grants.
+    pub async fn set_run_grants(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        grants: Grants,
+    ) -> Result<Grants, ServiceError> {
+        self.may_grant(caller, tenant)?;
+        grants
+            .validate()
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let state = self.tenant_state(tenant)?;
+        grants
+            .check_within(&state.grants)
+            .map_err(|e| ServiceError::Forbidden(e.to_string()))?;
+        let store = &self.inner.store;
+        on_blocking_thread(|| store.set_grants(tenant, GrantsOf::PostedCode, &grants))?;
+        self.forget_tenant(tenant);
+        Ok(grants)
+    }
+
+    /// What code posted to `/run` by the tenant runs with (admin only; default none).
+    ///
+    /// # Errors
+    /// `Forbidden` for a tenant key; `NotFound`.
+    pub async fn run_grants(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+    ) -> Result<Grants, ServiceError> {
+        self.may_grant(caller, tenant)?;
+        let store = &self.inner.store;
+        if on_blocking_thread(|| store.tenant(tenant))?.is_none() {
+            return Err(ServiceError::NotFound(format!("no tenant `{tenant}`")));
+        }
+        Ok(on_blocking_thread(|| store.grants(tenant, GrantsOf::PostedCode))?.unwrap_or_default())
     }
 
     /// Sets one of the caller's components' grants: only narrower than the tenant's.
@@ -87,7 +131,7 @@ impl Service {
             .await?
             .digest;
         let store = &self.inner.store;
-        on_blocking_thread(|| store.set_grants(tenant, Some(&digest), &grants))?;
+        on_blocking_thread(|| store.set_grants(tenant, GrantsOf::Component(&digest), &grants))?;
         self.forget_component_grants();
         self.component_grants(caller, reference).await
     }
@@ -123,7 +167,7 @@ impl Service {
             .digest;
         let state = self.tenant_state(tenant)?;
         let store = &self.inner.store;
-        let own = on_blocking_thread(|| store.grants(tenant, Some(&digest)))?;
+        let own = on_blocking_thread(|| store.grants(tenant, GrantsOf::Component(&digest)))?;
         let effective = effective(own.as_ref(), &state.grants);
         Ok(ComponentGrants { own, effective })
     }
@@ -161,6 +205,35 @@ impl Service {
         if let Some(narrower) = narrower {
             grants = narrower.intersect(&grants);
         }
+        self.capabilities_with(state, config, Arc::new(grants))
+    }
+
+    /// What one call of component bytes posted to `/run` may use: the tenant's run grants
+    /// (default none) within its ceiling, never a stored component's.
+    pub(crate) fn posted_capabilities(
+        &self,
+        state: &TenantState,
+        config: GuestConfig,
+    ) -> Result<Capabilities, ServiceError> {
+        self.capabilities_with(state, config, Arc::clone(&state.posted_grants))
+    }
+
+    /// A call's capabilities under `grants`, with the granted secrets opened.
+    fn capabilities_with(
+        &self,
+        state: &TenantState,
+        config: GuestConfig,
+        grants: Arc<Grants>,
+    ) -> Result<Capabilities, ServiceError> {
+        let caller: Arc<str> = Arc::from(state.tenant.id.as_str());
+        if grants.secrets.is_empty() {
+            return Ok(Capabilities {
+                config,
+                grants,
+                caller,
+                secrets: Arc::new([]),
+            });
+        }
         // Granted secrets answer `host.config` under their names, over the call's own config.
         let secrets = self.open_secrets(&state.tenant.id, &grants.secrets)?;
         let (config, secrets) = match secrets.is_empty() {
@@ -179,7 +252,7 @@ impl Service {
         };
         Ok(Capabilities {
             config,
-            grants: Arc::new(grants),
+            grants,
             caller,
             secrets: secrets.into(),
         })
@@ -205,7 +278,8 @@ impl Service {
             return Ok(own.clone());
         }
         let store = &self.inner.store;
-        let own = on_blocking_thread(|| store.grants(tenant, Some(digest)))?.map(Arc::new);
+        let own =
+            on_blocking_thread(|| store.grants(tenant, GrantsOf::Component(digest)))?.map(Arc::new);
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_CACHED_GRANTS {
             cache.clear();

@@ -27,8 +27,8 @@ mod usage;
 
 pub use auth::{Caller, KEY_CACHE_TTL, KEY_PREFIX, NewKey};
 pub use config::{
-    DEFAULT_MAX_RECORDED_INPUT_BYTES, DEFAULT_TENANT_MAX_CONCURRENT_RUNS, EffectiveRecording,
-    MIN_ADMIN_TOKEN_LEN, RecordsConfig, Secret, ServiceConfig, TenantDefaults,
+    DEFAULT_MAX_RECORDED_INPUT_BYTES, EffectiveRecording, MIN_ADMIN_TOKEN_LEN, RecordsConfig,
+    Secret, ServiceConfig, TenantDefaults,
 };
 pub use grants::ComponentGrants;
 pub use metrics::Metrics;
@@ -47,9 +47,9 @@ use tenants::TenantState;
 use tracing::Instrument;
 use warden_registry::{
     Backend, CacheSource, ComponentName, ComponentRecord, ComponentRef, DEFAULT_RECORD_PAGE,
-    Digest, InvalidId, KeyId, KeyRecord, LimitProfile, MAX_RECORD_PAGE, NameRecord, NewRecord,
-    Payload, Quotas, RecordInputs, RecordPolicy, RecordQuery, Registry, RegistryError, RunId,
-    RunRecord, RunStats, Scope, StorageUsed, StoreError, StoreErrorKind, Tenant, TenantId,
+    Digest, GrantsOf, InvalidId, KeyId, KeyRecord, LimitProfile, MAX_RECORD_PAGE, NameRecord,
+    NewRecord, Payload, Quotas, RecordInputs, RecordPolicy, RecordQuery, Registry, RegistryError,
+    RunId, RunRecord, RunStats, Scope, StorageUsed, StoreError, StoreErrorKind, Tenant, TenantId,
     UsageCounters, on_blocking_thread,
 };
 use warden_runtime::{
@@ -455,7 +455,7 @@ impl Service {
     }
 
     fn build(
-        mut config: ServiceConfig,
+        config: ServiceConfig,
         store: Arc<dyn Backend>,
         data_dir: &Path,
         scratch: Option<tempfile::TempDir>,
@@ -463,10 +463,6 @@ impl Service {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-        if config.admin_token.is_some() {
-            let share = &mut config.tenants.limits.max_concurrent_runs;
-            share.get_or_insert(DEFAULT_TENANT_MAX_CONCURRENT_RUNS);
-        }
         let runtime = Runtime::new(config.engine.clone())?;
         let component_store: Arc<dyn warden_registry::ComponentStore> = store.clone();
         let registry = Registry::new(
@@ -655,6 +651,7 @@ impl Service {
                 },
             ),
         };
+        let posted = matches!(request.target, Target::Bytes(_));
         let (resolved, bytes_in) = match request.target {
             Target::Bytes(bytes) => {
                 let size = bytes.len() as u64;
@@ -674,7 +671,11 @@ impl Service {
             (Some(input), WorldKind::Processor) => Call::Process(input),
             (Some(input), _) => Call::Transform(input),
         };
-        let caps = self.capabilities(&state, &resolved.digest, request.config.clone())?;
+        // Posted bytes have no grants of their own: they never run with a stored component's.
+        let caps = match posted {
+            true => self.posted_capabilities(&state, request.config.clone())?,
+            false => self.capabilities(&state, &resolved.digest, request.config.clone())?,
+        };
         let (execution, late) = self
             .inner
             .runtime
@@ -841,14 +842,22 @@ impl Service {
             .iter()
             .map(|row| row.counters.fuel)
             .sum();
-        let grants = on_blocking_thread(|| store.grants(id, None))?.unwrap_or_default();
+        let grants = on_blocking_thread(|| store.grants(id, GrantsOf::Tenant))?.unwrap_or_default();
+        let posted = on_blocking_thread(|| store.grants(id, GrantsOf::PostedCode))?
+            .map(|posted| posted.intersect(&grants))
+            .unwrap_or_default();
+        let engine_slots = self
+            .secured()
+            .then(|| self.inner.runtime.config().max_concurrent_runs);
         let mut state = TenantState::new(
             tenant,
             &self.inner.config.tenants,
             &self.inner.config.limits,
+            engine_slots,
             fuel,
         );
         state.grants = Arc::new(grants);
+        state.posted_grants = Arc::new(posted);
         let state = Arc::new(state);
         let mut states = self
             .inner

@@ -26,6 +26,8 @@ pub(crate) struct TenantState {
     pub(crate) recording: crate::config::EffectiveRecording,
     /// Its capability grants: the ceiling of its components' (default: none).
     pub(crate) grants: Arc<warden_runtime::Grants>,
+    /// What code posted to `/run` runs with: its run grants within `grants` (default none).
+    pub(crate) posted_grants: Arc<warden_runtime::Grants>,
     slots: Arc<Semaphore>,
     max_concurrent: u32,
     bucket: Option<Mutex<Bucket>>,
@@ -52,15 +54,18 @@ pub(crate) struct Admitted {
 }
 
 impl TenantState {
+    /// The state of `tenant` on a server whose engine runs `engine_slots` calls at once when
+    /// tenants share it (secured mode), `None` when one tenant has it alone (open mode).
     pub(crate) fn new(
         tenant: Tenant,
         defaults: &TenantDefaults,
         server: &Limits,
+        engine_slots: Option<u32>,
         fuel_used_today: u64,
     ) -> TenantState {
         let profile = overlay(&tenant.limits, &defaults.limits);
         let quotas = overlay_quotas(&tenant.quotas, &defaults.quotas);
-        let max_concurrent = profile.max_concurrent_runs.unwrap_or(u32::MAX).max(1);
+        let max_concurrent = share(profile.max_concurrent_runs, engine_slots);
         let bucket = quotas.runs_per_minute.map(|per_minute| {
             let capacity = f64::from(per_minute.max(1));
             Mutex::new(Bucket {
@@ -72,6 +77,7 @@ impl TenantState {
         });
         TenantState {
             grants: Arc::default(),
+            posted_grants: Arc::default(),
             recording: crate::config::EffectiveRecording::of(
                 &tenant.recording,
                 &defaults.recording,
@@ -104,6 +110,26 @@ impl TenantState {
             _slot: slot,
             fuel_cap,
         })
+    }
+
+    /// Admits a job of up to `wanted` calls at once (a pipeline run): the rate bucket and the
+    /// daily fuel as [`TenantState::admit`], then as many of the tenant's slots as are free,
+    /// at least one. Answers the admission and how many slots it holds.
+    pub(crate) fn admit_up_to(&self, wanted: u32) -> Result<(Admitted, u32), ServiceError> {
+        self.rate(true)?;
+        let fuel_cap = self.fuel_left()?;
+        let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
+        let slots = wanted.min(free).max(1);
+        let slot = Arc::clone(&self.slots)
+            .try_acquire_many_owned(slots)
+            .map_err(|_| self.busy())?;
+        Ok((
+            Admitted {
+                _slot: slot,
+                fuel_cap,
+            },
+            slots,
+        ))
     }
 
     /// Whether a call would be admitted now, taking nothing: asked before a request body is
@@ -200,6 +226,18 @@ impl TenantState {
             false => 0,
         }
     }
+}
+
+/// A tenant's share of the engine's slots (calls running or waiting at once, a pipeline run
+/// counting each of its slots). Where tenants share the engine, no share is the whole of it:
+/// unset, it is half the slots; set, it is cut to leave at least one slot to the others. Alone
+/// on the engine (open mode), unset is unbounded: only the engine's admission bounds it.
+fn share(profile: Option<u32>, engine_slots: Option<u32>) -> u32 {
+    let Some(slots) = engine_slots else {
+        return profile.unwrap_or(u32::MAX).max(1);
+    };
+    let most = slots.saturating_sub(1).max(1);
+    profile.unwrap_or(slots / 2).clamp(1, most)
 }
 
 /// `profile`'s fields where set, else `defaults`'.
@@ -305,7 +343,49 @@ mod tests {
             recording: Default::default(),
             created_at: String::new(),
         };
-        TenantState::new(tenant, &TenantDefaults::default(), &Limits::default(), 0)
+        TenantState::new(
+            tenant,
+            &TenantDefaults::default(),
+            &Limits::default(),
+            None,
+            0,
+        )
+    }
+
+    #[test]
+    fn where_tenants_share_the_engine_no_share_is_all_of_it() {
+        assert_eq!(share(None, Some(16)), 8, "unset: half");
+        assert_eq!(share(Some(16), Some(16)), 15, "one slot left to the others");
+        assert_eq!(share(Some(40), Some(16)), 15);
+        assert_eq!(share(Some(3), Some(16)), 3);
+        assert_eq!(share(None, Some(1)), 1, "a one-slot engine still admits");
+        assert_eq!(
+            share(None, None),
+            u32::MAX,
+            "open mode: the engine bounds it"
+        );
+        assert_eq!(share(Some(4), None), 4);
+    }
+
+    #[test]
+    fn a_pipeline_takes_the_slots_that_are_free_within_the_share() {
+        let s = state(
+            LimitProfile {
+                max_concurrent_runs: Some(3),
+                ..LimitProfile::default()
+            },
+            Quotas::default(),
+        );
+        let (first, slots) = s.admit_up_to(2).unwrap();
+        assert_eq!(slots, 2);
+        let (_second, slots) = s.admit_up_to(5).unwrap();
+        assert_eq!(slots, 1, "only one is left");
+        assert!(matches!(
+            s.admit_up_to(1),
+            Err(ServiceError::ConcurrencyLimit { .. })
+        ));
+        drop(first);
+        assert_eq!(s.admit_up_to(9).unwrap().1, 2);
     }
 
     #[test]

@@ -1,17 +1,26 @@
-//! Capability grants in SQLite: one row per tenant (`digest` empty) and per granted component,
-//! each a JSON document.
+//! Capability grants in SQLite: one row per tenant (`digest` empty), for its posted code
+//! (`digest` = `posted`) and per granted component, each a JSON document.
 
 use super::{SqliteStore, component_in, corrupt, failed};
-use crate::ids::{Digest, TenantId};
-use crate::store::{GrantStore, StoreError};
+use crate::ids::TenantId;
+use crate::store::{GrantStore, GrantsOf, StoreError};
 use rusqlite::{OptionalExtension, params};
 use warden_runtime::Grants;
+
+/// The `digest` column of a grant set's row.
+fn row_key(of: GrantsOf<'_>) -> &str {
+    match of {
+        GrantsOf::Tenant => "",
+        GrantsOf::PostedCode => "posted",
+        GrantsOf::Component(digest) => digest.as_str(),
+    }
+}
 
 impl GrantStore for SqliteStore {
     fn set_grants(
         &self,
         tenant: &TenantId,
-        component: Option<&Digest>,
+        of: GrantsOf<'_>,
         grants: &Grants,
     ) -> Result<(), StoreError> {
         let document = serde_json::to_string(grants).map_err(StoreError::backend)?;
@@ -19,17 +28,18 @@ impl GrantStore for SqliteStore {
             let tx = connection
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(failed)?;
-            if let Some(digest) = component
+            if let GrantsOf::Component(digest) = of
                 && component_in(&tx, tenant, digest).map_err(failed)?.is_none()
             {
                 return Err(StoreError::not_found(format!(
                     "no component with digest {digest}"
                 )));
             }
-            let digest = component.map_or("", Digest::as_str);
+            let digest = row_key(of);
             // A tenant without grants has no row; a component's empty grants are kept (they
             // narrow it to nothing).
-            match component.is_none() && *grants == Grants::default() {
+            let component = matches!(of, GrantsOf::Component(_));
+            match !component && *grants == Grants::default() {
                 true => tx.execute(
                     "DELETE FROM grants WHERE tenant = ?1 AND digest = ?2",
                     params![tenant.as_str(), digest],
@@ -45,21 +55,14 @@ impl GrantStore for SqliteStore {
         })
     }
 
-    fn grants(
-        &self,
-        tenant: &TenantId,
-        component: Option<&Digest>,
-    ) -> Result<Option<Grants>, StoreError> {
+    fn grants(&self, tenant: &TenantId, of: GrantsOf<'_>) -> Result<Option<Grants>, StoreError> {
         self.with(|connection| {
             connection
                 .prepare_cached("SELECT document FROM grants WHERE tenant = ?1 AND digest = ?2")?
-                .query_row(
-                    params![tenant.as_str(), component.map_or("", Digest::as_str)],
-                    |row| {
-                        let document: String = row.get(0)?;
-                        serde_json::from_str(&document).map_err(|e| corrupt(0, e))
-                    },
-                )
+                .query_row(params![tenant.as_str(), row_key(of)], |row| {
+                    let document: String = row.get(0)?;
+                    serde_json::from_str(&document).map_err(|e| corrupt(0, e))
+                })
                 .optional()
         })
     }

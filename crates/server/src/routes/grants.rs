@@ -1,5 +1,7 @@
-//! Capability grants: `PUT|GET /v1/tenants/{id}/grants` (the admin sets a tenant's ceiling) and
-//! `PUT|GET /v1/components/{ref}/grants` (a tenant narrows one component's; 403 beyond its own).
+//! Capability grants: `PUT|GET /v1/tenants/{id}/grants` (the admin sets a tenant's ceiling),
+//! `PUT|GET /v1/tenants/{id}/run-grants` (what bytes posted to `/run` run with: default none)
+//! and `PUT|GET /v1/components/{ref}/grants` (a tenant narrows one component's; 403 beyond its
+//! own).
 
 use crate::caller::Authed;
 use crate::openapi::ErrorBody;
@@ -77,6 +79,69 @@ pub(crate) async fn show_tenant(
 ) -> Result<Json<Grants>, ApiError> {
     let tenant = TenantId::parse(&tenant)?;
     Ok(Json(state.service().tenant_grants(&caller, &tenant).await?))
+}
+
+/// `PUT /v1/tenants/{tenant}/run-grants`.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/run-grants",
+    tag = "grants",
+    summary = "Set what component bytes posted to /run by the tenant run with (admin; default none, within the tenant's grants)",
+    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    request_body(content = Grants, content_type = "application/json"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the tenant's run grants", body = Grants),
+        (status = 400, description = "malformed or unusable grants", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this, or beyond the tenant's grants", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
+pub(crate) async fn put_run(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(tenant): Path<String>,
+    grants: Result<Json<Grants>, JsonRejection>,
+) -> Result<Json<Grants>, ApiError> {
+    let tenant = TenantId::parse(&tenant)?;
+    let grants = body(grants)?;
+    Ok(Json(
+        state
+            .service()
+            .set_run_grants(&caller, &tenant, grants)
+            .await?,
+    ))
+}
+
+/// `GET /v1/tenants/{tenant}/run-grants`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/run-grants",
+    tag = "grants",
+    summary = "What component bytes posted to /run by the tenant run with (admin)",
+    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the tenant's run grants", body = Grants),
+        (status = 400, description = "malformed input", body = ErrorBody),
+        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
+        (status = 403, description = "the credentials may not do this", body = ErrorBody),
+        (status = 404, description = "no such object for this caller", body = ErrorBody),
+        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
+        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+    )
+)]
+pub(crate) async fn show_run(
+    State(state): State<AppState>,
+    Authed(caller): Authed,
+    Path(tenant): Path<String>,
+) -> Result<Json<Grants>, ApiError> {
+    let tenant = TenantId::parse(&tenant)?;
+    Ok(Json(state.service().run_grants(&caller, &tenant).await?))
 }
 
 /// `PUT /v1/components/{reference}/grants`.

@@ -86,6 +86,10 @@ pub(crate) fn router() -> Router<AppState> {
             put(grants::put_tenant).get(grants::show_tenant),
         )
         .route(
+            "/v1/tenants/{tenant}/run-grants",
+            put(grants::put_run).get(grants::show_run),
+        )
+        .route(
             "/v1/components/{reference}/grants",
             put(grants::put_component).get(grants::show_component),
         )
@@ -151,6 +155,10 @@ pub(crate) fn admin_router() -> Router<AppState> {
         .route(
             "/v1/tenants/{tenant}/grants",
             put(grants::put_tenant).get(grants::show_tenant),
+        )
+        .route(
+            "/v1/tenants/{tenant}/run-grants",
+            put(grants::put_run).get(grants::show_run),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
 }

@@ -9,6 +9,7 @@
 //! by a summary line `{"warden_summary": {…}}` (`?summary=true`). With `Accept:
 //! application/json` the answer is one document instead: the summary and the records.
 
+use crate::body::PacedBody;
 use crate::caller::Authed;
 use crate::openapi::{Binary, ErrorBody};
 use crate::request_id::RequestIds;
@@ -30,6 +31,8 @@ use warden_service::{CallContext, Framing, RunSummary};
 pub(crate) const MAX_PIPELINE_JSON_BYTES: usize = super::MAX_JSON_BODY_BYTES;
 /// Most bytes of records a JSON answer collects (the rest are counted, not returned).
 pub(crate) const MAX_JSON_RECORD_BYTES: usize = 16 * 1024 * 1024;
+/// What each record a JSON answer keeps counts beyond its bytes.
+const JSON_RECORD_OVERHEAD: usize = 16;
 /// Input chunks waiting for the run (each at most one body frame).
 const INPUT_CHUNKS_IN_FLIGHT: usize = 4;
 /// Output records waiting to be written to the client.
@@ -302,7 +305,8 @@ pub(crate) struct RunDocument {
         (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
         (status = 403, description = "the credentials may not do this", body = ErrorBody),
         (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 422, description = "the stored pipeline cannot run", body = ErrorBody),
+        (status = 408, description = "a CSV header did not arrive in time (request_timeout)", body = ErrorBody),
+        (status = 422, description = "the stored pipeline cannot run, or a CSV header is over the record cap (invalid_input)", body = ErrorBody),
         (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
         (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
         (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
@@ -355,10 +359,17 @@ pub(crate) async fn run(
         ));
     }
     let run_id = HeaderValue::from_str(&run.run_id().to_string()).ok();
+    let mut body = PacedBody::new(body, state.body_rules().pace());
+    // A CSV header is carried into every record: one over the record cap is refused before
+    // the run answers anything.
+    let header = match framing {
+        Framing::Csv { header: true } => read_csv_header(&mut body, run.max_record_bytes()).await?,
+        _ => Vec::new(),
+    };
 
     let (input_tx, input_rx) = mpsc::channel(INPUT_CHUNKS_IN_FLIGHT);
     let (output_tx, mut output_rx) = mpsc::channel::<Vec<u8>>(OUTPUT_RECORDS_IN_FLIGHT);
-    tokio::spawn(forward_body(body, input_tx));
+    tokio::spawn(forward_body(header, body, input_tx));
     let finished = tokio::spawn(run.run(input_rx, output_tx));
 
     if wants_json {
@@ -366,7 +377,8 @@ pub(crate) async fn run(
         let mut bytes = 0usize;
         let mut truncated = false;
         while let Some(record) = output_rx.recv().await {
-            bytes += record.len();
+            // Each record kept costs its bookkeeping too: empty records are not free.
+            bytes += record.len() + JSON_RECORD_OVERHEAD;
             match bytes <= MAX_JSON_RECORD_BYTES {
                 true => records.push(record),
                 false => truncated = true,
@@ -448,11 +460,43 @@ fn json_document(summary: RunSummary, records: Vec<Vec<u8>>, truncated: bool) ->
     }
 }
 
-/// Hands the request body to the run chunk by chunk; stops when the run stops reading.
-async fn forward_body(body: Body, input: mpsc::Sender<Result<Vec<u8>, String>>) {
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let item = chunk.map(|bytes| bytes.to_vec()).map_err(|e| e.to_string());
+/// Reads a CSV body up to the end of its header line (all of it, if it has none), within
+/// `cap` bytes of header; answers the frames read.
+async fn read_csv_header(body: &mut PacedBody, cap: u64) -> Result<Vec<Vec<u8>>, ApiError> {
+    let mut frames = Vec::new();
+    let mut header = 0u64;
+    while let Some(frame) = body.next().await {
+        let bytes = frame.map_err(ApiError::RequestTimeout)?;
+        let newline = bytes.iter().position(|&b| b == b'\n');
+        header += newline.unwrap_or(bytes.len()) as u64;
+        if header > cap {
+            return Err(ApiError::InvalidInput(format!(
+                "the CSV header line is longer than {cap} bytes (the tenant's max_input_bytes), \
+                 and every record carries it"
+            )));
+        }
+        frames.push(bytes.to_vec());
+        if newline.is_some() {
+            break;
+        }
+    }
+    Ok(frames)
+}
+
+/// Hands the request body to the run chunk by chunk (`read` first: frames already read);
+/// stops when the run stops reading.
+async fn forward_body(
+    read: Vec<Vec<u8>>,
+    mut body: PacedBody,
+    input: mpsc::Sender<Result<Vec<u8>, String>>,
+) {
+    for frame in read {
+        if input.send(Ok(frame)).await.is_err() {
+            return;
+        }
+    }
+    while let Some(frame) = body.next().await {
+        let item = frame.map(|bytes| bytes.to_vec());
         let broke = item.is_err();
         if input.send(item).await.is_err() || broke {
             return;

@@ -18,6 +18,10 @@ use warden_registry::{
 };
 use warden_runtime::{GuestConfig, LimitOverrides, Limits, WorldKind};
 
+/// What each record held in flight costs beyond its bytes, in a run's in-flight budget: the
+/// host's bookkeeping of one record (its buffer, its place in a round).
+pub const IN_FLIGHT_RECORD_OVERHEAD: u64 = 64;
+
 /// Limits of pipelines and their runs (`[pipelines]`); a pipeline's own `limits` may only
 /// lower the run-wide ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +46,18 @@ pub struct PipelinesConfig {
     pub max_batch_size: u32,
     /// Dead letters returned per run (more are counted only). Default 1000.
     pub max_dead_letters: u32,
+    /// Bytes of dead letters kept per run (their errors and inputs); more are counted only.
+    /// Default 16 MiB.
+    pub max_dead_letter_bytes: u64,
+    /// Bytes of records one run holds in flight at once: a round's input records (a CSV
+    /// header repeated in each counts) and everything its nodes produce from them, each record
+    /// counted [`IN_FLIGHT_RECORD_OVERHEAD`] bytes more, so empty records are not free. A
+    /// round takes input records only while they fit; a fan-out past it stops the run with
+    /// `output_limit`. Default 64 MiB.
+    pub max_in_flight_bytes: u64,
+    /// Records the nodes of one run may produce in all (fan-out included); past it the run
+    /// stops with `output_limit`. Default 100 000 000.
+    pub max_produced_records: u64,
     /// Execution slots one run uses at once (records of one node in parallel). Default 2.
     pub slots_per_run: u32,
 }
@@ -58,6 +74,9 @@ impl Default for PipelinesConfig {
             batch_size: 256,
             max_batch_size: 100_000,
             max_dead_letters: 1000,
+            max_dead_letter_bytes: 16 * 1024 * 1024,
+            max_in_flight_bytes: 64 * 1024 * 1024,
+            max_produced_records: 100_000_000,
             slots_per_run: 2,
         }
     }
@@ -79,6 +98,8 @@ impl PipelinesConfig {
             ("batch_size", u64::from(self.batch_size)),
             ("max_batch_size", u64::from(self.max_batch_size)),
             ("slots_per_run", u64::from(self.slots_per_run)),
+            ("max_in_flight_bytes", self.max_in_flight_bytes),
+            ("max_produced_records", self.max_produced_records),
         ];
         match fields.iter().find(|(_, value)| *value == 0) {
             Some((name, _)) => Err(format!("pipelines.{name} must be greater than zero")),

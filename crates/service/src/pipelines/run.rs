@@ -11,14 +11,15 @@
 //! Fan-out hands each record to every successor (a shared buffer, not a copy); fan-in
 //! concatenates what the predecessors produced, in topological order of the predecessors.
 
-use super::framing::{Framing, Splitter};
-use super::{PipelinesConfig, node_limits, node_world};
+use super::framing::{Framing, Next, Splitter};
+use super::{IN_FLIGHT_RECORD_OVERHEAD, PipelinesConfig, node_limits, node_world};
 use crate::tenants::{Admitted, TenantState};
 use crate::{CallContext, Service, ServiceError, tenant_of};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use warden_registry::{
@@ -29,6 +30,11 @@ use warden_runtime::{
     Call, Capabilities, Execution, GuestConfig, InvokeError, Lease, Limits, LongCallHint, Outcome,
     Output, Prepared, Reused, WorldKind,
 };
+
+/// How long a run waits for input while holding its slots before it gives them back.
+const IDLE_BEFORE_RELEASE: Duration = Duration::from_millis(5);
+/// Pause before asking again for slots the engine's queue refused (within the run's deadline).
+const LEASE_RETRY: Duration = Duration::from_millis(20);
 
 /// Largest record input kept in one dead letter, in bytes (longer inputs are only sized).
 pub const MAX_DEAD_LETTER_INPUT_BYTES: usize = 64 * 1024;
@@ -138,34 +144,129 @@ struct Stepped {
     stop: Option<Stop>,
 }
 
-/// Dead letters, at most `cap` kept; the rest counted.
-#[derive(Default)]
+/// Dead letters, at most `cap` kept and at most `max_bytes` over the whole run (shared with
+/// the run's step tasks); the rest counted. A letter is charged before it is built.
 struct Letters {
     kept: Vec<DeadLetter>,
     dropped: u64,
     cap: usize,
+    bytes: Arc<AtomicU64>,
+    max_bytes: u64,
 }
 
 impl Letters {
-    fn new(cap: usize) -> Letters {
+    fn new(cap: usize, max_bytes: u64) -> Letters {
         Letters {
+            kept: Vec::new(),
+            dropped: 0,
             cap,
-            ..Letters::default()
+            bytes: Arc::default(),
+            max_bytes,
         }
     }
 
-    fn push(&mut self, letter: DeadLetter) {
-        match self.kept.len() < self.cap {
-            true => self.kept.push(letter),
-            false => self.dropped += 1,
+    /// Empty letters charged to the same run-wide byte bound (for a step task).
+    fn sibling(&self) -> Letters {
+        Letters {
+            bytes: Arc::clone(&self.bytes),
+            ..Letters::new(self.cap, self.max_bytes)
         }
     }
 
+    /// Keeps the dead letter of `execution` on `input`, if the count and the run's bytes
+    /// allow; else counts it.
+    fn push(&mut self, node: &NodeId, record: Option<u64>, execution: &Execution, input: &[u8]) {
+        let size = dead_letter_size(execution, input);
+        let charged = self.kept.len() < self.cap
+            && self.bytes.fetch_add(size, Ordering::Relaxed) + size <= self.max_bytes;
+        if !charged {
+            if self.kept.len() < self.cap {
+                self.bytes.fetch_sub(size, Ordering::Relaxed);
+            }
+            self.dropped += 1;
+            return;
+        }
+        self.kept.push(dead_letter(node, record, execution, input));
+    }
+
+    /// Takes in a step task's letters (already charged).
     fn absorb(&mut self, other: Letters) {
         self.dropped += other.dropped;
         for letter in other.kept {
-            self.push(letter);
+            match self.kept.len() < self.cap {
+                true => self.kept.push(letter),
+                false => self.dropped += 1,
+            }
         }
+    }
+}
+
+/// Records a run holds in flight and has produced, charged as each call's output arrives
+/// (shared with the round's call tasks): past `max_in_flight_bytes` or `max_produced_records`
+/// the run stops with `output_limit`. A call's output is bounded by its own caps before it
+/// is charged, so the overshoot is at most one call's output per slot.
+struct InFlight {
+    bytes: AtomicU64,
+    produced: AtomicU64,
+    max_bytes: u64,
+    max_produced: u64,
+}
+
+impl InFlight {
+    fn new(config: &PipelinesConfig) -> InFlight {
+        InFlight {
+            bytes: AtomicU64::new(0),
+            produced: AtomicU64::new(0),
+            max_bytes: config.max_in_flight_bytes,
+            max_produced: config.max_produced_records,
+        }
+    }
+
+    /// A new round holding `bytes` of input records (the last round's records are gone,
+    /// but for those an aggregator still steps in the background: at most two rounds).
+    fn start_round(&self, bytes: u64) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Charges a call's output; `false` once the run is past a bound.
+    fn charge(&self, output: &Output) -> bool {
+        let (records, bytes) = match output {
+            Output::Records(records) => (
+                records.len() as u64,
+                records.iter().map(|r| r.len() as u64).sum::<u64>()
+                    + records.len() as u64 * IN_FLIGHT_RECORD_OVERHEAD,
+            ),
+            Output::Bytes(bytes) => (1, bytes.len() as u64 + IN_FLIGHT_RECORD_OVERHEAD),
+            Output::Text(text) => (1, text.len() as u64 + IN_FLIGHT_RECORD_OVERHEAD),
+        };
+        let held = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let produced = self.produced.fetch_add(records, Ordering::Relaxed) + records;
+        held <= self.max_bytes && produced <= self.max_produced
+    }
+
+    /// Why the run is past a bound, if it is.
+    fn exceeded(&self, node: &NodeId) -> Option<Stop> {
+        let error = if self.produced.load(Ordering::Relaxed) > self.max_produced {
+            format!(
+                "node `{node}`: the run's nodes produced more than {} records \
+                 (pipelines.max_produced_records)",
+                self.max_produced
+            )
+        } else if self.bytes.load(Ordering::Relaxed) > self.max_bytes {
+            format!(
+                "node `{node}`: the run's records in flight passed {} bytes, each record \
+                 counting {IN_FLIGHT_RECORD_OVERHEAD} bytes more \
+                 (pipelines.max_in_flight_bytes)",
+                self.max_bytes
+            )
+        } else {
+            return None;
+        };
+        Some(Stop {
+            outcome: Outcome::OutputLimit,
+            error,
+            node: Some(node.clone()),
+        })
     }
 }
 
@@ -182,7 +283,14 @@ pub struct PipelineRun {
     service: Service,
     state: Arc<TenantState>,
     _admitted: Admitted,
-    lease: Arc<Lease>,
+    /// The run's execution slots: held while records are being processed, given back while
+    /// the run waits for input (so a slow client holds none), taken again for the next round.
+    lease: Option<Arc<Lease>>,
+    /// How many slots the lease holds.
+    slots: u32,
+    /// Time spent waiting for slots, over every lease, in microseconds.
+    queued_us: u64,
+    in_flight: Arc<InFlight>,
     version: PipelineVersion,
     digest: Digest,
     nodes: Vec<Node>,
@@ -250,7 +358,16 @@ impl Service {
             },
             &config,
         )?;
-        let admitted = state.admit()?;
+        // One slot per parallel chunk of a mapping node, and one per aggregator so its steps
+        // overlap the next round; a run takes what is free of the tenant's share (at least one),
+        // so a tenant's runs never hold more of the engine than its share.
+        let aggregators = version
+            .nodes
+            .iter()
+            .filter(|node| node.world == WorldKind::Aggregator.as_str())
+            .count() as u32;
+        let (admitted, slots) =
+            state.admit_up_to(config.slots_per_run.saturating_add(aggregators))?;
         let index: BTreeMap<&NodeId, usize> = version
             .nodes
             .iter()
@@ -309,17 +426,8 @@ impl Service {
                 stepping: None,
             });
         }
-        // One slot per parallel chunk of a mapping node, and one per aggregator so its steps
-        // overlap the next round; when the engine has fewer, aggregators step in line.
-        let aggregators = nodes
-            .iter()
-            .filter(|node| node.job.kind == WorldKind::Aggregator)
-            .count() as u32;
-        let lease = self
-            .inner
-            .runtime
-            .lease(config.slots_per_run.saturating_add(aggregators))
-            .await?;
+        // When the engine or the tenant's share has fewer slots, aggregators step in line.
+        let lease = self.inner.runtime.lease(slots).await?;
         let overlap = aggregators > 0 && lease.slots() >= config.slots_per_run + aggregators;
         let map_slots = match overlap {
             true => config.slots_per_run,
@@ -337,7 +445,10 @@ impl Service {
             tenant_limits: state.limits,
             state,
             _admitted: admitted,
-            lease: Arc::new(lease),
+            slots: lease.slots(),
+            queued_us: lease.queued_us(),
+            lease: Some(Arc::new(lease)),
+            in_flight: Arc::new(InFlight::new(&config)),
             max_records: limit(version.limits.max_records, config.max_records),
             max_input_bytes: limit(version.limits.max_input_bytes, config.max_input_bytes),
             deadline: started + Duration::from_millis(timeout),
@@ -354,7 +465,10 @@ impl Service {
             records_out: 0,
             bytes_in: 0,
             bytes_out: 0,
-            letters: Letters::new(config.max_dead_letters as usize),
+            letters: Letters::new(
+                config.max_dead_letters as usize,
+                config.max_dead_letter_bytes,
+            ),
             overlap,
             map_slots: map_slots as usize,
         })
@@ -372,6 +486,12 @@ impl PipelineRun {
     /// The run's record id.
     pub fn run_id(&self) -> &RunId {
         &self.context.run_id
+    }
+
+    /// The largest record the run takes, in bytes (the tenant's `max_input_bytes`; a CSV
+    /// record counts its header).
+    pub fn max_record_bytes(&self) -> u64 {
+        self.tenant_limits.max_input_bytes
     }
 
     /// The version that runs.
@@ -404,56 +524,66 @@ impl PipelineRun {
 
     async fn drive(&mut self, mut input: InputChunks, output: &OutputRecords) -> Result<(), Stop> {
         let mut splitter = Splitter::new(self.framing, self.tenant_limits.max_input_bytes);
-        let mut split: std::collections::VecDeque<Vec<u8>> = Default::default();
-        let mut scratch = Vec::new();
-        let mut ended = false;
         let in_flight = self.config.max_in_flight as usize;
+        let budget = self.config.max_in_flight_bytes;
         loop {
             let mut round = Vec::new();
+            let mut round_bytes = 0u64;
+            let mut done = false;
             while round.len() < in_flight {
-                if let Some(record) = split.pop_front() {
-                    round.push(record);
-                    continue;
-                }
-                if ended {
-                    break;
-                }
-                // Run what is here rather than wait for more (a slow, streaming client).
-                let chunk = match input.try_recv() {
-                    Ok(chunk) => Some(chunk),
-                    Err(mpsc::error::TryRecvError::Empty) if !round.is_empty() => break,
-                    Err(_) => input.recv().await,
+                // A round always takes one record (capped by the record size); more only while
+                // they fit the in-flight budget, checked before each is built.
+                let room = match round.is_empty() {
+                    true => u64::MAX,
+                    false => budget.saturating_sub(round_bytes),
                 };
-                match chunk {
-                    Some(Ok(bytes)) => {
-                        self.bytes_in += bytes.len() as u64;
-                        if self.bytes_in > self.max_input_bytes {
-                            return Err(input_limit(format!(
-                                "the input passed {} bytes (max_input_bytes)",
-                                self.max_input_bytes
-                            )));
+                match splitter
+                    .next(room)
+                    .map_err(|e| input_limit(e.to_string()))?
+                {
+                    Next::Record(record) => {
+                        round_bytes += record.len() as u64 + IN_FLIGHT_RECORD_OVERHEAD;
+                        round.push(record);
+                    }
+                    Next::Full => break,
+                    Next::Done => {
+                        done = true;
+                        break;
+                    }
+                    Next::NeedInput => {
+                        // Run what is here rather than wait for more (a slow, streaming client).
+                        let chunk = match input.try_recv() {
+                            Ok(chunk) => Some(chunk),
+                            Err(mpsc::error::TryRecvError::Empty) if !round.is_empty() => break,
+                            Err(mpsc::error::TryRecvError::Empty) => {
+                                self.wait_for(&mut input).await?
+                            }
+                            Err(mpsc::error::TryRecvError::Disconnected) => None,
+                        };
+                        match chunk {
+                            Some(Ok(bytes)) => {
+                                self.bytes_in += bytes.len() as u64;
+                                if self.bytes_in > self.max_input_bytes {
+                                    return Err(input_limit(format!(
+                                        "the input passed {} bytes (max_input_bytes)",
+                                        self.max_input_bytes
+                                    )));
+                                }
+                                splitter.feed(bytes);
+                            }
+                            Some(Err(error)) => {
+                                return Err(Stop {
+                                    outcome: Outcome::Cancelled,
+                                    error: format!("the input broke off: {error}"),
+                                    node: None,
+                                });
+                            }
+                            None => splitter.end(),
                         }
-                        splitter
-                            .push(&bytes, &mut scratch)
-                            .map_err(|e| input_limit(e.to_string()))?;
-                    }
-                    Some(Err(error)) => {
-                        return Err(Stop {
-                            outcome: Outcome::Cancelled,
-                            error: format!("the input broke off: {error}"),
-                            node: None,
-                        });
-                    }
-                    None => {
-                        splitter
-                            .finish(&mut scratch)
-                            .map_err(|e| input_limit(e.to_string()))?;
-                        ended = true;
                     }
                 }
-                split.extend(scratch.drain(..));
             }
-            if round.is_empty() {
+            if round.is_empty() && done {
                 break;
             }
             let first = self.records_in;
@@ -464,6 +594,7 @@ impl PipelineRun {
                     self.max_records
                 )));
             }
+            self.in_flight.start_round(round_bytes);
             let items = round
                 .into_iter()
                 .zip(first..)
@@ -473,8 +604,55 @@ impl PipelineRun {
                 })
                 .collect();
             self.round(items, false, output).await?;
+            if done {
+                break;
+            }
         }
+        self.in_flight.start_round(0);
         self.round(Vec::new(), true, output).await
+    }
+
+    /// Waits for the next chunk of input. A wait longer than a moment gives the run's execution
+    /// slots back first (its background steps finished), so a client that trickles its body
+    /// holds none of the engine; they are taken again when records are ready.
+    async fn wait_for(
+        &mut self,
+        input: &mut InputChunks,
+    ) -> Result<Option<Result<Vec<u8>, String>>, Stop> {
+        if let Ok(chunk) = tokio::time::timeout(IDLE_BEFORE_RELEASE, input.recv()).await {
+            return Ok(chunk);
+        }
+        if self.lease.is_some() {
+            self.settle_all().await?;
+            self.lease = None;
+        }
+        Ok(input.recv().await)
+    }
+
+    /// The run's lease, taken again if it was given back while waiting for input. The wait for
+    /// slots is bounded by the run's deadline (a refusal of the engine's queue is retried).
+    async fn held(&mut self) -> Result<Arc<Lease>, Stop> {
+        if let Some(lease) = &self.lease {
+            return Ok(Arc::clone(lease));
+        }
+        loop {
+            match self.service.inner.runtime.lease(self.slots).await {
+                Ok(lease) => {
+                    self.queued_us = self.queued_us.saturating_add(lease.queued_us());
+                    let lease = Arc::new(lease);
+                    self.lease = Some(Arc::clone(&lease));
+                    return Ok(lease);
+                }
+                Err(InvokeError::Overloaded) => tokio::time::sleep(LEASE_RETRY).await,
+                Err(error) => {
+                    return Err(Stop {
+                        outcome: Outcome::Trap,
+                        error: format!("the run could not take its slots again: {error}"),
+                        node: None,
+                    });
+                }
+            }
+        }
     }
 
     /// Passes one round of input records (none when `finishing`) through every node.
@@ -548,6 +726,7 @@ impl PipelineRun {
         };
         let per_chunk = items.len().div_ceil(chunks);
         let job = self.nodes[i].job.clone();
+        let lease = self.held().await?;
         let mut tasks = Vec::with_capacity(chunks);
         let mut sizes = Vec::with_capacity(chunks);
         let mut rest = items;
@@ -555,7 +734,12 @@ impl PipelineRun {
             let take = per_chunk.min(rest.len());
             sizes.push(take);
             let chunk: Vec<Item> = rest.drain(..take).collect();
-            let work = call_chunk(Arc::clone(&self.lease), job.clone(), chunk);
+            let work = call_chunk(
+                Arc::clone(&lease),
+                Arc::clone(&self.in_flight),
+                job.clone(),
+                chunk,
+            );
             tasks.push(match chunks {
                 1 => Task::Here(Box::pin(work)),
                 _ => Task::Spawned(tokio::spawn(work)),
@@ -604,6 +788,9 @@ impl PipelineRun {
                     None => {}
                 }
             }
+            if let Some(stop) = self.in_flight.exceeded(&node.id) {
+                return Err(stop);
+            }
             if !complete {
                 return Err(deadline_passed(self.deadline, self.started));
             }
@@ -621,16 +808,23 @@ impl PipelineRun {
         finishing: bool,
     ) -> Result<Vec<Item>, Stop> {
         let tally = self.settle(i).await?;
+        let lease = match self.held().await {
+            Ok(lease) => lease,
+            Err(stop) => {
+                self.nodes[i].tally = Some(tally);
+                return Err(stop);
+            }
+        };
         let node = &self.nodes[i];
         let steps = step_all(
-            Arc::clone(&self.lease),
+            Arc::clone(&lease),
             node.job.clone(),
             node.id.clone(),
             node.on_error,
             self.config.max_state_bytes,
             tally,
             items,
-            self.config.max_dead_letters as usize,
+            self.letters.sibling(),
         );
         if self.overlap && !finishing {
             self.nodes[i].stepping = Some(tokio::spawn(steps));
@@ -648,7 +842,7 @@ impl PipelineRun {
             Some(limits) => {
                 let mut worker = None;
                 one_call(
-                    &self.lease,
+                    &lease,
                     &node.job,
                     &limits,
                     &mut worker,
@@ -675,7 +869,14 @@ impl PipelineRun {
             &mut self.letters,
         );
         self.nodes[i].tally = Some(tally);
-        Ok(match verdict? {
+        let verdict = verdict?;
+        if let Some(output) = &verdict
+            && !self.in_flight.charge(output)
+            && let Some(stop) = self.in_flight.exceeded(&self.nodes[i].id)
+        {
+            return Err(stop);
+        }
+        Ok(match verdict {
             Some(Output::Records(records)) => records
                 .into_iter()
                 .map(|bytes| Item {
@@ -802,7 +1003,7 @@ impl PipelineRun {
                 stats: RunStats {
                     fuel_used,
                     wall_us,
-                    queued_us: self.lease.queued_us(),
+                    queued_us: self.queued_us,
                     memory_peak_bytes: memory_peak,
                     ..RunStats::default()
                 },
@@ -841,6 +1042,7 @@ enum Task<F: std::future::Future> {
 /// instances created. A chunk cut short by the run's deadline answers fewer results.
 async fn call_chunk(
     lease: Arc<Lease>,
+    in_flight: Arc<InFlight>,
     job: Job,
     items: Vec<Item>,
 ) -> (Vec<(Item, Result<Execution, InvokeError>)>, u64) {
@@ -855,7 +1057,18 @@ async fn call_chunk(
             _ => Call::Transform(&item.bytes),
         };
         let result = one_call(&lease, &job, &limits, &mut worker, call).await;
+        let within = match &result {
+            Ok(Execution {
+                outcome: Outcome::Ok,
+                output: Some(output),
+                ..
+            }) => in_flight.charge(output),
+            _ => true,
+        };
         results.push((item, result));
+        if !within {
+            break;
+        }
     }
     let instances = match worker.as_mut() {
         Some(reused) => reused.take_instances(),
@@ -874,9 +1087,8 @@ async fn step_all(
     max_state_bytes: u64,
     mut tally: Tally,
     items: Vec<Item>,
-    max_letters: usize,
+    mut letters: Letters,
 ) -> Stepped {
-    let mut letters = Letters::new(max_letters);
     let mut worker = None;
     let mut stop = None;
     let mut calls = 0u64;
@@ -954,7 +1166,7 @@ fn judge(
     match on_error {
         OnError::Skip => Ok(None),
         OnError::DeadLetter => {
-            letters.push(dead_letter(id, record, &execution, &item.bytes));
+            letters.push(id, record, &execution, &item.bytes);
             Ok(None)
         }
         OnError::Fail => Err(Stop {
@@ -1040,6 +1252,16 @@ fn refused(error: &InvokeError) -> Execution {
         outbound: Vec::new(),
         stats: Default::default(),
     }
+}
+
+/// What a dead letter of `execution` on `input` holds, in bytes, before it is built.
+fn dead_letter_size(execution: &Execution, input: &[u8]) -> u64 {
+    let kept = match input.len() <= MAX_DEAD_LETTER_INPUT_BYTES {
+        // The text (when UTF-8) and the base64.
+        true => input.len() + input.len().div_ceil(3) * 4,
+        false => 0,
+    };
+    (execution.error.as_ref().map_or(0, String::len) + kept) as u64 + IN_FLIGHT_RECORD_OVERHEAD
 }
 
 fn dead_letter(

@@ -1,0 +1,3 @@
+-- wrk script: an empty POST with the Authorization header AUTH (e.g. "Bearer wdn_…").
+wrk.method = "POST"
+wrk.headers["Authorization"] = os.getenv("AUTH")
