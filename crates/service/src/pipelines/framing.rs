@@ -304,4 +304,93 @@ mod tests {
         splitter.end();
         assert_eq!(splitter.next(u64::MAX), Ok(Next::Done));
     }
+
+    /// What splitting `input` whole must give: `None` when some line (or the header, or a
+    /// record with its header) passes `cap`.
+    fn reference(framing: Framing, input: &[u8], cap: usize) -> Option<Vec<Vec<u8>>> {
+        if framing == Framing::Single {
+            return (input.len() <= cap).then(|| vec![input.to_vec()]);
+        }
+        let mut header: Option<Vec<u8>> = None;
+        let mut out = Vec::new();
+        for line in input.split(|&b| b == b'\n') {
+            if line.len() > cap {
+                return None;
+            }
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            match (framing, &header) {
+                (Framing::Csv { header: true }, None) => header = Some(line.to_vec()),
+                (Framing::Csv { header: true }, Some(h)) => {
+                    let record = [h.as_slice(), b"\n", line, b"\n"].concat();
+                    if record.len() > cap {
+                        return None;
+                    }
+                    out.push(record);
+                }
+                _ => out.push(line.to_vec()),
+            }
+        }
+        Some(out)
+    }
+
+    /// Random inputs, cut into random chunks and read with random room: the splitter gives the
+    /// records splitting the whole input gives (or fails where it fails), never a record over
+    /// the cap, and never one larger than the room it was given.
+    #[test]
+    fn any_chunking_and_room_give_the_records_of_the_whole_input() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below.max(1)
+        };
+        for _ in 0..3000 {
+            let framing = match next(4) {
+                0 => Framing::Single,
+                1 => Framing::Lines,
+                2 => Framing::Csv { header: true },
+                _ => Framing::Csv { header: false },
+            };
+            let len = next(200) as usize;
+            let input: Vec<u8> = (0..len).map(|_| b"ab,\n\r"[next(5) as usize]).collect();
+            let cap = 1 + next(40) as usize;
+            let expected = reference(framing, &input, cap);
+            let mut splitter = Splitter::new(framing, cap as u64);
+            let mut rest = input.as_slice();
+            let mut got = Vec::new();
+            let failed = loop {
+                let room = match next(3) {
+                    0 => u64::MAX,
+                    _ => next(50),
+                };
+                match splitter.next(room) {
+                    Err(_) => break true,
+                    Ok(Next::Record(record)) => {
+                        assert!(record.len() <= cap, "{framing:?}: a record over the cap");
+                        assert!(record.len() as u64 <= room, "{framing:?}: over the room");
+                        got.push(record);
+                    }
+                    Ok(Next::Full) => assert_ne!(room, u64::MAX, "full with unlimited room"),
+                    Ok(Next::NeedInput) if rest.is_empty() => splitter.end(),
+                    Ok(Next::NeedInput) => {
+                        let take = (1 + next(30) as usize).min(rest.len());
+                        splitter.feed(rest[..take].to_vec());
+                        rest = &rest[take..];
+                    }
+                    Ok(Next::Done) => break false,
+                }
+            };
+            match expected {
+                Some(records) => {
+                    assert!(!failed, "{framing:?} cap {cap}: {input:?} failed");
+                    assert_eq!(got, records, "{framing:?} cap {cap}: {input:?}");
+                }
+                None => assert!(failed, "{framing:?} cap {cap}: {input:?} should fail"),
+            }
+        }
+    }
 }
