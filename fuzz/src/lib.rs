@@ -2,11 +2,12 @@
 //! component gets, and the structured generator that turns fuzz bytes into a valid component.
 
 use std::sync::{Arc, OnceLock};
-use warden_runtime::{Call, EngineConfig, Limits, Runtime, WorldKind};
+use warden_runtime::{Runtime, harness};
 use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
 use wit_parser::Resolve;
 
-/// The runtime every target uses (built once per process) and its tokio runtime.
+/// The runtime every target uses (built once per process, with the harness's engine) and its
+/// tokio runtime.
 pub fn setup() -> &'static (tokio::runtime::Runtime, Runtime) {
     static SETUP: OnceLock<(tokio::runtime::Runtime, Runtime)> = OnceLock::new();
     SETUP.get_or_init(|| {
@@ -14,36 +15,23 @@ pub fn setup() -> &'static (tokio::runtime::Runtime, Runtime) {
             .enable_all()
             .build()
             .expect("tokio");
-        let config = EngineConfig {
-            max_concurrent_runs: 2,
-            max_memory_mb: 16,
-            ..EngineConfig::default()
-        };
-        let runtime = tokio.block_on(async { Runtime::new(config) }).expect("runtime");
+        let runtime = tokio
+            .block_on(async { Runtime::new(harness::harness_engine()) })
+            .expect("runtime");
         (tokio, runtime)
     })
 }
 
-/// Validate → compile → detect world → link → instantiate → call, under small limits (1M fuel,
-/// 100 ms, 16 MiB). Any rejection or outcome is fine; a panic, abort or hang is a bug.
+/// The harness's path (`warden_runtime::harness::compile_and_call`, the one the replay test
+/// calls): validate → compile → detect world → link → instantiate → call, under small limits.
+/// Any rejection or outcome is fine; a panic, abort, hang, or a call the harness could not
+/// make is a bug.
 pub fn compile_and_call(component: &[u8]) {
     let (tokio, runtime) = setup();
-    let limits = Limits {
-        fuel: 1_000_000,
-        timeout_ms: 100,
-        memory_mb: 16,
-        ..Limits::default()
-    };
-    tokio.block_on(async {
-        let Ok(prepared) = runtime.compile(Arc::from(component)).await else {
-            return;
-        };
-        let call = match prepared.info().kind {
-            WorldKind::Runner => Call::Run,
-            WorldKind::Transformer => Call::Transform(b"fuzz input"),
-        };
-        let _ = runtime.invoke(&prepared, call, &limits, &warden_runtime::LongCallHint::default()).await;
-    });
+    let called = tokio.block_on(harness::compile_and_call(runtime, component));
+    if let Err(error) = called {
+        panic!("a call the harness could not make: {error}");
+    }
 }
 
 /// A world Warden serves, with the core imports and exports its guests have.
@@ -54,7 +42,7 @@ struct Shape {
     exports: &'static str,
 }
 
-const SHAPES: [Shape; 2] = [
+const SHAPES: [Shape; 4] = [
     Shape {
         wit_dir: "local-main-0.0.1",
         world: "runner",
@@ -73,6 +61,29 @@ const SHAPES: [Shape; 2] = [
             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
             (func (export "transform") (param i32 i32) (result i32) unreachable))"#,
     },
+    Shape {
+        wit_dir: "warden-plugin-0.2.0",
+        world: "processor",
+        imports: r#"(module
+            (import "warden:plugin/host@0.2.0" "log" (func (param i32 i32 i32)))
+            (import "warden:plugin/host@0.2.0" "config" (func (param i32 i32 i32))))"#,
+        exports: r#"(module
+            (memory (export "memory") 1)
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+            (func (export "process") (param i32 i32) (result i32) unreachable))"#,
+    },
+    Shape {
+        wit_dir: "warden-plugin-0.2.0",
+        world: "aggregator",
+        imports: r#"(module
+            (import "warden:plugin/host@0.2.0" "log" (func (param i32 i32 i32)))
+            (import "warden:plugin/host@0.2.0" "config" (func (param i32 i32 i32))))"#,
+        exports: r#"(module
+            (memory (export "memory") 1)
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+            (func (export "step") (param i32 i32 i32 i32) (result i32) unreachable)
+            (func (export "finish") (param i32 i32) (result i32) unreachable))"#,
+    },
 ];
 
 /// Turns fuzz bytes into a valid component for one of Warden's worlds: `wasm-smith` writes a
@@ -81,7 +92,7 @@ const SHAPES: [Shape; 2] = [
 /// the bytes run out or the module cannot be wrapped (not a Warden bug either way).
 pub fn generate(data: &[u8]) -> Option<Vec<u8>> {
     let mut input = arbitrary::Unstructured::new(data);
-    let index = usize::from(input.arbitrary::<bool>().ok()?);
+    let index = input.choose_index(SHAPES.len()).ok()?;
     let shape = &SHAPES[index];
     let config = wasm_smith::Config {
         available_imports: Some(wat::parse_str(shape.imports).ok()?),

@@ -91,20 +91,39 @@ async fn bad_limits_are_rejected() {
     }
 }
 
+/// A request asking for more fuel than the default gets the default: a loop with a 30 s deadline
+/// and a small default fuel runs out of fuel at exactly the default, long before its deadline
+/// (were the request's 10¹² honoured, it would run to the deadline instead).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_cannot_raise_its_limits() {
+    const FUEL: u64 = 20_000_000;
+    let server = spawn_server_with(|config| {
+        config.limits.fuel = FUEL;
+        config.limits.timeout_ms = 30_000;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let reply = server
+        .run(fixtures::infinite_loop(), "?fuel=1000000000000")
+        .await;
+    assert_eq!(reply.outcome(), "fuel_exhausted", "{}", reply.json);
+    assert_eq!(reply.json["stats"]["fuel_used"], FUEL, "{}", reply.json);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nor its memory: a bomb asking for 4 GiB peaks within the default 64 MiB.
     let server = spawn_server().await;
     let reply = server
-        .run(
-            fixtures::infinite_loop(),
-            "?timeout_ms=300&fuel=999999999999",
-        )
+        .run(fixtures::memory_grow_loop(), "?memory_mb=4096")
         .await;
-    assert!(["timeout", "fuel_exhausted"].contains(&reply.outcome()));
-    let fuel = reply.json["stats"]["fuel_used"].as_u64().unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    assert_eq!(reply.outcome(), "memory_limit", "{}", reply.json);
+    let peak = reply.json["stats"]["memory_peak_bytes"].as_u64().unwrap();
     assert!(
-        fuel <= warden_runtime::DEFAULT_FUEL,
-        "used {fuel} fuel, above the default"
+        peak <= warden_runtime::DEFAULT_MEMORY_MB << 20,
+        "peak {peak}"
     );
 }
 

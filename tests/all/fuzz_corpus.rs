@@ -1,11 +1,13 @@
 //! Replays the fuzzer's corpus and every crash it ever found (`fuzz/corpus/component`,
-//! `fuzz/artifacts/component`) through the fuzz target's steps — compile, link, instantiate,
-//! call under small limits — so a fixed crash stays fixed without building the fuzzer.
+//! `fuzz/artifacts/component`) through the very function the fuzz targets call
+//! (`warden_runtime::harness::compile_and_call`: compile, link, instantiate, call each world
+//! under small limits), so a fixed crash stays fixed without building the fuzzer.
 
 use crate::fixtures;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
-use warden_runtime::{Call, EngineConfig, Limits, Runtime, WorldKind};
+use std::time::Duration;
+use warden_runtime::{Runtime, harness};
 
 fn inputs() -> Vec<PathBuf> {
     let root = fixtures::repo_root().join("fuzz");
@@ -19,46 +21,32 @@ fn inputs() -> Vec<PathBuf> {
     files
 }
 
+/// Longest one replayed input may take (its calls are cut at 100 ms; compiling is the rest).
+const PER_INPUT: Duration = Duration::from_secs(20);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fuzz_input_ends_without_a_panic() {
-    let config = EngineConfig {
-        max_concurrent_runs: 2,
-        max_memory_mb: 16,
-        ..EngineConfig::default()
-    };
-    let runtime = Runtime::new(config).unwrap();
-    let limits = Limits {
-        fuel: 1_000_000,
-        timeout_ms: 100,
-        memory_mb: 16,
-        ..Limits::default()
-    };
+    let runtime = Runtime::new(harness::harness_engine()).unwrap();
     let files = inputs();
     assert!(!files.is_empty(), "the seed corpus is committed");
+    let mut worlds = BTreeSet::new();
     for file in &files {
         let bytes = std::fs::read(file).unwrap();
-        let Ok(prepared) = runtime.compile(Arc::from(bytes)).await else {
-            continue;
-        };
-        let call = match prepared.info().kind {
-            WorldKind::Runner => Call::Run,
-            WorldKind::Transformer => Call::Transform(b"fuzz input"),
-            WorldKind::Processor => Call::Process(b"fuzz input"),
-            WorldKind::Aggregator => Call::Step {
-                state: b"",
-                input: b"fuzz input",
-            },
-        };
-        let result = runtime
-            .invoke(
-                &prepared,
-                call,
-                &limits,
-                &warden_runtime::LongCallHint::default(),
-            )
-            .await;
-        assert!(result.is_ok(), "{}: {result:?}", file.display());
+        let replayed = tokio::time::timeout(PER_INPUT, harness::compile_and_call(&runtime, &bytes))
+            .await
+            .unwrap_or_else(|_| panic!("{}: still running after {PER_INPUT:?}", file.display()));
+        let executions = replayed.unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        if let Some(first) = executions.first() {
+            worlds.insert(executions.len());
+            assert!(first.stats.fuel_used <= 1_000_000, "{}", file.display());
+        }
     }
+    // Runners, transformers and processors make one call; aggregators two (step, finish).
+    assert_eq!(
+        worlds,
+        BTreeSet::from([1, 2]),
+        "every world's seeds are replayed"
+    );
 }
 
 /// Writes the small generated fixtures into the seed corpus. Run by hand when seeds change:
@@ -79,8 +67,78 @@ fn write_seed_corpus() {
         ("wat-wrong-signature", fixtures::wrong_signature()),
         ("wat-unknown-import", fixtures::unknown_import()),
         ("wat-core-module", fixtures::core_module()),
+        ("wat-processor", seed_processor()),
+        ("wat-aggregator", seed_aggregator()),
     ];
     for (name, bytes) in seeds {
         std::fs::write(dir.join(format!("{name}.wasm")), bytes).unwrap();
     }
+}
+
+/// The 0.2.0 host interface, for the pipeline worlds' seeds.
+const PLUGIN_HOST: &str = "package warden:plugin@0.2.0 {
+      interface host {
+        enum level { trace, debug, info, warn, error }
+        log: func(level: level, message: string);
+        config: func(key: string) -> option<string>;
+      }
+    }";
+
+/// A bump allocator and a 1-page memory: what the seeds below share.
+const SEED_MEMORY: &str = r#"(memory (export "memory") 1)
+    (global $heap (mut i32) (i32.const 1024))
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (global.get $heap))
+      (global.set $heap (i32.add (global.get $heap) (local.get 3)))
+      (local.get $p))"#;
+
+/// A processor that answers its input as its one record.
+fn seed_processor() -> Vec<u8> {
+    let wit = format!(
+        "package test:seed;
+        world processor {{
+          import warden:plugin/host@0.2.0;
+          export process: func(input: list<u8>) -> result<list<list<u8>>, string>;
+        }}
+        {PLUGIN_HOST}"
+    );
+    let wat = format!(
+        r#"(module {SEED_MEMORY}
+        (func (export "process") (param $ptr i32) (param $len i32) (result i32)
+          (i32.store (i32.const 128) (local.get $ptr))
+          (i32.store (i32.const 132) (local.get $len))
+          (i32.store8 (i32.const 64) (i32.const 0))
+          (i32.store (i32.const 68) (i32.const 128))
+          (i32.store (i32.const 72) (i32.const 1))
+          (i32.const 64)))"#
+    );
+    fixtures::component_from(&wat, &wit, "processor")
+}
+
+/// An aggregator whose state is its last input, and whose `finish` answers no records.
+fn seed_aggregator() -> Vec<u8> {
+    let wit = format!(
+        "package test:seed;
+        world aggregator {{
+          import warden:plugin/host@0.2.0;
+          export step: func(state: list<u8>, input: list<u8>) -> result<list<u8>, string>;
+          export finish: func(state: list<u8>) -> result<list<list<u8>>, string>;
+        }}
+        {PLUGIN_HOST}"
+    );
+    let wat = format!(
+        r#"(module {SEED_MEMORY}
+        (func (export "step") (param i32 i32) (param $ptr i32) (param $len i32) (result i32)
+          (i32.store8 (i32.const 64) (i32.const 0))
+          (i32.store (i32.const 68) (local.get $ptr))
+          (i32.store (i32.const 72) (local.get $len))
+          (i32.const 64))
+        (func (export "finish") (param i32 i32) (result i32)
+          (i32.store8 (i32.const 64) (i32.const 0))
+          (i32.store (i32.const 68) (i32.const 0))
+          (i32.store (i32.const 72) (i32.const 0))
+          (i32.const 64)))"#
+    );
+    fixtures::component_from(&wat, &wit, "aggregator")
 }

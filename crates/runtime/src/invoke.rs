@@ -289,6 +289,11 @@ impl Runtime {
             }
         }
         hint.0.store(true, Ordering::Relaxed);
+        // If the caller goes away (its future is dropped: a client that disconnected), the
+        // call in the lane is dropped at its next yield (every epoch tick), which frees its
+        // slot at once instead of at its deadline.
+        let abandoned = AbandonOnDrop::new();
+        let caller_gone = Arc::clone(&abandoned.0);
         let runs_long = Arc::clone(&hint.0);
         let lane = Arc::clone(&self.inner.long_lane);
         let handle = tokio::runtime::Handle::current();
@@ -300,15 +305,27 @@ impl Runtime {
             let _low = LowPriority::enter(priority);
             // A call whose deadline passes while it waits for a turn runs without one, and
             // ends at once.
-            let (done, turn) = handle.block_on(
+            let ran = handle.block_on(
                 async {
-                    let turn = tokio::time::timeout_at(deadline.into(), lane.acquire_owned()).await;
-                    (work.await, turn)
+                    tokio::select! {
+                        biased;
+                        ran = async {
+                            let turn =
+                                tokio::time::timeout_at(deadline.into(), lane.acquire_owned()).await;
+                            (work.await, turn)
+                        } => Some(ran),
+                        () = caller_gone.notified() => None,
+                    }
                 }
                 .instrument(span),
             );
             // The next call of this component starts in the lane only if this one was long.
             runs_long.store(long_running.load(Ordering::Relaxed), Ordering::Relaxed);
+            let Some((done, turn)) = ran else {
+                // Dropped with the call: the store is gone, its memory back in the pool.
+                drop(permits);
+                return ending.abandoned();
+            };
             // Finishing drops the store, returning its memory to the pool: for a guest that
             // dirtied much memory that is real work, so it happens with the turn still held.
             let execution = ending.finish(done, true);
@@ -323,6 +340,8 @@ impl Runtime {
                 joined.map(|execution| (execution, None)).map_err(|e| InvokeError::Internal(e.to_string()))
             }
             () = tokio::time::sleep_until((deadline + STARVED_GRACE).into()) => {
+                // The late call still ends on its own (at its next turn of the CPU).
+                abandoned.disarm();
                 Ok((ending.starved(), Some(LateExecution(in_lane))))
             }
         }
@@ -369,7 +388,39 @@ struct Ending {
 /// answered without it (see `Runtime::invoke`).
 const STARVED_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Wakes a long call's lane task when dropped armed: the caller went away.
+struct AbandonOnDrop(Arc<tokio::sync::Notify>, bool);
+
+impl AbandonOnDrop {
+    fn new() -> AbandonOnDrop {
+        AbandonOnDrop(Arc::new(tokio::sync::Notify::new()), true)
+    }
+
+    /// The caller no longer waits, but the call must still run to its own end.
+    fn disarm(mut self) {
+        self.1 = false;
+    }
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if self.1 {
+            // Stores a permit if the task is not waiting yet, so it is never missed.
+            self.0.notify_one();
+        }
+    }
+}
+
 impl Ending {
+    /// What a long call dropped because its caller went away ends as (nobody reads it).
+    fn abandoned(&self) -> Execution {
+        Execution {
+            outcome: Outcome::Cancelled,
+            error: Some("the caller went away".into()),
+            ..self.starved()
+        }
+    }
+
     /// The answer for a long call whose thread got no CPU to end at its deadline: `timeout`,
     /// without its logs and output streams (they are still inside the call).
     fn starved(&self) -> Execution {

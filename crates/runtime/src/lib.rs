@@ -17,6 +17,7 @@ mod egress;
 mod engine;
 mod files;
 mod grants;
+pub mod harness;
 mod invoke;
 mod lease;
 mod limits;
