@@ -145,8 +145,44 @@ async fn a_client_that_disconnects_mid_compile_leaves_all_or_nothing() {
     let reply = server.run(fixtures::hello(V0_0_1), "").await;
     assert_eq!(reply.outcome(), "ok", "{}", reply.json);
 
-    // Whatever the hang-up did, the registry holds the component whole or not at all: a new
-    // upload of the same bytes succeeds, is listed once, and runs.
+    // Right after the hang-up, and while the compile may still finish: the component is whole
+    // or absent, never half there (a name only with its component, a listed one runs).
+    for _ in 0..10 {
+        let listed = server
+            .client
+            .get(server.url("/v1/components"))
+            .send()
+            .await
+            .unwrap();
+        let listed = crate::support::reply(listed).await;
+        let components = listed.json["components"].as_array().unwrap().clone();
+        let named = server
+            .client
+            .get(server.url("/v1/names/big"))
+            .send()
+            .await
+            .unwrap();
+        let named = crate::support::reply(named).await;
+        assert!(components.len() <= 1, "{}", listed.json);
+        if named.status == 200 {
+            assert_eq!(
+                components.len(),
+                1,
+                "a name without its component: {}",
+                named.json
+            );
+        }
+        if let [component] = components.as_slice() {
+            let digest = component["digest"].as_str().unwrap();
+            let run = server
+                .post(&format!("/v1/components/{digest}/run"), Vec::new())
+                .await;
+            assert_eq!(run.json["output"], "big", "{}", run.json);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Then a new upload of the same bytes succeeds, is listed once, and runs.
     let again = server.post("/v1/components?name=big", big).await;
     assert!(again.status.is_success(), "{}", again.json);
     let digest = again.json["digest"].as_str().unwrap().to_owned();
