@@ -72,10 +72,11 @@ async fn infinite_loop_ends_within_the_deadline() {
         "{}",
         reply.json
     );
-    // The server's own measurement: deadline plus 100 ms at most.
+    // The server's own measurement: the deadline plus a generous second for a busy machine
+    // (an unbounded loop would run for its 2·10⁹ fuel: seconds more).
     let wall_ms = reply.json["stats"]["wall_us"].as_u64().unwrap() / 1000;
     assert!(
-        wall_ms < 400,
+        wall_ms < 1300,
         "guest ran {wall_ms} ms past a 300 ms deadline"
     );
     assert!(
