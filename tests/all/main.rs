@@ -4,6 +4,7 @@
 
 mod author;
 mod cli;
+mod compile_shares;
 mod edge;
 mod errors;
 mod fixtures;

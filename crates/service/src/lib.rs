@@ -469,12 +469,15 @@ impl Service {
         }
         let runtime = Runtime::new(config.engine.clone())?;
         let component_store: Arc<dyn warden_registry::ComponentStore> = store.clone();
-        let registry = Registry::new(
-            data_dir,
-            runtime.clone(),
-            component_store,
-            config.prepared_cache_entries,
-        )?;
+        let registry_config = warden_registry::RegistryConfig {
+            cache_entries: config.prepared_cache_entries,
+            cache_bytes: config.prepared_cache_mb.saturating_mul(1024 * 1024),
+            compile_share: config
+                .compile_share(config.admin_token.is_some())
+                .map_err(|e| anyhow::anyhow!("invalid configuration: tenants.{e}"))?,
+            ..warden_registry::RegistryConfig::default()
+        };
+        let registry = Registry::new(data_dir, runtime.clone(), component_store, registry_config)?;
         let default = Tenant {
             id: TenantId::default_tenant(),
             limits: LimitProfile::default(),
@@ -658,7 +661,9 @@ impl Service {
         let (resolved, bytes_in) = match request.target {
             Target::Bytes(bytes) => {
                 let size = bytes.len() as u64;
-                (self.inner.registry.prepare_bytes(bytes).await?, size)
+                state.charge_run_bytes(size)?;
+                let prepared = self.inner.registry.prepare_bytes(tenant, bytes).await?;
+                (prepared, size)
             }
             Target::Stored(reference) => {
                 let size = request.input.map_or(0, |input| input.len() as u64);
@@ -1472,6 +1477,7 @@ impl Service {
                 tenant.quotas.runs_per_minute.map(u64::from),
             ),
             ("fuel_per_day", tenant.quotas.fuel_per_day),
+            ("run_bytes_per_minute", tenant.quotas.run_bytes_per_minute),
         ];
         match zero.iter().find(|(_, value)| *value == Some(0)) {
             Some((name, _)) => Err(ServiceError::InvalidLimit(format!(
