@@ -36,8 +36,8 @@ pub use pipelines::{
 };
 pub use prepared_cache::CacheUsage;
 pub use records::{
-    DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, NewRecord, Payload, RecordInputs, RecordQuery,
-    RecordStore, Retention, RunRecord, RunStats,
+    DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, NewRecord, Payload, RecordByteLimits, RecordInputs,
+    RecordQuery, RecordStore, Retention, RunRecord, RunStats, stored_bytes,
 };
 pub use store::{
     Backend, ComponentRecord, ComponentStore, DeleteResult, GrantStore, Inserted, KeyRecord,

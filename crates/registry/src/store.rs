@@ -307,6 +307,10 @@ pub struct Quotas {
     /// minute's worth), charged before they are compiled or looked up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_bytes_per_minute: Option<u64>,
+    /// Bytes of invocation records stored (documents and kept inputs); past it the oldest
+    /// records go first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_record_bytes: Option<u64>,
 }
 
 impl Quotas {

@@ -41,6 +41,10 @@ impl Serialize for Secret {
     }
 }
 
+/// Bytes of records one tenant may store unless the tenant defaults or its own quotas say
+/// otherwise (`max_record_bytes`): past it, its oldest records are removed first.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 256 * 1024 * 1024;
+
 /// What every tenant gets where its own limits and quotas say nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

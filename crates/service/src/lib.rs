@@ -27,8 +27,8 @@ mod usage;
 
 pub use auth::{Caller, KEY_CACHE_TTL, KEY_PREFIX, NewKey};
 pub use config::{
-    DEFAULT_MAX_RECORDED_INPUT_BYTES, DEFAULT_TENANT_MAX_CONCURRENT_RUNS, EffectiveRecording,
-    MIN_ADMIN_TOKEN_LEN, RecordsConfig, Secret, ServiceConfig, TenantDefaults,
+    DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORDED_INPUT_BYTES, DEFAULT_TENANT_MAX_CONCURRENT_RUNS,
+    EffectiveRecording, MIN_ADMIN_TOKEN_LEN, RecordsConfig, Secret, ServiceConfig, TenantDefaults,
 };
 pub use grants::ComponentGrants;
 pub use metrics::Metrics;
@@ -742,9 +742,27 @@ impl Service {
         Ok(report)
     }
 
-    /// Queues a call's record (dropped and counted when the queue is full).
+    /// Queues a call's record (dropped and counted when the queue is full), with its tenant's
+    /// `max_record_bytes`, which the store applies when it writes the batch.
     fn record(&self, record: NewRecord) {
-        self.inner.recorder.submit(record, &self.inner.metrics);
+        let max_bytes = self.max_record_bytes(&record.record.tenant);
+        self.inner
+            .recorder
+            .submit(record, max_bytes, &self.inner.metrics);
+    }
+
+    /// The tenant's `max_record_bytes` (from its state, which a recorded call has built).
+    fn max_record_bytes(&self, tenant: &TenantId) -> u64 {
+        let states = self
+            .inner
+            .tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        states
+            .get(tenant)
+            .and_then(|state| state.quotas.max_record_bytes)
+            .or(self.inner.config.tenants.quotas.max_record_bytes)
+            .unwrap_or(DEFAULT_MAX_RECORD_BYTES)
     }
 
     /// Records a call answered before it ended once it has ended, with how it really ended.
@@ -1478,6 +1496,7 @@ impl Service {
             ),
             ("fuel_per_day", tenant.quotas.fuel_per_day),
             ("run_bytes_per_minute", tenant.quotas.run_bytes_per_minute),
+            ("max_record_bytes", tenant.quotas.max_record_bytes),
         ];
         match zero.iter().find(|(_, value)| *value == Some(0)) {
             Some((name, _)) => Err(ServiceError::InvalidLimit(format!(

@@ -283,6 +283,10 @@ fn overlay_quotas(quotas: &Quotas, defaults: &Quotas) -> Quotas {
         run_bytes_per_minute: quotas
             .run_bytes_per_minute
             .or(defaults.run_bytes_per_minute),
+        max_record_bytes: quotas
+            .max_record_bytes
+            .or(defaults.max_record_bytes)
+            .or(Some(crate::config::DEFAULT_MAX_RECORD_BYTES)),
     }
 }
 
@@ -445,6 +449,15 @@ mod tests {
                 Err(ServiceError::QuotaExceeded { .. })
             ),
             "bigger than a whole minute's worth: never"
+        );
+    }
+
+    #[test]
+    fn records_are_bounded_by_bytes_unless_set_otherwise() {
+        let s = state(LimitProfile::default(), Quotas::default());
+        assert_eq!(
+            s.quotas.max_record_bytes,
+            Some(crate::config::DEFAULT_MAX_RECORD_BYTES)
         );
     }
 
