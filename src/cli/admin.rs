@@ -57,6 +57,12 @@ pub(crate) struct TenantSettings {
     /// Fuel per UTC day.
     #[arg(long)]
     fuel_per_day: Option<u64>,
+    /// Bytes of components posted to `/run` per minute.
+    #[arg(long)]
+    run_bytes_per_minute: Option<u64>,
+    /// Bytes of records stored (the oldest go first past it).
+    #[arg(long)]
+    max_record_bytes: Option<u64>,
     /// When a call's input is kept in its record: never, on_failure or always.
     #[arg(long, value_parser = ["never", "on_failure", "always"])]
     record_inputs: Option<String>,
@@ -93,6 +99,8 @@ impl TenantSettings {
                 ("max_stored_bytes", self.max_stored_bytes),
                 ("runs_per_minute", self.runs_per_minute.map(u64::from)),
                 ("fuel_per_day", self.fuel_per_day),
+                ("run_bytes_per_minute", self.run_bytes_per_minute),
+                ("max_record_bytes", self.max_record_bytes),
             ]),
             "recording": recording,
         })

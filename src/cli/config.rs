@@ -13,10 +13,11 @@ use std::path::Path;
 use warden_server::ServerConfig;
 
 /// The top-level keys of `ServerConfig`, as they appear in the file.
-const TOP_LEVEL_KEYS: [&str; 14] = [
+const TOP_LEVEL_KEYS: [&str; 15] = [
     "listen",
     "data_dir",
     "prepared_cache_entries",
+    "prepared_cache_mb",
     "limits",
     "engine",
     "admin_token",

@@ -5,6 +5,7 @@
 mod abuse;
 mod author;
 mod cli;
+mod compile_shares;
 mod edge;
 mod errors;
 mod fixtures;

@@ -598,3 +598,53 @@ fn tenant_labels_stay_bounded_with_a_thousand_tenants() {
         980.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_past_its_record_bytes_keeps_its_newest_records() {
+    // A record of `hello` weighs about a kilobyte: room for a handful.
+    let ceiling: u64 = 6_000;
+    let server = spawn_server_with(|config| {
+        config.tenants.quotas.max_record_bytes = Some(ceiling);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(run_id(&server.run(hello(V0_0_1), "").await));
+        if n % 4 == 3 {
+            // Several batches: the ceiling holds across them, not only within one.
+            server.state.service().flush().await;
+        }
+    }
+    let listed = get(&server, None, "/v1/runs?limit=100").await;
+    let kept: Vec<String> = listed.json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.reverse();
+    assert!(
+        (1..12).contains(&kept.len()),
+        "{} of 12 records kept",
+        kept.len()
+    );
+    assert_eq!(
+        kept,
+        ids[..kept.len()],
+        "the newest records are the ones kept"
+    );
+    let db = rusqlite::Connection::open(server.data_dir().join("warden.db")).unwrap();
+    let (counted, summed): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT bytes FROM record_bytes WHERE tenant = 'default'),
+                    (SELECT SUM(bytes) FROM records WHERE tenant = 'default')",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(counted, summed, "the running total is every record's bytes");
+    assert!(
+        counted as u64 <= ceiling,
+        "{counted} bytes of records, over {ceiling}"
+    );
+}

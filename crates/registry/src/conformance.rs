@@ -9,7 +9,9 @@
 use crate::ids::RunId;
 use crate::ids::{ComponentName, Digest, KeyId, NodeId, PipelineName, TenantId};
 use crate::pipelines::{NodeSpec, PinnedNode, PipelineVersion};
-use crate::records::{NewRecord, RecordQuery, Retention, RunRecord, RunStats};
+use crate::records::{
+    NewRecord, RecordByteLimits, RecordQuery, Retention, RunRecord, RunStats, stored_bytes,
+};
 use crate::store::{
     Backend, ComponentRecord, DeleteResult, Inserted, KeyRecord, LimitProfile, Quotas, Scope,
     StorageQuota, StoreErrorKind, Tenant, UsageCounters, UsageDelta,
@@ -49,6 +51,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     (
         "retention prunes by age and count",
         retention_prunes_by_age_and_count,
+    ),
+    (
+        "record bytes stay within each tenant's ceiling",
+        record_bytes_stay_within_each_tenants_ceiling,
     ),
     (
         "pipelines are versioned per tenant",
@@ -510,9 +516,13 @@ fn records_are_per_tenant_newest_first(store: Arc<dyn Backend>) {
         written.push(new);
     }
     written.push(run_record(&globex, 1_000, Outcome::Ok));
-    store.insert_records(&written).unwrap();
-    // The same id twice is left as it is.
-    store.insert_records(&written[..1]).unwrap();
+    let no_limits = RecordByteLimits::new();
+    store.insert_records(&written, &no_limits).unwrap();
+    let bytes = store.record_bytes(&acme).unwrap();
+    assert!(bytes > 0, "acme's records weigh something");
+    // The same id twice is left as it is (and not counted twice).
+    store.insert_records(&written[..1], &no_limits).unwrap();
+    assert_eq!(store.record_bytes(&acme).unwrap(), bytes);
     let ids = |records: Vec<RunRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
     let newest_first: Vec<RunId> = written[..4]
         .iter()
@@ -587,7 +597,9 @@ fn retention_prunes_by_age_and_count(store: Arc<dyn Backend>) {
         written[kept_input].input = Some(vec![7; 16]);
         written[kept_input].record.input_recorded = true;
     }
-    store.insert_records(&written).unwrap();
+    store
+        .insert_records(&written, &RecordByteLimits::new())
+        .unwrap();
     let removed = store
         .prune_records(&Retention {
             older_than_ms: 15,
@@ -612,6 +624,76 @@ fn retention_prunes_by_age_and_count(store: Arc<dyn Backend>) {
     let input = |n: usize| store.record_input(&acme, &written[n].record.id).unwrap();
     assert_eq!(input(0), None, "a pruned record's input goes with it");
     assert_eq!(input(5), Some(vec![7; 16]));
+    assert_eq!(
+        store.record_bytes(&globex).unwrap(),
+        0,
+        "pruned bytes are uncounted"
+    );
+}
+
+/// What the store counts for `new`: its JSON document and its kept input.
+fn weight(new: &NewRecord) -> u64 {
+    stored_bytes(
+        &serde_json::to_string(&new.record).unwrap(),
+        new.input.as_deref(),
+    )
+}
+
+fn record_bytes_stay_within_each_tenants_ceiling(store: Arc<dyn Backend>) {
+    use warden_runtime::Outcome;
+    let (acme, globex) = (new_tenant(&*store, "acme"), new_tenant(&*store, "globex"));
+    // Records of one length each (a timestamp's digits vary), but the one with an input.
+    let fixed = |mut new: NewRecord| {
+        new.record.started_at = "2026-01-01T00:00:00Z".into();
+        new
+    };
+    let mut written: Vec<NewRecord> = (0..10)
+        .map(|n| fixed(run_record(&acme, 1_000 + n, Outcome::Ok)))
+        .collect();
+    written[7].input = Some(vec![1; 4096]);
+    written[7].record.input_recorded = true;
+    let weights: Vec<u64> = written.iter().map(weight).collect();
+    // Room for the newest four records exactly (the eighth is heavy with its input).
+    let ceiling: u64 = weights[6..].iter().sum();
+    let limits = RecordByteLimits::from([(acme.clone(), ceiling)]);
+    let others: Vec<NewRecord> = (0..3)
+        .map(|n| run_record(&globex, 1_000 + n, Outcome::Ok))
+        .collect();
+    let removed = store.insert_records(&written[..5], &limits).unwrap();
+    assert_eq!(removed, 0, "five light records fit");
+    let removed = store.insert_records(&written[5..], &limits).unwrap();
+    assert_eq!(removed, 6, "the six oldest make room");
+    store.insert_records(&others, &limits).unwrap();
+    let kept: Vec<RunId> = store
+        .records(&acme, &page(20))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let newest: Vec<RunId> = written[6..]
+        .iter()
+        .rev()
+        .map(|n| n.record.id.clone())
+        .collect();
+    assert_eq!(kept, newest, "the oldest went first, the newest are kept");
+    assert_eq!(store.record_bytes(&acme).unwrap(), ceiling);
+    assert_eq!(
+        store.records(&globex, &page(20)).unwrap().len(),
+        3,
+        "a tenant the limits do not name keeps all of its records"
+    );
+    // A lowered ceiling applies at the tenant's next batch; a record above it goes too.
+    let one = fixed(run_record(&acme, 2_000, Outcome::Ok));
+    let removed = store
+        .insert_records(
+            std::slice::from_ref(&one),
+            &RecordByteLimits::from([(acme.clone(), weight(&one) - 1)]),
+        )
+        .unwrap();
+    assert_eq!(removed, 5);
+    assert_eq!(store.record_bytes(&acme).unwrap(), 0);
+    store.delete_tenant(&globex).unwrap();
+    assert_eq!(store.record_bytes(&globex).unwrap(), 0);
 }
 
 fn pipeline_version(name: &str, digests: &[&Digest]) -> PipelineVersion {

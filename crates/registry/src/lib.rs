@@ -8,26 +8,36 @@
 //! order: the in-memory cache (no compile, no deserialize, no linking), this node's verified
 //! `.cwasm` on disk, or a fresh compile of the stored bytes (after an engine change, or when an
 //! artifact is missing or corrupt). The registry never calls wasmtime except through the runtime.
+//!
+//! Every compile is charged to its tenant's share of the compile slots first
+//! ([`CompileShare`]); the memory it keeps is bounded by entries and by bytes of compiled code
+//! ([`CacheUsage`]), and so is the queue of background optimizing compiles.
 
+mod compile_share;
 pub mod conformance;
 mod files;
 pub mod ids;
+mod optimize_queue;
 pub mod pipelines;
+mod prepared_cache;
 pub mod records;
 pub mod sqlite;
 pub mod store;
 
+pub use compile_share::CompileShare;
 pub use ids::{
     ComponentName, ComponentRef, DEFAULT_TENANT, Digest, InvalidId, KEY_ID_LEN, KeyId,
     MAX_NAME_LEN, NodeId, PipelineName, RunId, TenantId,
 };
+pub use optimize_queue::{DEFAULT_MAX_PENDING_OPTIMIZATIONS, DEFAULT_MAX_PENDING_OPTIMIZE_BYTES};
 pub use pipelines::{
     InstanceMode, NodeLimits, NodeSpec, NodeStats, OnError, PinnedNode, PipelineRecord,
     PipelineRunStats, PipelineSpec, PipelineStore, PipelineVersion, RunLimitsSpec, VersionEntry,
 };
+pub use prepared_cache::CacheUsage;
 pub use records::{
-    DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, NewRecord, Payload, RecordInputs, RecordQuery,
-    RecordStore, Retention, RunRecord, RunStats,
+    DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, NewRecord, Payload, RecordByteLimits, RecordInputs,
+    RecordQuery, RecordStore, Retention, RunRecord, RunStats, stored_bytes,
 };
 pub use store::{
     Backend, ComponentRecord, ComponentStore, DeleteResult, GrantStore, GrantsOf, Inserted,
@@ -36,11 +46,12 @@ pub use store::{
     UsageStore,
 };
 
+use compile_share::{CompileShares, SharePermit};
 use files::Files;
-use lru::LruCache;
+use optimize_queue::{Entered, OptimizeQueue};
+use prepared_cache::WeightedLru;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
-use std::num::NonZeroUsize;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -50,6 +61,42 @@ use warden_runtime::{CompileError, CompileTier, Prepared, Runtime};
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Largest page size of component listings.
 pub const MAX_PAGE_SIZE: u32 = 500;
+/// Default number of prepared components kept in memory.
+pub const DEFAULT_PREPARED_CACHE_ENTRIES: usize = 256;
+/// Default bytes of compiled code kept in memory (prepared components).
+pub const DEFAULT_PREPARED_CACHE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// How much the registry keeps in memory and compiles at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Prepared components kept in memory, at most (least recently used evicted). Default
+    /// [`DEFAULT_PREPARED_CACHE_ENTRIES`].
+    pub cache_entries: usize,
+    /// Bytes of compiled code those components may hold, at most. Default
+    /// [`DEFAULT_PREPARED_CACHE_BYTES`].
+    pub cache_bytes: u64,
+    /// Each tenant's share of the compile slots; `None`: no share of its own (one tenant).
+    /// Default `None`.
+    pub compile_share: Option<CompileShare>,
+    /// Background optimizing compiles waiting or running, at most. Default
+    /// [`DEFAULT_MAX_PENDING_OPTIMIZATIONS`].
+    pub max_pending_optimizations: usize,
+    /// Bytes of components those compiles may hold, at most. Default
+    /// [`DEFAULT_MAX_PENDING_OPTIMIZE_BYTES`].
+    pub max_pending_optimize_bytes: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            cache_entries: DEFAULT_PREPARED_CACHE_ENTRIES,
+            cache_bytes: DEFAULT_PREPARED_CACHE_BYTES,
+            compile_share: None,
+            max_pending_optimizations: DEFAULT_MAX_PENDING_OPTIMIZATIONS,
+            max_pending_optimize_bytes: DEFAULT_MAX_PENDING_OPTIMIZE_BYTES,
+        }
+    }
+}
 
 /// What a registry call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -140,13 +187,16 @@ struct Inner {
     blobs: Mutex<()>,
     /// This engine's compatibility fingerprint: part of every artifact's file name.
     engine: String,
-    /// Compiled components by digest (shared by every tenant: the same bytes compile once).
-    prepared: Mutex<LruCache<Digest, Prepared>>,
+    /// Compiled components by digest (shared by every tenant: the same bytes compile once),
+    /// bounded by entries and by bytes of code.
+    prepared: Mutex<WeightedLru<Digest, Prepared>>,
     /// (tenant, reference) → digest, for references known to resolve: a warm run then
     /// touches no storage. Cleared by every change of names or components.
     resolutions: Mutex<HashMap<(TenantId, ComponentRef), Digest>>,
     /// Components running on the baseline tier whose optimized compile is under way.
-    optimizing: Mutex<HashSet<Digest>>,
+    optimizing: OptimizeQueue,
+    /// Each tenant's compiles in progress, within its share.
+    shares: CompileShares,
 }
 
 /// Resolutions remembered before the map is cleared (a bound on memory, not a tuning knob).
@@ -161,10 +211,9 @@ impl Registry {
         data_dir: &Path,
         runtime: Runtime,
         store: Arc<dyn ComponentStore>,
-        cache_entries: usize,
+        config: RegistryConfig,
     ) -> Result<Registry, RegistryError> {
         let files = Files::open(data_dir)?;
-        let capacity = NonZeroUsize::new(cache_entries).unwrap_or(NonZeroUsize::MIN);
         Ok(Registry {
             inner: Arc::new(Inner {
                 engine: runtime.compatibility_hash(),
@@ -172,9 +221,13 @@ impl Registry {
                 store,
                 files,
                 blobs: Mutex::new(()),
-                prepared: Mutex::new(LruCache::new(capacity)),
+                prepared: Mutex::new(WeightedLru::new(config.cache_entries, config.cache_bytes)),
                 resolutions: Mutex::new(HashMap::new()),
-                optimizing: Mutex::new(HashSet::new()),
+                optimizing: OptimizeQueue::new(
+                    config.max_pending_optimizations,
+                    config.max_pending_optimize_bytes,
+                ),
+                shares: CompileShares::new(config.compile_share),
             }),
         })
     }
@@ -226,7 +279,11 @@ impl Registry {
         }
         let prepared = match self.cached(&digest) {
             Some(prepared) => prepared,
-            None => self.inner.runtime.compile(Arc::clone(&bytes)).await?,
+            None => {
+                let share = self.inner.shares.charge(tenant).await?;
+                let bytes = Arc::clone(&bytes);
+                self.inner.runtime.compile_holding(bytes, share).await?
+            }
         };
         let info = prepared.info();
         let record = ComponentRecord {
@@ -448,11 +505,14 @@ impl Registry {
         if let Some(resolved) = self.cached_or_stored(&digest).await {
             return Ok(resolved);
         }
+        // Charged before the bytes are read: a tenant's waiting compiles hold no bytes.
+        let share = self.inner.shares.charge(tenant).await?;
         let registry = self.clone();
         let hex = digest.hex().to_owned();
         let bytes =
             on_storage_thread(move || Ok(registry.inner.files.read_component(&hex)?)).await?;
-        self.compile_and_keep(&digest, Arc::from(bytes), true).await
+        self.compile_and_keep(&digest, Arc::from(bytes), true, share)
+            .await
     }
 
     /// The bytes of one of the tenant's components (what a replay runs).
@@ -470,18 +530,39 @@ impl Registry {
         on_storage_thread(move || Ok(registry.inner.files.read_component(&hex)?)).await
     }
 
-    /// The prepared component for `bytes` sent with a request (`POST /run`): found by digest
-    /// in memory or on disk when these bytes were seen before, else compiled and kept in memory
-    /// (not stored: only uploads are persisted).
+    /// The prepared component for `bytes` that `tenant` sent with a request (`POST /run`):
+    /// found by digest in memory or on disk when these bytes were seen before, else compiled
+    /// within the tenant's compile share, like an upload, and kept in memory (not stored: only
+    /// uploads are persisted).
     ///
     /// # Errors
-    /// [`RegistryError::Compile`] for unacceptable bytes.
-    pub async fn prepare_bytes(&self, bytes: Arc<[u8]>) -> Result<Resolved, RegistryError> {
+    /// [`RegistryError::Compile`] for unacceptable bytes, or `Overloaded` past the tenant's
+    /// share or the runtime's queue.
+    pub async fn prepare_bytes(
+        &self,
+        tenant: &TenantId,
+        bytes: Arc<[u8]>,
+    ) -> Result<Resolved, RegistryError> {
         let digest = Digest::of(&bytes);
         if let Some(resolved) = self.cached_or_stored(&digest).await {
             return Ok(resolved);
         }
-        self.compile_and_keep(&digest, bytes, false).await
+        let share = self.inner.shares.charge(tenant).await?;
+        self.compile_and_keep(&digest, bytes, false, share).await
+    }
+
+    /// What the memory cache of prepared components holds now.
+    pub fn cache_usage(&self) -> CacheUsage {
+        self.inner
+            .prepared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .usage()
+    }
+
+    /// Background optimizing compiles waiting or running now, and the bytes they hold.
+    pub fn pending_optimizations(&self) -> (usize, u64) {
+        self.inner.optimizing.usage()
     }
 
     async fn cached_or_stored(&self, digest: &Digest) -> Option<Resolved> {
@@ -526,9 +607,14 @@ impl Registry {
         digest: &Digest,
         bytes: Arc<[u8]>,
         write_artifact: bool,
+        share: SharePermit,
     ) -> Result<Resolved, RegistryError> {
         let started = Instant::now();
-        let prepared = self.inner.runtime.compile(Arc::clone(&bytes)).await?;
+        let prepared = self
+            .inner
+            .runtime
+            .compile_holding(Arc::clone(&bytes), share)
+            .await?;
         let took = started.elapsed();
         match prepared.tier() {
             CompileTier::Optimized if write_artifact => {
@@ -573,19 +659,28 @@ impl Registry {
     /// (one at a time, at low OS priority: `Runtime::compile_optimized`), then writes its
     /// artifact (for a stored component) and swaps the optimized code into the memory cache.
     /// Calls already running keep the code they started with; the next call gets the new code.
+    ///
+    /// The queue is bounded ([`RegistryConfig::max_pending_optimizations`] and
+    /// [`RegistryConfig::max_pending_optimize_bytes`]): past it the component is not queued and
+    /// simply keeps running on its baseline code until its next cold load (after eviction or a
+    /// restart it is compiled again, and queued then if there is room).
     fn optimize_in_background(&self, digest: &Digest, bytes: Arc<[u8]>, stored: bool) {
-        let fresh = self
-            .inner
-            .optimizing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(digest.clone());
-        if !fresh {
-            return;
-        }
+        let place = match self.inner.optimizing.enter(digest, bytes.len() as u64) {
+            Entered::Queued(place) => place,
+            Entered::AlreadyQueued => return,
+            Entered::Full => {
+                tracing::debug!(
+                    %digest,
+                    "the optimize queue is full; the component runs on baseline code until its \
+                     next cold load"
+                );
+                return;
+            }
+        };
         let registry = self.clone();
         let digest = digest.clone();
         tokio::spawn(async move {
+            let _place = place;
             let optimized = async {
                 let prepared = registry.inner.runtime.compile_optimized(bytes).await?;
                 if stored {
@@ -601,12 +696,6 @@ impl Registry {
                     "optimizing a component failed; it keeps running on the baseline tier"
                 ),
             }
-            registry
-                .inner
-                .optimizing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&digest);
         });
     }
 
@@ -674,13 +763,15 @@ impl Registry {
         cache.get(digest).cloned()
     }
 
+    /// Keeps `prepared` in memory, weighed by its code; evicts what no longer fits.
     fn remember(&self, digest: &Digest, prepared: Prepared) {
+        let weight = prepared.code_bytes();
         let mut cache = self
             .inner
             .prepared
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        cache.put(digest.clone(), prepared);
+        cache.put(digest.clone(), prepared, weight);
     }
 
     /// Replaces the cached code of `digest`, only if it is still cached (a deleted or evicted
@@ -691,9 +782,8 @@ impl Registry {
             .prepared
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = cache.peek_mut(digest) {
-            *entry = prepared;
-        }
+        let weight = prepared.code_bytes();
+        cache.replace(digest, prepared, weight);
     }
 
     fn forget(&self, digest: &Digest) {

@@ -2,7 +2,7 @@
 //! and what it used; optionally its input, which is what a replay needs.
 //!
 //! Records are written in batches, off the hot path, by the service's recorder; stores keep them
-//! queryable per tenant, newest first, and prune them by age and by count.
+//! queryable per tenant, newest first, and prune them by age, by count and by bytes.
 
 use crate::CacheSource;
 use crate::ids::{ComponentName, Digest, RunId, TenantId};
@@ -165,6 +165,16 @@ pub struct RecordQuery {
     pub limit: u32,
 }
 
+/// Per-tenant ceilings on the bytes of stored records, applied by
+/// [`RecordStore::insert_records`]: a tenant missing from the map has no byte ceiling.
+pub type RecordByteLimits = BTreeMap<TenantId, u64>;
+
+/// What a record weighs against its tenant's byte ceiling: its document as JSON, plus the
+/// input kept with it. Every backend counts the same bytes.
+pub fn stored_bytes(document: &str, input: Option<&[u8]>) -> u64 {
+    document.len() as u64 + input.map_or(0, |input| input.len() as u64)
+}
+
 /// How long records are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -176,11 +186,25 @@ pub struct Retention {
 
 /// Invocation records, per tenant.
 pub trait RecordStore: Send + Sync + 'static {
-    /// Writes every record, in one transaction (an id already stored is left as it is).
+    /// Writes every record, in one transaction (an id already stored is left as it is). In the
+    /// same transaction, each tenant of the batch that `limits` names keeps its stored records
+    /// within its ceiling: its oldest records are removed until their bytes ([`stored_bytes`])
+    /// are at most the ceiling (a single record above the ceiling is removed too). Returns how
+    /// many records were removed so.
     ///
     /// # Errors
-    /// [`StoreError`] when the backend fails; then none is written.
-    fn insert_records(&self, records: &[NewRecord]) -> Result<(), StoreError>;
+    /// [`StoreError`] when the backend fails; then none is written and none removed.
+    fn insert_records(
+        &self,
+        records: &[NewRecord],
+        limits: &RecordByteLimits,
+    ) -> Result<u64, StoreError>;
+
+    /// The bytes of the tenant's stored records ([`stored_bytes`], summed).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend fails.
+    fn record_bytes(&self, tenant: &TenantId) -> Result<u64, StoreError>;
 
     /// The tenant's records matching `query`, newest first.
     ///

@@ -157,6 +157,25 @@ ALTER TABLE usage ADD COLUMN http_requests INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN http_bytes INTEGER NOT NULL DEFAULT 0;
 ",
     ),
+    (
+        "the bytes of each record, and of each tenant's records",
+        "
+ALTER TABLE records ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE records SET bytes = length(CAST(document AS BLOB)) + COALESCE(length(input), 0);
+CREATE TABLE record_bytes (
+    tenant      TEXT PRIMARY KEY,
+    bytes       INTEGER NOT NULL
+);
+INSERT INTO record_bytes (tenant, bytes) SELECT tenant, SUM(bytes) FROM records GROUP BY tenant;
+CREATE TRIGGER record_bytes_added AFTER INSERT ON records BEGIN
+    INSERT INTO record_bytes (tenant, bytes) VALUES (NEW.tenant, NEW.bytes)
+        ON CONFLICT (tenant) DO UPDATE SET bytes = bytes + excluded.bytes;
+END;
+CREATE TRIGGER record_bytes_removed AFTER DELETE ON records BEGIN
+    UPDATE record_bytes SET bytes = bytes - OLD.bytes WHERE tenant = OLD.tenant;
+END;
+",
+    ),
 ];
 
 /// All metadata in one SQLite file.
@@ -701,6 +720,7 @@ impl TenantStore for SqliteStore {
                 "name_history",
                 "components",
                 "records",
+                "record_bytes",
                 "pipelines",
                 "pipeline_versions",
                 "grants",

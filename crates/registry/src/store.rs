@@ -303,6 +303,14 @@ pub struct Quotas {
     /// Fuel per UTC day, over all calls.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel_per_day: Option<u64>,
+    /// Bytes of components posted to `POST /run` per minute (a token bucket that holds a
+    /// minute's worth), charged before they are compiled or looked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_bytes_per_minute: Option<u64>,
+    /// Bytes of invocation records stored (documents and kept inputs); past it the oldest
+    /// records go first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_record_bytes: Option<u64>,
 }
 
 impl Quotas {

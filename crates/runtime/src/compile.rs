@@ -96,6 +96,13 @@ impl Prepared {
         &self.info
     }
 
+    /// Bytes of compiled code this component holds in memory (its code image, as wasmtime
+    /// maps it): what a cache of prepared components weighs it by. Cheap: no serialization.
+    pub fn code_bytes(&self) -> u64 {
+        let image = self.component.image_range();
+        image.end.addr().saturating_sub(image.start.addr()) as u64
+    }
+
     /// How long compiling (or loading) took.
     pub fn compile_time(&self) -> Duration {
         self.compile_time
@@ -127,6 +134,21 @@ impl Runtime {
     /// Every [`CompileError`] variant but `Internal` describes the input; `Overloaded` means
     /// the compile queue is full.
     pub async fn compile(&self, bytes: Arc<[u8]>) -> Result<Prepared, CompileError> {
+        self.compile_holding(bytes, ()).await
+    }
+
+    /// [`Runtime::compile`], holding `held` until the compiler finishes. A compile cannot be
+    /// interrupted: when its caller goes away it runs on, and whatever the caller charged it
+    /// to (an opaque permit of the caller's, e.g. a share of the compile slots) must stay
+    /// charged until it ends. The runtime only holds `held` and drops it.
+    ///
+    /// # Errors
+    /// As [`Runtime::compile`].
+    pub async fn compile_holding<H: Send + 'static>(
+        &self,
+        bytes: Arc<[u8]>,
+        held: H,
+    ) -> Result<Prepared, CompileError> {
         self.check_bytes(&bytes)?;
         let admitted = Arc::clone(&self.inner.compile_admission)
             .try_acquire_owned()
@@ -134,7 +156,7 @@ impl Runtime {
         let slot = turn(&self.inner.compile_slots).await?;
         let runtime = self.clone();
         let baseline_from = self.inner.config.baseline_tier_bytes;
-        on_compile_thread((admitted, slot), move || {
+        on_compile_thread((held, admitted, slot), move || {
             if let Some(baseline) = &runtime.inner.baseline
                 && bytes.len() as u64 >= baseline_from
             {

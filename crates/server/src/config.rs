@@ -14,7 +14,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default data directory (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "data";
 /// Default number of compiled components kept in memory.
-pub const DEFAULT_PREPARED_CACHE_ENTRIES: usize = 256;
+pub const DEFAULT_PREPARED_CACHE_ENTRIES: usize = warden_registry::DEFAULT_PREPARED_CACHE_ENTRIES;
+/// Default MiB of compiled code kept in memory.
+pub const DEFAULT_PREPARED_CACHE_MB: u64 =
+    warden_registry::DEFAULT_PREPARED_CACHE_BYTES / (1024 * 1024);
 
 /// Everything `warden serve` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +31,11 @@ pub struct ServerConfig {
     /// Compiled components kept in memory (least recently used are evicted). Default
     /// [`DEFAULT_PREPARED_CACHE_ENTRIES`].
     pub prepared_cache_entries: usize,
+    /// MiB of compiled code (each component's code image) those components may hold; the least
+    /// recently used are evicted until the cache is within both bounds, and a component whose
+    /// code alone is bigger is not kept (it is loaded again for its next call). Default
+    /// [`DEFAULT_PREPARED_CACHE_MB`].
+    pub prepared_cache_mb: u64,
     /// Default limits of every call; a request may only tighten them.
     pub limits: Limits,
     /// Engine-wide settings: concurrency, queue sizes, component size, stack, pool.
@@ -204,6 +212,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             prepared_cache_entries: DEFAULT_PREPARED_CACHE_ENTRIES,
+            prepared_cache_mb: DEFAULT_PREPARED_CACHE_MB,
             limits: Limits::default(),
             engine: EngineConfig::default(),
             admin_token: None,
@@ -260,6 +269,7 @@ impl ServerConfig {
         ServiceConfig {
             data_dir: self.data_dir.clone(),
             prepared_cache_entries: self.prepared_cache_entries,
+            prepared_cache_mb: self.prepared_cache_mb,
             limits: self.limits,
             engine: self.engine.clone(),
             admin_token: self.admin_token.clone(),

@@ -38,6 +38,7 @@ fn service() -> Service {
     let config = ServiceConfig {
         data_dir: PathBuf::from("unused"),
         prepared_cache_entries: 64,
+        prepared_cache_mb: 512,
         limits: Default::default(),
         engine: Default::default(),
         admin_token: None,

@@ -36,6 +36,10 @@ impl Serialize for Secret {
     }
 }
 
+/// Bytes of records one tenant may store unless the tenant defaults or its own quotas say
+/// otherwise (`max_record_bytes`): past it, its oldest records are removed first.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 256 * 1024 * 1024;
+
 /// What every tenant gets where its own limits and quotas say nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,6 +53,14 @@ pub struct TenantDefaults {
     /// What a tenant's records keep by default. Unset: `record_inputs = "on_failure"`,
     /// `max_recorded_input_bytes` = [`DEFAULT_MAX_RECORDED_INPUT_BYTES`].
     pub recording: RecordPolicy,
+    /// Compiles one tenant may have running at once on this node (uploads, cold runs and
+    /// components posted to `/run` alike); as many more may wait for a turn as half of
+    /// `engine.max_queued_compiles`, and past that a compile is refused with `503
+    /// overloaded` and `Retry-After`. Unset: half of `engine.max_concurrent_compiles` (at
+    /// least 1, and never every slot of two or more) in secured mode, no share of its own in
+    /// open mode (one tenant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_compiles: Option<u32>,
 }
 
 /// Largest input kept in a record unless the tenant defaults or the tenant say otherwise.
@@ -126,6 +138,8 @@ pub struct ServiceConfig {
     pub data_dir: PathBuf,
     /// Compiled components kept in memory.
     pub prepared_cache_entries: usize,
+    /// Compiled code kept in memory, in MiB.
+    pub prepared_cache_mb: u64,
     /// Default limits of every call.
     pub limits: Limits,
     /// Engine-wide settings.
@@ -155,6 +169,11 @@ impl ServiceConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate().map_err(|e| format!("limits: {e}"))?;
         self.engine.validate().map_err(|e| format!("engine: {e}"))?;
+        if self.prepared_cache_mb == 0 {
+            return Err("prepared_cache_mb must be at least 1".into());
+        }
+        self.compile_share(true)
+            .map_err(|e| format!("tenants.{e}"))?;
         if self.limits.memory_mb > self.engine.max_memory_mb {
             return Err(format!(
                 "limits.memory_mb ({}) exceeds engine.max_memory_mb ({})",
@@ -192,6 +211,30 @@ impl ServiceConfig {
         }
         crate::tenants::check_profile(&self.tenants.limits, &self.limits, &self.engine)
             .map_err(|e| format!("tenants.limits: {e}"))
+    }
+}
+
+impl ServiceConfig {
+    /// Each tenant's share of the compile slots: `tenants.max_concurrent_compiles`, else the
+    /// default share when `secured`; `None` in open mode unless set.
+    ///
+    /// # Errors
+    /// A message when the setting is zero or takes every compile slot.
+    pub fn compile_share(
+        &self,
+        secured: bool,
+    ) -> Result<Option<warden_registry::CompileShare>, String> {
+        let configured = self.tenants.max_concurrent_compiles;
+        if configured.is_none() && !secured {
+            return Ok(None);
+        }
+        let engine = &self.engine;
+        warden_registry::CompileShare::of(
+            engine.max_concurrent_compiles,
+            engine.max_queued_compiles,
+            configured,
+        )
+        .map(Some)
     }
 }
 

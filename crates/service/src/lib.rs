@@ -27,8 +27,8 @@ mod usage;
 
 pub use auth::{Caller, KEY_CACHE_TTL, KEY_PREFIX, NewKey};
 pub use config::{
-    DEFAULT_MAX_RECORDED_INPUT_BYTES, EffectiveRecording, MIN_ADMIN_TOKEN_LEN, RecordsConfig,
-    Secret, ServiceConfig, TenantDefaults,
+    DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_RECORDED_INPUT_BYTES, EffectiveRecording,
+    MIN_ADMIN_TOKEN_LEN, RecordsConfig, Secret, ServiceConfig, TenantDefaults,
 };
 pub use grants::ComponentGrants;
 pub use metrics::Metrics;
@@ -465,12 +465,15 @@ impl Service {
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let runtime = Runtime::new(config.engine.clone())?;
         let component_store: Arc<dyn warden_registry::ComponentStore> = store.clone();
-        let registry = Registry::new(
-            data_dir,
-            runtime.clone(),
-            component_store,
-            config.prepared_cache_entries,
-        )?;
+        let registry_config = warden_registry::RegistryConfig {
+            cache_entries: config.prepared_cache_entries,
+            cache_bytes: config.prepared_cache_mb.saturating_mul(1024 * 1024),
+            compile_share: config
+                .compile_share(config.admin_token.is_some())
+                .map_err(|e| anyhow::anyhow!("invalid configuration: tenants.{e}"))?,
+            ..warden_registry::RegistryConfig::default()
+        };
+        let registry = Registry::new(data_dir, runtime.clone(), component_store, registry_config)?;
         let default = Tenant {
             id: TenantId::default_tenant(),
             limits: LimitProfile::default(),
@@ -655,7 +658,9 @@ impl Service {
         let (resolved, bytes_in) = match request.target {
             Target::Bytes(bytes) => {
                 let size = bytes.len() as u64;
-                (self.inner.registry.prepare_bytes(bytes).await?, size)
+                state.charge_run_bytes(size)?;
+                let prepared = self.inner.registry.prepare_bytes(tenant, bytes).await?;
+                (prepared, size)
             }
             Target::Stored(reference) => {
                 let size = request.input.map_or(0, |input| input.len() as u64);
@@ -738,9 +743,27 @@ impl Service {
         Ok(report)
     }
 
-    /// Queues a call's record (dropped and counted when the queue is full).
+    /// Queues a call's record (dropped and counted when the queue is full), with its tenant's
+    /// `max_record_bytes`, which the store applies when it writes the batch.
     fn record(&self, record: NewRecord) {
-        self.inner.recorder.submit(record, &self.inner.metrics);
+        let max_bytes = self.max_record_bytes(&record.record.tenant);
+        self.inner
+            .recorder
+            .submit(record, max_bytes, &self.inner.metrics);
+    }
+
+    /// The tenant's `max_record_bytes` (from its state, which a recorded call has built).
+    fn max_record_bytes(&self, tenant: &TenantId) -> u64 {
+        let states = self
+            .inner
+            .tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        states
+            .get(tenant)
+            .and_then(|state| state.quotas.max_record_bytes)
+            .or(self.inner.config.tenants.quotas.max_record_bytes)
+            .unwrap_or(DEFAULT_MAX_RECORD_BYTES)
     }
 
     /// Records a call answered before it ended once it has ended, with how it really ended.
@@ -1481,6 +1504,8 @@ impl Service {
                 tenant.quotas.runs_per_minute.map(u64::from),
             ),
             ("fuel_per_day", tenant.quotas.fuel_per_day),
+            ("run_bytes_per_minute", tenant.quotas.run_bytes_per_minute),
+            ("max_record_bytes", tenant.quotas.max_record_bytes),
         ];
         match zero.iter().find(|(_, value)| *value == Some(0)) {
             Some((name, _)) => Err(ServiceError::InvalidLimit(format!(

@@ -6,12 +6,16 @@
 //! runs at a lower OS priority ([`WRITER_NICE`]) while it writes, so on a saturated machine
 //! calls get the CPU first and the writer takes what is left (it needs ~11 µs per record; at
 //! nice 5 it keeps a quarter of a contended core, more than a warm-call flood needs).
+//!
+//! Each batch carries its tenants' `max_record_bytes`: the store removes a tenant's oldest
+//! records in the batch's own transaction until its records are within it (retention by
+//! bytes; a tenant's newest records are the ones kept).
 
 use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use warden_registry::{Backend, NewRecord, RunId};
+use warden_registry::{Backend, NewRecord, RecordByteLimits, RunId, TenantId};
 
 use crate::config::RecordsConfig;
 
@@ -63,6 +67,8 @@ pub(crate) struct Recorder {
 struct Queue {
     records: Vec<NewRecord>,
     bytes: u64,
+    /// The byte ceiling of each tenant with a queued record (the latest submitted).
+    limits: RecordByteLimits,
 }
 
 fn size_of(record: &NewRecord) -> u64 {
@@ -84,8 +90,9 @@ impl Recorder {
         }
     }
 
-    /// Queues a record; drops (and counts) it when the queue is full.
-    pub(crate) fn submit(&self, record: NewRecord, metrics: &Metrics) {
+    /// Queues a record, whose tenant keeps at most `max_bytes` of records; drops (and counts)
+    /// it when the queue is full.
+    pub(crate) fn submit(&self, record: NewRecord, max_bytes: u64, metrics: &Metrics) {
         if !self.config.enabled {
             return;
         }
@@ -95,6 +102,10 @@ impl Recorder {
             let full = queue.records.len() >= self.config.queue_capacity
                 || queue.bytes.saturating_add(size) > self.config.queue_max_bytes;
             if !full {
+                let tenant: &TenantId = &record.record.tenant;
+                if queue.limits.get(tenant) != Some(&max_bytes) {
+                    queue.limits.insert(tenant.clone(), max_bytes);
+                }
                 queue.records.push(record);
                 queue.bytes += size;
             }
@@ -136,19 +147,23 @@ impl Recorder {
             .any(|new| new.record.id == *id)
     }
 
-    fn take(&self) -> Vec<NewRecord> {
+    fn take(&self) -> (Vec<NewRecord>, RecordByteLimits) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.bytes = 0;
-        std::mem::take(&mut queue.records)
+        (
+            std::mem::take(&mut queue.records),
+            std::mem::take(&mut queue.limits),
+        )
     }
 
     /// Writes every waiting record, a batch per transaction. A batch the store refuses is
     /// dropped and counted (keeping it would let a failing store grow memory without bound).
     pub(crate) async fn write(&self, store: &Arc<dyn Backend>, metrics: &Metrics) {
-        let records = self.take();
+        let (records, limits) = self.take();
         if records.is_empty() {
             return;
         }
+        let limits = Arc::new(limits);
         let mut batches = Vec::new();
         let mut records = records.into_iter().peekable();
         while records.peek().is_some() {
@@ -162,13 +177,22 @@ impl Recorder {
         for batch in batches {
             let count = batch.len() as u64;
             let store = Arc::clone(store);
+            let limits = Arc::clone(&limits);
             let written = tokio::task::spawn_blocking(move || {
                 let _background = Background::enter();
-                store.insert_records(&batch)
+                store.insert_records(&batch, &limits)
             })
             .await;
             match written {
-                Ok(Ok(())) => metrics.records_written(count),
+                Ok(Ok(removed)) => {
+                    metrics.records_written(count);
+                    if removed > 0 {
+                        tracing::debug!(
+                            removed,
+                            "records removed to keep tenants within max_record_bytes"
+                        );
+                    }
+                }
                 Ok(Err(error)) => {
                     tracing::error!(%error, count, "writing invocation records failed");
                     self.dropped(count, metrics, "the store refused a batch");

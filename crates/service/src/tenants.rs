@@ -1,5 +1,5 @@
 //! A tenant's live state on this node: its effective limits, its share of the execution slots,
-//! its rate bucket, and the fuel it used today.
+//! its rate buckets (calls, and bytes posted to `/run`), and the fuel it used today.
 //!
 //! Concurrency and rate are counted per node (a cluster of N nodes admits up to N times a
 //! tenant's share); fuel per day is loaded from the usage store when the state is built and
@@ -31,14 +31,46 @@ pub(crate) struct TenantState {
     slots: Arc<Semaphore>,
     max_concurrent: u32,
     bucket: Option<Mutex<Bucket>>,
+    /// Bytes of components posted to `/run` (`run_bytes_per_minute`).
+    run_bytes: Option<Mutex<Bucket>>,
     fuel_today: Mutex<FuelDay>,
 }
 
+/// A token bucket holding a minute's worth.
 struct Bucket {
     tokens: f64,
     per_second: f64,
     capacity: f64,
     at: Instant,
+}
+
+impl Bucket {
+    fn per_minute(per_minute: f64) -> Mutex<Bucket> {
+        let capacity = per_minute.max(1.0);
+        Mutex::new(Bucket {
+            tokens: capacity,
+            per_second: capacity / 60.0,
+            capacity,
+            at: Instant::now(),
+        })
+    }
+
+    /// Refills, then takes `amount` if it is there (and `take`); else the seconds until it
+    /// would be.
+    fn take(&mut self, amount: f64, take: bool) -> Result<(), u64> {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.capacity);
+        self.at = now;
+        if self.tokens < amount {
+            let wait = ((amount - self.tokens) / self.per_second).ceil().max(1.0);
+            return Err(wait as u64);
+        }
+        if take {
+            self.tokens -= amount;
+        }
+        Ok(())
+    }
 }
 
 struct FuelDay {
@@ -66,15 +98,12 @@ impl TenantState {
         let profile = overlay(&tenant.limits, &defaults.limits);
         let quotas = overlay_quotas(&tenant.quotas, &defaults.quotas);
         let max_concurrent = share(profile.max_concurrent_runs, engine_slots);
-        let bucket = quotas.runs_per_minute.map(|per_minute| {
-            let capacity = f64::from(per_minute.max(1));
-            Mutex::new(Bucket {
-                tokens: capacity,
-                per_second: capacity / 60.0,
-                capacity,
-                at: Instant::now(),
-            })
-        });
+        let bucket = quotas
+            .runs_per_minute
+            .map(|per_minute| Bucket::per_minute(f64::from(per_minute)));
+        let run_bytes = quotas
+            .run_bytes_per_minute
+            .map(|per_minute| Bucket::per_minute(per_minute as f64));
         TenantState {
             grants: Arc::default(),
             posted_grants: Arc::default(),
@@ -91,6 +120,7 @@ impl TenantState {
             )),
             max_concurrent,
             bucket,
+            run_bytes,
             fuel_today: Mutex::new(FuelDay {
                 day: today(),
                 used: fuel_used_today,
@@ -149,25 +179,50 @@ impl TenantState {
             return Ok(());
         };
         let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let refill = now.duration_since(bucket.at).as_secs_f64() * bucket.per_second;
-        bucket.tokens = (bucket.tokens + refill).min(bucket.capacity);
-        bucket.at = now;
-        if bucket.tokens < 1.0 {
-            let wait = ((1.0 - bucket.tokens) / bucket.per_second).ceil().max(1.0);
-            return Err(ServiceError::RateLimited {
+        bucket
+            .take(1.0, take)
+            .map_err(|retry_after_secs| ServiceError::RateLimited {
                 message: format!(
                     "tenant `{}` may start {} calls per minute",
                     self.tenant.id,
                     self.quotas.runs_per_minute.unwrap_or_default()
                 ),
-                retry_after_secs: wait as u64,
+                retry_after_secs,
+            })
+    }
+
+    /// Charges `bytes` of a component posted to `/run` to the tenant's
+    /// `run_bytes_per_minute`, before it is compiled or looked up (whether it then compiles or
+    /// is found tells the tenant nothing about what others ran).
+    ///
+    /// # Errors
+    /// `RateLimited` (with the wait) when the bucket holds too little now; `QuotaExceeded`
+    /// when the component is bigger than a whole minute's worth.
+    pub(crate) fn charge_run_bytes(&self, bytes: u64) -> Result<(), ServiceError> {
+        let (Some(bucket), Some(per_minute)) = (&self.run_bytes, self.quotas.run_bytes_per_minute)
+        else {
+            return Ok(());
+        };
+        if bytes > per_minute {
+            return Err(ServiceError::QuotaExceeded {
+                message: format!(
+                    "the component is {bytes} bytes; tenant `{}` may post {per_minute} bytes of \
+                     components to run per minute",
+                    self.tenant.id
+                ),
+                retry_after_secs: None,
             });
         }
-        if take {
-            bucket.tokens -= 1.0;
-        }
-        Ok(())
+        let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        bucket
+            .take(bytes as f64, true)
+            .map_err(|retry_after_secs| ServiceError::RateLimited {
+                message: format!(
+                    "tenant `{}` may post {per_minute} bytes of components to run per minute",
+                    self.tenant.id
+                ),
+                retry_after_secs,
+            })
     }
 
     /// The fuel left today under the daily quota (`None`: no quota).
@@ -263,6 +318,13 @@ fn overlay_quotas(quotas: &Quotas, defaults: &Quotas) -> Quotas {
         max_stored_bytes: quotas.max_stored_bytes.or(defaults.max_stored_bytes),
         runs_per_minute: quotas.runs_per_minute.or(defaults.runs_per_minute),
         fuel_per_day: quotas.fuel_per_day.or(defaults.fuel_per_day),
+        run_bytes_per_minute: quotas
+            .run_bytes_per_minute
+            .or(defaults.run_bytes_per_minute),
+        max_record_bytes: quotas
+            .max_record_bytes
+            .or(defaults.max_record_bytes)
+            .or(Some(crate::config::DEFAULT_MAX_RECORD_BYTES)),
     }
 }
 
@@ -442,6 +504,41 @@ mod tests {
             }) => assert!((1..=20).contains(&retry_after_secs)),
             _ => panic!("the fourth call in a minute must be rate limited"),
         }
+    }
+
+    #[test]
+    fn posted_bytes_are_charged_per_minute() {
+        let s = state(
+            LimitProfile::default(),
+            Quotas {
+                run_bytes_per_minute: Some(1_000),
+                ..Quotas::default()
+            },
+        );
+        s.charge_run_bytes(600).unwrap();
+        match s.charge_run_bytes(600) {
+            Err(ServiceError::RateLimited {
+                retry_after_secs, ..
+            }) => assert!((1..=60).contains(&retry_after_secs)),
+            _ => panic!("past a minute's worth of bytes must be rate limited"),
+        }
+        s.charge_run_bytes(400).unwrap();
+        assert!(
+            matches!(
+                s.charge_run_bytes(1_001),
+                Err(ServiceError::QuotaExceeded { .. })
+            ),
+            "bigger than a whole minute's worth: never"
+        );
+    }
+
+    #[test]
+    fn records_are_bounded_by_bytes_unless_set_otherwise() {
+        let s = state(LimitProfile::default(), Quotas::default());
+        assert_eq!(
+            s.quotas.max_record_bytes,
+            Some(crate::config::DEFAULT_MAX_RECORD_BYTES)
+        );
     }
 
     #[test]

@@ -2,10 +2,16 @@
 //! itself as a JSON document, the input (when kept) as a blob beside it. Ids are UUIDv7, so
 //! time bounds (`since`, `until`, retention by age) are id bounds. One index, (tenant, id),
 //! serves every query: an insert maintains the table and that index only.
+//!
+//! Each row carries its bytes ([`stored_bytes`]); triggers keep each tenant's total in
+//! `record_bytes` (migration 8), so a batch checks its tenants' byte ceilings without summing
+//! their records, and trims the oldest in the batch's own transaction.
 
 use super::{SqliteStore, corrupt};
 use crate::ids::{RunId, TenantId};
-use crate::records::{NewRecord, RecordQuery, RecordStore, Retention, RunRecord};
+use crate::records::{
+    NewRecord, RecordByteLimits, RecordQuery, RecordStore, Retention, RunRecord, stored_bytes,
+};
 use crate::store::StoreError;
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
@@ -35,13 +41,57 @@ fn remove_below(
     }
 }
 
+/// Removes the tenant's oldest records until its records' bytes are at most `max`; returns how
+/// many went. Walks from the oldest only as far as the excess needs.
+fn trim_to_bytes(
+    connection: &rusqlite::Connection,
+    tenant: &str,
+    max: u64,
+) -> rusqlite::Result<u64> {
+    let total: i64 = connection
+        .prepare_cached("SELECT bytes FROM record_bytes WHERE tenant = ?1")?
+        .query_row(params![tenant], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    if total <= max {
+        return Ok(0);
+    }
+    let excess = total - max;
+    let mut freed = 0i64;
+    let mut last: Option<String> = None;
+    {
+        let mut statement = connection
+            .prepare_cached("SELECT id, bytes FROM records WHERE tenant = ?1 ORDER BY id")?;
+        let mut rows = statement.query(params![tenant])?;
+        while let Some(row) = rows.next()? {
+            last = Some(row.get(0)?);
+            freed += row.get::<_, i64>(1)?;
+            if freed >= excess {
+                break;
+            }
+        }
+    }
+    match last {
+        Some(last) => Ok(connection.execute(
+            "DELETE FROM records WHERE tenant = ?1 AND id <= ?2",
+            params![tenant, last],
+        )? as u64),
+        None => Ok(0),
+    }
+}
+
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let document: String = row.get(0)?;
     serde_json::from_str(&document).map_err(|e| corrupt(0, e))
 }
 
 impl RecordStore for SqliteStore {
-    fn insert_records(&self, records: &[NewRecord]) -> Result<(), StoreError> {
+    fn insert_records(
+        &self,
+        records: &[NewRecord],
+        limits: &RecordByteLimits,
+    ) -> Result<u64, StoreError> {
         let documents = records
             .iter()
             .map(|new| serde_json::to_string(&new.record).map_err(StoreError::backend))
@@ -50,11 +100,12 @@ impl RecordStore for SqliteStore {
             let tx = connection.transaction()?;
             {
                 let mut statement = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO records (id, tenant, digest, name, outcome, document, input)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR IGNORE INTO records (id, tenant, digest, name, outcome, document, input, bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
                 for (new, document) in records.iter().zip(&documents) {
                     let record = &new.record;
+                    let bytes = stored_bytes(document, new.input.as_deref());
                     statement.execute(params![
                         record.id.as_str(),
                         record.tenant.as_str(),
@@ -63,10 +114,30 @@ impl RecordStore for SqliteStore {
                         record.outcome.as_str(),
                         document,
                         new.input.as_deref(),
+                        i64::try_from(bytes).unwrap_or(i64::MAX),
                     ])?;
                 }
             }
-            tx.commit()
+            let mut removed = 0;
+            let tenants: std::collections::BTreeSet<&TenantId> =
+                records.iter().map(|new| &new.record.tenant).collect();
+            for tenant in tenants {
+                if let Some(&max) = limits.get(tenant) {
+                    removed += trim_to_bytes(&tx, tenant.as_str(), max)?;
+                }
+            }
+            tx.commit()?;
+            Ok(removed)
+        })
+    }
+
+    fn record_bytes(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        self.with(|connection| {
+            let bytes: Option<i64> = connection
+                .prepare_cached("SELECT bytes FROM record_bytes WHERE tenant = ?1")?
+                .query_row(params![tenant.as_str()], |row| row.get(0))
+                .optional()?;
+            Ok(bytes.map_or(0, |bytes| u64::try_from(bytes).unwrap_or(0)))
         })
     }
 
