@@ -564,7 +564,10 @@ async fn component_grants_only_narrow_and_tenants_never_share_them() {
         None,
     )
     .await;
+    // (its own `http` is another component: none of acme's grants show through).
+    assert_eq!(hidden.status, 200, "{}", hidden.json);
     assert_eq!(hidden.json["own"], Value::Null, "{}", hidden.json);
+    assert_eq!(hidden.json["effective"], json!({}), "{}", hidden.json);
 }
 
 #[test]
@@ -647,6 +650,19 @@ async fn secrets_are_sealed_write_only_granted_by_name_and_redacted() {
     assert_eq!(stored.status, 204, "{}", stored.json);
     let names = request(&server, Some(acme), Method::GET, "/v1/secrets", None).await;
     assert_eq!(names.json, json!({"names": ["api_token"]}));
+    // Write-only: no route answers the value back.
+    for method in [Method::GET, Method::POST, Method::PATCH] {
+        let read = request(
+            &server,
+            Some(acme),
+            method.clone(),
+            "/v1/secrets/api_token",
+            None,
+        )
+        .await;
+        assert_eq!(read.status, 405, "{method}");
+        assert!(!format!("{:?}", read.json).contains(VALUE), "{method}");
+    }
     let theirs = request(&server, Some(globex), Method::GET, "/v1/secrets", None).await;
     assert_eq!(theirs.json, json!({"names": []}));
     // Sealed at rest: the value is nowhere in the database file.

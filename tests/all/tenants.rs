@@ -277,6 +277,10 @@ async fn another_tenants_objects_are_404_on_every_route() {
                 "/v1/components/checkout/invoke".to_owned(),
                 Some(b"{}".to_vec()),
             ),
+            (Method::GET, format!("/v1/components/{digest}/bytes"), None),
+            (Method::GET, "/v1/components/hello/bytes".to_owned(), None),
+            (Method::GET, format!("/v1/components/{digest}/grants"), None),
+            (Method::GET, "/v1/components/hello/grants".to_owned(), None),
             (Method::GET, "/v1/names/hello".to_owned(), None),
             (Method::DELETE, "/v1/names/hello".to_owned(), None),
             (
@@ -318,6 +322,19 @@ async fn another_tenants_objects_are_404_on_every_route() {
     )
     .await;
     assert_eq!(ran.outcome(), "ok", "{}", ran.json);
+    // Its owner reads its code back, byte for byte.
+    let bytes = server
+        .client
+        .get(server.url("/v1/components/hello/bytes"))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bytes.status(), 200);
+    assert_eq!(
+        bytes.bytes().await.unwrap().as_ref(),
+        example_hello().as_slice()
+    );
     let names = call(&server, Some(&acme), Method::GET, "/v1/names/hello", None).await;
     assert_eq!(names.json["digest"], digest.as_str());
     assert_eq!(names.json["history"].as_array().unwrap().len(), 1);
