@@ -45,7 +45,7 @@ async fn half_sent_headers_and_idle_connections_are_closed() {
     blocking(move || {
         let started = Instant::now();
         let mut half = TcpStream::connect(&addr).unwrap();
-        half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        half.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
             .unwrap();
         let (_, closed) = read_until_closed(&mut half, Duration::from_secs(5));
         assert!(closed, "a half-sent head must be closed");
@@ -56,7 +56,7 @@ async fn half_sent_headers_and_idle_connections_are_closed() {
         );
 
         let mut idle = TcpStream::connect(&addr).unwrap();
-        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .unwrap();
         let started = Instant::now();
         let (text, closed) = read_until_closed(&mut idle, Duration::from_secs(5));
@@ -90,7 +90,7 @@ async fn a_trickled_body_is_cut() {
     blocking(move || {
         let mut stream = TcpStream::connect(&addr).unwrap();
         stream
-            .write_all(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            .write_all(b"POST /run HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n")
             .unwrap();
         let started = Instant::now();
         let mut writer = stream.try_clone().unwrap();
@@ -146,11 +146,11 @@ async fn oversized_heads_get_431() {
             read_until_closed(&mut stream, Duration::from_secs(5)).0
         };
         let long = format!(
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
             "a".repeat(20 * 1024)
         );
         let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
-        let many = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+        let many = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\n{many}\r\n");
         (send(long), send(many))
     })
     .await;
@@ -255,7 +255,7 @@ async fn bodies_wait_for_budget_then_get_503_and_small_calls_still_run() {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream
                 .write_all(
-                    b"POST /v1/components HTTP/1.1\r\nHost: x\r\nContent-Length: 6000000\r\n\r\n",
+                    b"POST /v1/components HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6000000\r\n\r\n",
                 )
                 .unwrap();
             stream.write_all(&vec![0u8; 1_000_000]).unwrap();

@@ -1,4 +1,5 @@
-//! Pins the 4xx/5xx error codes of `POST /run`: every bad input gets a stable code.
+//! Pins the 4xx/5xx error codes of `POST /run` and of query strings: every bad input gets a
+//! stable code, never a panic.
 
 use crate::fixtures;
 use crate::support::{example_hello, spawn_server, spawn_server_with};
@@ -149,4 +150,80 @@ async fn overload_is_503_with_retry_after() {
     assert_eq!(long.await.unwrap(), 200);
     // Once the slot is free again, calls are served.
     assert_eq!(server.run(hello, "").await.outcome(), "ok");
+}
+
+/// Regression: `GET /v1/usage?to=-9999-01-01` panicked in the handler (date arithmetic at the
+/// edge of `time`'s range) and the connection closed without an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_dates_and_numbers_in_queries_are_400_never_a_panic() {
+    let server = spawn_server().await;
+    let get = |path: String| {
+        let request = server.client.get(server.url(&path));
+        async move { crate::support::reply(request.send().await.expect("an answer")).await }
+    };
+    for query in [
+        "to=-9999-01-01",
+        "from=-9999-01-01",
+        "from=-9999-01-01&to=-9999-01-30",
+        "to=0000-01-01",
+        "to=1969-12-31",
+        "to=+10000-01-01",
+        "to=99999-01-01",
+        "to=9999-13-01",
+        "to=2026-02-30",
+        "from=1970-01-01&to=9999-12-31",
+        "from=9999-12-31&to=1970-01-01",
+        "to=%00",
+        "to=",
+        "days=1",
+    ] {
+        let reply = get(format!("/v1/usage?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.json);
+        assert_eq!(reply.error_code(), "bad_request", "{query}");
+    }
+    for query in [
+        "to=9999-12-31",
+        "to=1970-01-01",
+        "from=1970-01-01&to=1970-01-01",
+    ] {
+        let reply = get(format!("/v1/usage?{query}")).await;
+        assert_eq!(reply.status, 200, "{query}: {}", reply.json);
+    }
+    for query in [
+        "limit=0",
+        "limit=501",
+        "limit=-1",
+        "limit=4294967296",
+        "limit=99999999999999999999999",
+        "since=-9999-01-01T00:00:00Z",
+        "since=10000-01-01T00:00:00Z",
+        "until=9999-12-31T24:00:00Z",
+        "since=2026-02-30T00:00:00Z",
+        "after=not-a-run-id",
+        "outcome=exploded",
+    ] {
+        let reply = get(format!("/v1/runs?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.json);
+        assert_eq!(reply.error_code(), "bad_request", "{query}");
+    }
+    // The extremes `time` can hold, with offsets that carry them past a year boundary.
+    for query in [
+        "since=0000-01-01T00:00:00%2B23:59",
+        "until=9999-12-31T23:59:59-23:59",
+        "limit=500",
+    ] {
+        let reply = get(format!("/v1/runs?{query}")).await;
+        assert_eq!(reply.status, 200, "{query}: {}", reply.json);
+    }
+    for query in ["limit=0", "limit=4294967296", "after=sha256:zz"] {
+        let reply = get(format!("/v1/components?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.json);
+        assert_eq!(reply.error_code(), "bad_request", "{query}");
+    }
+    for query in ["fuel=18446744073709551616", "timeout_ms=-1", "memory_mb=0"] {
+        let reply = server.run(example_hello(), &format!("?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.json);
+        assert_eq!(reply.error_code(), "invalid_limit", "{query}");
+    }
+    server.assert_still_serving().await;
 }

@@ -20,6 +20,7 @@ mod hostile_memory;
 mod isolation;
 mod languages;
 mod long_calls;
+mod open_mode;
 mod openapi;
 mod outcomes;
 mod pipelines;

@@ -309,7 +309,7 @@ async fn stalled_uploads_are_held_within_the_body_budget() {
                     .set_write_timeout(Some(std::time::Duration::from_secs(3)))
                     .unwrap();
                 let _ = stream.write_all(
-                    b"POST /v1/components HTTP/1.1\r\nHost: x\r\nContent-Length: 64000000\r\n\r\n",
+                    b"POST /v1/components HTTP/1.1\r\nHost: localhost\r\nContent-Length: 64000000\r\n\r\n",
                 );
                 let chunk = vec![7u8; 1024 * 1024];
                 for _ in 0..60 {

@@ -136,8 +136,22 @@ pub struct HttpConfig {
     pub drain_timeout_ms: u64,
     /// A second listener for `/healthz` and the admin routes, with its own small connection
     /// budget, so they stay reachable under a connection flood on `listen`. Default: none.
+    /// Must be a loopback address unless an admin token is set (checked before binding).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<SocketAddr>,
+    /// Open mode only: the names or addresses (no port; any port is accepted) that requests
+    /// may be addressed to besides `localhost`, `*.localhost` and loopback addresses, which
+    /// open mode always answers. Every other `Host` is refused with `421 host_not_allowed`,
+    /// so a web page cannot reach the API by DNS rebinding. Needed with `insecure = true`,
+    /// where clients reach the server by another name. Default `[]`. Secured mode does not
+    /// check `Host` (a page cannot send a bearer token cross-site), so there it is an error.
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`http://host[:port]` or `https://…`, no path) that may call the API from
+    /// a browser page served elsewhere: their requests get CORS headers and their preflights
+    /// an answer. Every other foreign `Origin` (and `Origin: null`) is refused with `403
+    /// cross_origin`, in both modes; same-origin requests and requests without an `Origin`
+    /// (curl, the CLI) are unaffected. Default `[]`: no CORS at all.
+    pub cors_allowed_origins: Vec<String>,
     /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate chain and key (PEM),
     /// reloaded on SIGHUP. Default: none (plain HTTP).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,6 +185,8 @@ impl Default for HttpConfig {
             body_budget_wait_ms: 1_000,
             drain_timeout_ms: 30_000,
             admin_listen: None,
+            allowed_hosts: Vec::new(),
+            cors_allowed_origins: Vec::new(),
             tls: None,
             h2_max_concurrent_streams: 100,
         }
@@ -246,6 +262,24 @@ impl ServerConfig {
                 self.listen
             ));
         }
+        if let Some(admin_listen) = self.http.admin_listen
+            && self.admin_token.is_none()
+            && !admin_listen.ip().is_loopback()
+        {
+            return Err(format!(
+                "http.admin_listen = {admin_listen} is not loopback, and no admin_token is set: \
+                 anyone who can reach it could administer the server. Set admin_token, or \
+                 listen on a loopback address (insecure does not cover the admin listener)"
+            ));
+        }
+        if self.admin_token.is_some() && !self.http.allowed_hosts.is_empty() {
+            return Err(
+                "http.allowed_hosts applies to open mode only (secured mode does not \
+                 check Host); remove it"
+                    .into(),
+            );
+        }
+        crate::edge::OriginPolicy::new(self)?;
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {

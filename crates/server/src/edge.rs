@@ -9,16 +9,20 @@
 //!        ─▶ writes bounded by the write timeout ─▶ the router
 //! ```
 //!
+//! Before routing, on every listener, `origin.rs` refuses requests addressed to a foreign
+//! `Host` (open mode) or sent from a foreign `Origin` (DNS rebinding, cross-site requests).
 //! Body rules (deadline, minimum rate, the global body-memory budget) apply where bodies are
 //! read, in `body.rs`; authentication runs before any body byte is read.
 
 mod budget;
 pub(crate) mod drain;
+mod origin;
 mod timed_io;
 mod tls;
 
 pub(crate) use budget::ConnectionBudget;
 pub(crate) use drain::Drain;
+pub(crate) use origin::{OriginLayer, OriginPolicy};
 pub(crate) use tls::Tls;
 
 use crate::config::HttpConfig;

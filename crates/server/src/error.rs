@@ -55,6 +55,14 @@ pub enum ApiError {
     /// 403 `forbidden`.
     #[error("{0}")]
     Forbidden(String),
+    /// 421 `host_not_allowed`: open mode answers only requests addressed to this machine by a
+    /// loopback name (or a name in `http.allowed_hosts`).
+    #[error("{0}")]
+    HostNotAllowed(String),
+    /// 403 `cross_origin`: a browser request from a foreign origin that
+    /// `http.cors_allowed_origins` does not name.
+    #[error("{0}")]
+    CrossOrigin(String),
     /// 429 `rate_limited`, `quota_exceeded` or `concurrency_limit`, with `Retry-After` when
     /// waiting helps.
     #[error("{message}")]
@@ -104,6 +112,8 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::HostNotAllowed(_) => (StatusCode::MISDIRECTED_REQUEST, "host_not_allowed"),
+            ApiError::CrossOrigin(_) => (StatusCode::FORBIDDEN, "cross_origin"),
             ApiError::TooMany { code, .. } => (StatusCode::TOO_MANY_REQUESTS, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

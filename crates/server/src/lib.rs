@@ -21,7 +21,7 @@ pub use routes::ExecutionResponse as ExecutionDocument;
 use anyhow::Context;
 use axum::Router;
 use body::BodyRules;
-use edge::{ConnectionBudget, Drain, Tls};
+use edge::{ConnectionBudget, Drain, OriginLayer, OriginPolicy, Tls};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -41,6 +41,7 @@ struct StateInner {
     config: ServerConfig,
     body: BodyRules,
     drain: Arc<Drain>,
+    origin: OriginLayer,
     admin_address: OnceLock<SocketAddr>,
 }
 
@@ -53,12 +54,15 @@ impl AppState {
         config
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let origin = OriginPolicy::new(&config)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let service = Service::open(config.service())?;
         Ok(AppState {
             inner: Arc::new(StateInner {
                 service,
                 body: BodyRules::new(&config.http),
                 drain: Arc::new(Drain::default()),
+                origin: OriginLayer::new(origin),
                 admin_address: OnceLock::new(),
                 config,
             }),
@@ -96,6 +100,8 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
             drain,
             edge::drain::guard,
         ))
+        // Inside the request-id layer, so a refusal is tagged and counted like any answer.
+        .layer(state.inner.origin.clone())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_id::tag,
@@ -112,6 +118,16 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
 /// When the configuration is invalid, the runtime cannot start, or the address can't be bound.
 pub async fn serve(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let listen = config.listen;
+    if config.admin_token.is_none()
+        && !listen.ip().is_loopback()
+        && config.http.allowed_hosts.is_empty()
+    {
+        tracing::warn!(
+            %listen,
+            "open mode on a non-loopback address answers only requests addressed to localhost \
+             or a loopback address; name the others in http.allowed_hosts"
+        );
+    }
     if config.admin_token.is_some() && !listen.ip().is_loopback() && config.http.tls.is_none() {
         tracing::warn!(
             %listen,

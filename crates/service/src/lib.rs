@@ -61,6 +61,9 @@ use warden_runtime::{
 pub const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 /// Longest span of days one usage query may cover.
 pub const MAX_USAGE_DAYS: i64 = 366;
+/// The years a usage query may name (a day outside them is a 400, never date arithmetic at
+/// the edge of `time`'s range).
+pub const USAGE_YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
 /// Long-call hints remembered before the map is emptied (a bound on memory).
 const MAX_HINTS: usize = 100_000;
 
@@ -1618,19 +1621,33 @@ fn merge_patch<T: Serialize + serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| ServiceError::BadRequest(format!("{what}: {e}")))
 }
 
+/// A day of a usage query: `YYYY-MM-DD` in [`USAGE_YEARS`].
 fn parse_day(text: &str) -> Result<time::Date, ServiceError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(text, &format)
-        .map_err(|_| ServiceError::BadRequest(format!("`{text}` is not a day (YYYY-MM-DD)")))
+    let day = time::Date::parse(text, &format)
+        .map_err(|_| ServiceError::BadRequest(format!("`{text}` is not a day (YYYY-MM-DD)")))?;
+    if !USAGE_YEARS.contains(&day.year()) {
+        return Err(ServiceError::BadRequest(format!(
+            "`{text}` is outside the years {}..={}",
+            USAGE_YEARS.start(),
+            USAGE_YEARS.end()
+        )));
+    }
+    Ok(day)
 }
 
+/// The days `from..=to` of a usage query (default: the 30 days up to `to`, not before 1970).
 fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(String, String), ServiceError> {
     let today = time::OffsetDateTime::now_utc().date();
     let to = to.map(parse_day).transpose()?.unwrap_or(today);
-    let from = from
-        .map(parse_day)
-        .transpose()?
-        .unwrap_or(to - time::Duration::days(29));
+    let earliest = time::Date::from_ordinal_date(*USAGE_YEARS.start(), 1)
+        .map_err(|e| ServiceError::Internal(format!("the first usage day: {e}")))?;
+    let from = match from {
+        Some(from) => parse_day(from)?,
+        None => to
+            .checked_sub(time::Duration::days(29))
+            .map_or(earliest, |from| from.max(earliest)),
+    };
     if from > to {
         return Err(ServiceError::BadRequest("`from` is after `to`".into()));
     }
