@@ -151,6 +151,6 @@ async fn a_flood_of_wasi_handles_is_cut_off_at_the_handle_limit() {
     assert_eq!(reply.outcome(), "trap", "{}", reply.json);
     let error = reply.json["error"].as_str().unwrap();
     eprintln!("handle flood: {error}");
-    assert!(error.contains("handle"), "{error}");
+    assert!(error.contains("handle limit exceeded"), "{error}");
     server.assert_still_serving().await;
 }

@@ -271,7 +271,7 @@ async fn every_invalid_pipeline_is_a_422_naming_the_fault() {
         ),
         (
             json!({"name": "p", "nodes": [node("a", "hello")]}),
-            "node `a`",
+            "node `a`: component `hello` implements",
         ),
         (
             json!({"name": "p", "nodes": [node("s", "rust-node"), node("a", "rust-node"), node("b", "rust-node")],
@@ -301,7 +301,7 @@ async fn every_invalid_pipeline_is_a_422_naming_the_fault() {
         ),
         (
             json!({"name": "p", "nodes": [{"id": "a", "component": "rust-node", "limits": {"fuel": 0}}]}),
-            "node `a`",
+            "node `a`: invalid limit: fuel must be greater than zero",
         ),
         (json!({"name": "p", "nodes": []}), "at least one node"),
     ];

@@ -79,6 +79,15 @@ async fn every_limit_ends_a_call_the_same_way_on_both_tiers() {
             Limits::default(),
             Outcome::Trap,
         ),
+        (
+            "output past its cap",
+            fixtures::oversized_output(256 * 1024),
+            Limits {
+                max_output_bytes: 64 * 1024,
+                ..Limits::default()
+            },
+            Outcome::OutputLimit,
+        ),
     ];
     let baseline = runtime_on(CompileTier::Baseline);
     let optimized = runtime_on(CompileTier::Optimized);
