@@ -262,3 +262,51 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command of the tree — walked from clap's own definition, so a new one cannot be
+    /// missed — passes clap's consistency checks and answers `--help` (clap checks a
+    /// command's definition only when it is parsed).
+    #[test]
+    fn every_command_parses() {
+        let root = super::Cli::command();
+        root.clone().debug_assert();
+        fn walk(command: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+            for sub in command.get_subcommands() {
+                let mut path = prefix.to_vec();
+                path.push(sub.get_name().to_owned());
+                walk(sub, &path, out);
+                out.push(path);
+            }
+        }
+        let mut commands = Vec::new();
+        walk(&root, &[], &mut commands);
+        for expected in [
+            &["grants"][..],
+            &["secret", "set"],
+            &["pipeline", "run"],
+            &["new"],
+        ] {
+            assert!(
+                commands.iter().any(|path| path == expected),
+                "{expected:?} is not in the tree: {commands:?}"
+            );
+        }
+        for path in commands {
+            let args = std::iter::once("warden".to_owned())
+                .chain(path.iter().cloned())
+                .chain(["--help".to_owned()]);
+            let error = super::Cli::command()
+                .try_get_matches_from(args)
+                .expect_err("--help ends parsing");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::DisplayHelp,
+                "{path:?}: {error}"
+            );
+        }
+    }
+}
