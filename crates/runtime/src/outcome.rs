@@ -7,65 +7,55 @@ use crate::capture::LogLine;
 use serde::Serialize;
 use wasmtime::Trap;
 
-/// How a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum Outcome {
-    /// The guest returned successfully.
-    Ok,
-    /// The guest returned its own error (`Err(text)`).
-    GuestError,
-    /// The fuel budget ran out.
-    FuelExhausted,
-    /// The wall-clock deadline passed (also while the guest waited in a host call).
-    Timeout,
-    /// The guest tried to grow memories or tables past the memory limit, then failed.
-    MemoryLimit,
-    /// The wasm stack limit was reached.
-    StackOverflow,
-    /// Any other trap: `unreachable`, out-of-bounds access, a bad pointer or invalid UTF-8
-    /// handed to the host.
-    Trap,
-    /// The guest returned more bytes than the output limit allows.
-    OutputLimit,
-    /// A pipeline run's input passed its record or byte limit (a single call's input is
-    /// refused before it starts instead).
-    InputLimit,
-    /// A pipeline run was stopped because its client went away.
-    Cancelled,
+/// Declares [`Outcome`] from one table of variants and their names, so its list of every
+/// outcome and its names cannot miss a variant.
+macro_rules! outcomes {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// How a call ended.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        pub enum Outcome {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Outcome {
+            /// The stable snake_case name used in JSON and in the `Warden-Outcome` header.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Outcome::$variant => $name,)*
+                }
+            }
+
+            /// Every outcome, in a stable order (for docs, metrics and tests).
+            pub const ALL: &'static [Outcome] = &[$(Outcome::$variant,)*];
+        }
+    };
 }
 
-impl Outcome {
-    /// The stable snake_case name used in JSON and in the `Warden-Outcome` header.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::GuestError => "guest_error",
-            Outcome::FuelExhausted => "fuel_exhausted",
-            Outcome::Timeout => "timeout",
-            Outcome::MemoryLimit => "memory_limit",
-            Outcome::StackOverflow => "stack_overflow",
-            Outcome::Trap => "trap",
-            Outcome::OutputLimit => "output_limit",
-            Outcome::InputLimit => "input_limit",
-            Outcome::Cancelled => "cancelled",
-        }
-    }
-
-    /// Every outcome, in a stable order (for docs, metrics and tests).
-    pub const ALL: [Outcome; 10] = [
-        Outcome::Ok,
-        Outcome::GuestError,
-        Outcome::FuelExhausted,
-        Outcome::Timeout,
-        Outcome::MemoryLimit,
-        Outcome::StackOverflow,
-        Outcome::Trap,
-        Outcome::OutputLimit,
-        Outcome::InputLimit,
-        Outcome::Cancelled,
-    ];
+outcomes! {
+    /// The guest returned successfully.
+    Ok => "ok",
+    /// The guest returned its own error (`Err(text)`).
+    GuestError => "guest_error",
+    /// The fuel budget ran out.
+    FuelExhausted => "fuel_exhausted",
+    /// The wall-clock deadline passed (also while the guest waited in a host call).
+    Timeout => "timeout",
+    /// The guest tried to grow memories or tables past the memory limit, then failed.
+    MemoryLimit => "memory_limit",
+    /// The wasm stack limit was reached.
+    StackOverflow => "stack_overflow",
+    /// Any other trap: `unreachable`, out-of-bounds access, a bad pointer or invalid UTF-8
+    /// handed to the host.
+    Trap => "trap",
+    /// The guest returned more bytes than the output limit allows.
+    OutputLimit => "output_limit",
+    /// A pipeline run's input passed its record or byte limit (a single call's input is
+    /// refused before it starts instead).
+    InputLimit => "input_limit",
+    /// A pipeline run was stopped because its client went away (or a long call's caller).
+    Cancelled => "cancelled",
 }
 
 impl std::fmt::Display for Outcome {
@@ -199,4 +189,19 @@ pub(crate) fn classify(error: &wasmtime::Error, memory_limit_hit: bool) -> (Outc
         outcome,
         crate::capture::truncate_marked(&text, MAX_ERROR_TEXT, |kept| kept),
     )
+}
+
+#[cfg(test)]
+mod names {
+    use super::Outcome;
+
+    #[test]
+    fn the_wire_name_is_the_stable_name_for_every_outcome() {
+        for outcome in Outcome::ALL {
+            assert_eq!(
+                serde_json::to_value(outcome).expect("serializes"),
+                outcome.as_str()
+            );
+        }
+    }
 }
