@@ -120,24 +120,8 @@ async fn a_trickled_body_is_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_heads_get_431() {
     let server = spawn_server_with(|_| {}).await;
-    let big = server
-        .client
-        .get(server.url("/healthz"))
-        .header("x-big", "a".repeat(200 * 1024))
-        .send()
-        .await;
-    // hyper answers 431 and closes; a client may also see the close first.
-    if let Ok(response) = big {
-        assert_eq!(response.status(), 431);
-    }
-    let mut request = server.client.get(server.url("/healthz"));
-    for i in 0..150 {
-        request = request.header(format!("x-h{i}"), "v");
-    }
-    if let Ok(response) = request.send().await {
-        assert_eq!(response.status(), 431);
-    }
-    // Heads just past the caps fit in the socket buffers, so the answer is always read.
+    // Heads just past the caps fit in the socket buffers, so the answer is always read (a
+    // client sending a far bigger head may see the close before the 431).
     let addr = address(&server);
     let answers = blocking(move || {
         let send = |head: String| {
@@ -163,7 +147,8 @@ async fn oversized_heads_get_431() {
 async fn a_connection_flood_is_refused_past_the_cap_and_admin_stays_reachable() {
     let server = spawn_server_with(|config| {
         config.http.max_connections = 20;
-        config.http.header_timeout_ms = 5_000;
+        // Far past the bound below: a refused connection is answered at once, not at a timeout.
+        config.http.header_timeout_ms = 30_000;
         config.http.admin_listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
@@ -181,9 +166,14 @@ async fn a_connection_flood_is_refused_past_the_cap_and_admin_stays_reachable() 
         std::thread::sleep(Duration::from_millis(200));
         let started = Instant::now();
         let mut refused = TcpStream::connect(&addr).unwrap();
-        let (text, closed) = read_until_closed(&mut refused, Duration::from_secs(3));
+        let (text, closed) = read_until_closed(&mut refused, Duration::from_secs(10));
         assert!(text.starts_with("HTTP/1.1 503"), "{text}");
-        assert!(closed && started.elapsed() < Duration::from_secs(1));
+        assert!(closed, "the refused connection stayed open");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         held
     })
     .await;
