@@ -15,6 +15,7 @@ mod hostile_binaries;
 mod hostile_cpu;
 mod hostile_host_calls;
 mod hostile_memory;
+mod hostile_output;
 mod isolation;
 mod languages;
 mod long_calls;

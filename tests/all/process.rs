@@ -7,14 +7,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
 /// A `warden serve` child process on 127.0.0.1:0; killed when dropped.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     _data: tempfile::TempDir,
 }
 
 impl ServerProcess {
-    fn start(env: &[(&str, &str)]) -> ServerProcess {
+    pub(crate) fn start(env: &[(&str, &str)]) -> ServerProcess {
         let data = tempfile::tempdir().unwrap();
         let path = data.path().to_path_buf();
         Self::spawn(&path, env, data)
@@ -66,7 +66,7 @@ impl ServerProcess {
     }
 
     /// Peak resident memory of the process so far, in bytes (Linux).
-    fn peak_rss(&self) -> u64 {
+    pub(crate) fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib: u64 = status
             .lines()

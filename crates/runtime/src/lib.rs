@@ -23,6 +23,7 @@ mod limits;
 mod linker;
 mod long_calls;
 mod outcome;
+mod records;
 mod sandbox;
 mod world;
 
@@ -47,8 +48,8 @@ pub use invoke::{Call, InvokeError, LateExecution};
 pub use lease::{Lease, Reused};
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_LOG_LINE_BYTES,
-    DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB,
-    DEFAULT_TIMEOUT_MS,
+    DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_RECORDS,
+    DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, RECORD_OVERHEAD_BYTES,
 };
 pub use limits::{InvalidLimit, LimitOverrides, Limits};
 pub use long_calls::{LongCallHint, LongCallPriority};
