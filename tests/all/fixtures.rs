@@ -474,3 +474,41 @@ pub fn records_aggregator(count: u32) -> Vec<u8> {
         ),
     )
 }
+
+/// A `transformer@0.2.0` that reads config value `key` through `host.config` and fails with it
+/// (`Err("failed with <value>")`): a guest that puts a secret in its error.
+pub fn secret_in_error(key: &str) -> Vec<u8> {
+    // `config(key) -> option<string>` lowers to (key ptr, key len, return pointer); the host
+    // writes the option's discriminant at the return pointer and the string's (ptr, len) at +4.
+    const KEY_AT: u32 = 16;
+    const OPTION_AT: u32 = 128;
+    const MESSAGE_AT: u32 = 256;
+    const PREFIX: &str = "failed with ";
+    let wat = format!(
+        r#"(module
+          (import "warden:plugin/host@0.2.0" "config" (func $config (param i32 i32 i32)))
+          (memory (export "memory") 1)
+          (global $heap (mut i32) (i32.const 4096))
+          (data (i32.const {KEY_AT}) "{key}")
+          (data (i32.const {MESSAGE_AT}) "{PREFIX}")
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {BUMP_REALLOC})
+          (func (export "transform") (param i32 i32) (result i32)
+            (local $len i32)
+            (call $config (i32.const {KEY_AT}) (i32.const {key_len}) (i32.const {OPTION_AT}))
+            (local.set $len (i32.load (i32.const {option_len})))
+            (memory.copy (i32.const {value_at}) (i32.load (i32.const {option_ptr})) (local.get $len))
+            (i32.store8 (i32.const {RET_AREA}) (i32.const 1))
+            (i32.store (i32.const {p}) (i32.const {MESSAGE_AT}))
+            (i32.store (i32.const {l}) (i32.add (local.get $len) (i32.const {prefix_len})))
+            (i32.const {RET_AREA})))"#,
+        key_len = key.len(),
+        option_ptr = OPTION_AT + 4,
+        option_len = OPTION_AT + 8,
+        value_at = MESSAGE_AT as usize + PREFIX.len(),
+        prefix_len = PREFIX.len(),
+        p = RET_AREA + 4,
+        l = RET_AREA + 8,
+    );
+    let wit = repo_root().join("wit/warden-plugin-0.2.0");
+    componentize(&wat, WitSource::Dir(&wit), "transformer")
+}

@@ -13,6 +13,7 @@ mod grants_python;
 mod guests;
 mod hostile_binaries;
 mod hostile_cpu;
+mod hostile_grants;
 mod hostile_host_calls;
 mod hostile_memory;
 mod hostile_output;

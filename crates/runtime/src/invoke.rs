@@ -439,10 +439,16 @@ pub(crate) fn report(
     }
     let (logs, logs_truncated) = sandbox.logs.take();
     let (stdout, stderr) = sandbox.take_stdio();
+    // The one place a call's error text is made: the guest's own (`Err(text)`) is redacted like
+    // its logs and cut to the output cap; any other is redacted too.
+    let error = returned.error.map(|text| match returned.outcome {
+        Outcome::GuestError => sandbox.guest_text(&text, output_cap(limits)),
+        _ => sandbox.redact(&text).into_owned(),
+    });
     Execution {
         outcome: returned.outcome,
         output: returned.output,
-        error: returned.error,
+        error,
         logs,
         logs_truncated,
         stdout,
@@ -558,14 +564,14 @@ pub(crate) async fn call_export(
     let bytes = |result: Result<Vec<u8>, String>| match result {
         Ok(bytes) if bytes.len() > cap => output_limit(bytes.len(), cap),
         Ok(bytes) => Returned::ok(Output::Bytes(bytes)),
-        Err(text) => guest_error(&text, cap),
+        Err(text) => guest_error(text),
     };
     let records = |result: Result<Records, String>| match result {
         Ok(Records::Kept(records)) => Returned::ok(Output::Records(records)),
         Ok(Records::Refused(refusal)) => {
             Returned::failed(Outcome::OutputLimit, refusal.to_string())
         }
-        Err(text) => guest_error(&text, cap),
+        Err(text) => guest_error(text),
     };
     Ok(match call {
         Call::Run => {
@@ -574,7 +580,7 @@ pub(crate) async fn call_export(
             match run.call_async(&mut *store, ()).await?.0 {
                 Ok(text) if text.len() > cap => output_limit(text.len(), cap),
                 Ok(text) => Returned::ok(Output::Text(text)),
-                Err(text) => guest_error(&text, cap),
+                Err(text) => guest_error(text),
             }
         }
         Call::Transform(input) => {
@@ -623,11 +629,9 @@ fn output_limit(len: usize, cap: usize) -> Returned {
     )
 }
 
-fn guest_error(text: &str, cap: usize) -> Returned {
-    Returned::failed(
-        Outcome::GuestError,
-        crate::capture::truncate_marked(text, cap, |kept| kept),
-    )
+/// The guest's own error, whole: [`report`] redacts it and cuts it to the output cap.
+fn guest_error(text: String) -> Returned {
+    Returned::failed(Outcome::GuestError, text)
 }
 
 pub(crate) fn micros(duration: std::time::Duration) -> u64 {

@@ -148,6 +148,15 @@ impl Sandbox {
         text
     }
 
+    /// A guest's own text (its `Err(text)`): every secret value the call can read replaced by
+    /// [`REDACTED`], then cut to `max` bytes and marked, losing the start of a secret the cut
+    /// went through.
+    pub(crate) fn guest_text(&self, text: &str, max: usize) -> String {
+        let text = self.redact(text);
+        let secrets = &self.secrets;
+        crate::capture::truncate_marked(&text, max, |kept| without_partial_secret(secrets, kept))
+    }
+
     /// What the guest wrote to stdout and to stderr, each cut at its cap and with every secret
     /// value the call can read — whole, or its start where the cut went through it — replaced
     /// by [`REDACTED`] or cut away.
