@@ -23,6 +23,9 @@ pub const DEFAULT_MAX_OUTPUT_RECORDS: u64 = 65_536;
 /// What each returned record costs against `max_output_bytes` besides its bytes: the host
 /// holds a vector (and the answer a separator) per record, so an empty record is never free.
 pub const RECORD_OVERHEAD_BYTES: u64 = 16;
+/// Longest deadline a call may have, in milliseconds (24 hours): larger values are refused,
+/// so a deadline is always a representable instant.
+pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 /// Default cap on one `log` line; longer lines are cut and marked.
 pub const DEFAULT_MAX_LOG_LINE_BYTES: u64 = 8 * 1024;
 /// Default cap on all log bytes of one call; later lines are dropped and counted.
@@ -40,7 +43,9 @@ pub struct Limits {
     /// Fuel (deterministic instruction budget). Default [`DEFAULT_FUEL`].
     pub fuel: u64,
     /// Wall-clock deadline in milliseconds, enforced by epochs and by an outer async timeout
-    /// (so a guest blocked in a host call also ends). Default [`DEFAULT_TIMEOUT_MS`].
+    /// (so a guest blocked in a host call also ends). At most [`MAX_TIMEOUT_MS`]. Default
+    /// [`DEFAULT_TIMEOUT_MS`].
+    #[cfg_attr(feature = "openapi", schema(maximum = 86400000))]
     pub timeout_ms: u64,
     /// All linear memories and tables of the instance, summed, in MiB. Default
     /// [`DEFAULT_MEMORY_MB`].
@@ -112,6 +117,15 @@ impl Limits {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// When a call that starts at `start` must end. Validated limits always give a
+    /// representable instant; others are cut to [`MAX_TIMEOUT_MS`] rather than overflow.
+    pub fn deadline_from(&self, start: std::time::Instant) -> std::time::Instant {
+        start
+            .checked_add(self.timeout())
+            .or_else(|| start.checked_add(Duration::from_millis(MAX_TIMEOUT_MS)))
+            .unwrap_or(start)
+    }
+
     /// The memory ceiling in bytes.
     pub fn memory_bytes(&self) -> u64 {
         self.memory_mb.saturating_mul(1024 * 1024)
@@ -135,7 +149,8 @@ impl Limits {
         })
     }
 
-    /// Checks that every limit is usable (non-zero where zero would refuse every call).
+    /// Checks that every limit is usable (non-zero where zero would refuse every call, and a
+    /// deadline of at most [`MAX_TIMEOUT_MS`]).
     ///
     /// # Errors
     /// [`InvalidLimit`] naming the first unusable field.
@@ -149,6 +164,11 @@ impl Limits {
         ];
         if let Some((name, _)) = fields.iter().find(|(_, value)| *value == 0) {
             return Err(InvalidLimit(format!("{name} must be greater than zero")));
+        }
+        if self.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(InvalidLimit(format!(
+                "timeout_ms must be at most {MAX_TIMEOUT_MS} (24 hours)"
+            )));
         }
         Ok(())
     }
@@ -180,12 +200,17 @@ mod tests {
     }
 
     #[test]
-    fn zero_records_are_invalid() {
+    fn zero_records_and_endless_deadlines_are_invalid() {
         let no_records = Limits {
             max_output_records: 0,
             ..Limits::default()
         };
         assert!(no_records.validate().is_err());
+        let endless = Limits {
+            timeout_ms: u64::MAX,
+            ..Limits::default()
+        };
+        assert!(endless.validate().is_err());
         Limits::default()
             .validate()
             .expect("the defaults are valid");

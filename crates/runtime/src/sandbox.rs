@@ -62,7 +62,7 @@ impl Sandbox {
     pub(crate) fn new(limits: &Limits, caps: &Capabilities) -> Self {
         let stdout = BoundedCapture::new(limits.max_stdout_bytes);
         let stderr = BoundedCapture::new(limits.max_stderr_bytes);
-        let deadline = std::time::Instant::now() + limits.timeout();
+        let deadline = limits.deadline_from(std::time::Instant::now());
         let mut builder = WasiCtx::builder();
         builder
             .stdout(stdout.clone())
