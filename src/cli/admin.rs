@@ -42,6 +42,9 @@ pub(crate) struct TenantSettings {
     /// Output bytes per call.
     #[arg(long)]
     max_output_bytes: Option<u64>,
+    /// Records one `process` or `finish` call may return.
+    #[arg(long)]
+    max_output_records: Option<u64>,
     /// Calls admitted at once.
     #[arg(long)]
     max_concurrent_runs: Option<u32>,
@@ -92,6 +95,7 @@ impl TenantSettings {
                 ("memory_mb", self.memory_mb),
                 ("max_input_bytes", self.max_input_bytes),
                 ("max_output_bytes", self.max_output_bytes),
+                ("max_output_records", self.max_output_records),
                 ("max_concurrent_runs", self.max_concurrent_runs.map(u64::from)),
             ]),
             "quotas": pick(&[

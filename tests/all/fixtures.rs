@@ -392,3 +392,128 @@ pub fn handle_flood() -> Vec<u8> {
           (i32.const 0)))"#;
     componentize(wat, WitSource::Text(wit), "runner")
 }
+
+/// A core module for `warden:plugin/{world}@0.2.0` (`processor` or `aggregator`) with `pages` of
+/// memory, a bump `cabi_realloc` and `body` (which must define the world's exports).
+pub fn plugin(world: &str, pages: u32, body: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+          (memory (export "memory") {pages})
+          (global $heap (mut i32) (i32.const 4096))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {BUMP_REALLOC})
+          {body})"#
+    );
+    let wit = repo_root().join("wit/warden-plugin-0.2.0");
+    componentize(&wat, WitSource::Dir(&wit), world)
+}
+
+/// Where a records fixture lays out its list of (pointer, length) slots: page 1 on.
+const RECORDS_AT: u32 = 65536;
+/// Where the bytes of a records fixture's non-empty records are (all records share them).
+const RECORD_BYTES_AT: u32 = 1024;
+
+/// Pages a records fixture needs for `count` slots.
+fn pages_for_records(count: u32) -> u32 {
+    (RECORDS_AT + count * 8) / 65536 + 1
+}
+
+/// Body snippet: `Ok` of `count` records of `len` bytes of 'x' each. With `len` 0 the slots are
+/// the memory's untouched zeroes (pointer 0, length 0): no guest work, only the list to lift.
+fn return_records(count: u32, len: u32) -> String {
+    assert!(
+        len <= 4096 - RECORD_BYTES_AT,
+        "record bytes stay below the heap"
+    );
+    let fill = match len {
+        0 => String::new(),
+        _ => format!(
+            "(memory.fill (i32.const {RECORD_BYTES_AT}) (i32.const 120) (i32.const {len}))
+             (block $done (loop $slot
+               (br_if $done (i32.ge_u (local.get $i) (i32.const {count})))
+               (i32.store (i32.add (i32.const {RECORDS_AT}) (i32.shl (local.get $i) (i32.const 3)))
+                 (i32.const {RECORD_BYTES_AT}))
+               (i32.store offset=4
+                 (i32.add (i32.const {RECORDS_AT}) (i32.shl (local.get $i) (i32.const 3)))
+                 (i32.const {len}))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br $slot)))"
+        ),
+    };
+    format!(
+        "{fill}
+         (i32.store8 (i32.const {RET_AREA}) (i32.const 0))
+         (i32.store (i32.const {p}) (i32.const {RECORDS_AT}))
+         (i32.store (i32.const {l}) (i32.const {count}))
+         (i32.const {RET_AREA})",
+        p = RET_AREA + 4,
+        l = RET_AREA + 8,
+    )
+}
+
+/// A `processor` whose `process` returns `count` records of `len` bytes, whatever its input.
+pub fn records_processor(count: u32, len: u32) -> Vec<u8> {
+    plugin(
+        "processor",
+        pages_for_records(count),
+        &format!(
+            r#"(func (export "process") (param i32 i32) (result i32) (local $i i32)
+              {})"#,
+            return_records(count, len)
+        ),
+    )
+}
+
+/// An `aggregator` whose `step` keeps an empty state and whose `finish` returns `count` empty
+/// records.
+pub fn records_aggregator(count: u32) -> Vec<u8> {
+    plugin(
+        "aggregator",
+        pages_for_records(count),
+        &format!(
+            r#"(func (export "step") (param i32 i32 i32 i32) (result i32)
+              {ok_empty})
+            (func (export "finish") (param i32 i32) (result i32) (local $i i32)
+              {records})"#,
+            ok_empty = return_ok(0, 0),
+            records = return_records(count, 0),
+        ),
+    )
+}
+
+/// A `transformer@0.2.0` that reads config value `key` through `host.config` and fails with it
+/// (`Err("failed with <value>")`): a guest that puts a secret in its error.
+pub fn secret_in_error(key: &str) -> Vec<u8> {
+    // `config(key) -> option<string>` lowers to (key ptr, key len, return pointer); the host
+    // writes the option's discriminant at the return pointer and the string's (ptr, len) at +4.
+    const KEY_AT: u32 = 16;
+    const OPTION_AT: u32 = 128;
+    const MESSAGE_AT: u32 = 256;
+    const PREFIX: &str = "failed with ";
+    let wat = format!(
+        r#"(module
+          (import "warden:plugin/host@0.2.0" "config" (func $config (param i32 i32 i32)))
+          (memory (export "memory") 1)
+          (global $heap (mut i32) (i32.const 4096))
+          (data (i32.const {KEY_AT}) "{key}")
+          (data (i32.const {MESSAGE_AT}) "{PREFIX}")
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {BUMP_REALLOC})
+          (func (export "transform") (param i32 i32) (result i32)
+            (local $len i32)
+            (call $config (i32.const {KEY_AT}) (i32.const {key_len}) (i32.const {OPTION_AT}))
+            (local.set $len (i32.load (i32.const {option_len})))
+            (memory.copy (i32.const {value_at}) (i32.load (i32.const {option_ptr})) (local.get $len))
+            (i32.store8 (i32.const {RET_AREA}) (i32.const 1))
+            (i32.store (i32.const {p}) (i32.const {MESSAGE_AT}))
+            (i32.store (i32.const {l}) (i32.add (local.get $len) (i32.const {prefix_len})))
+            (i32.const {RET_AREA})))"#,
+        key_len = key.len(),
+        option_ptr = OPTION_AT + 4,
+        option_len = OPTION_AT + 8,
+        value_at = MESSAGE_AT as usize + PREFIX.len(),
+        prefix_len = PREFIX.len(),
+        p = RET_AREA + 4,
+        l = RET_AREA + 8,
+    );
+    let wit = repo_root().join("wit/warden-plugin-0.2.0");
+    componentize(&wat, WitSource::Dir(&wit), "transformer")
+}

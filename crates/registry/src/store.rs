@@ -262,9 +262,12 @@ pub struct LimitProfile {
     /// Input bytes per call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_input_bytes: Option<u64>,
-    /// Output bytes per call.
+    /// Output bytes per call (records count 16 bytes each on top of their bytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
+    /// Records one `process` or `finish` call may return.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_records: Option<u64>,
     /// Bytes of one log line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_log_line_bytes: Option<u64>,

@@ -2,15 +2,17 @@
 //!
 //! Without a grant every request is refused. With one, the host checks, in order: the request
 //! count, the method, the scheme, host and port against the allow-list; then it resolves the
-//! name itself, refuses internal addresses (loopback, private, link-local and cloud metadata,
-//! CGNAT, multicast, unspecified, in v4, v6 and v4-mapped v6) unless the grant names their
-//! range, and connects to the address it checked — so DNS rebinding cannot swap it between the
-//! check and the connect. Redirects are never followed by the host (the guest sees the 3xx and
-//! a new request is checked like any other). Request and response bodies are capped, and the
-//! whole exchange ends by the grant's timeout and the call's deadline. Every request is
-//! recorded (method, host, status, bytes, duration; never bodies); every denial is logged.
+//! name itself (giving up at the deadline), refuses internal addresses (loopback, private,
+//! link-local and cloud metadata, CGNAT, multicast, unspecified, in v4, v6, and the v6 ranges
+//! that embed or tunnel to v4: see [`restricted`]) unless the grant names their range, and
+//! connects to the address it checked — so DNS rebinding cannot swap it between the check and
+//! the connect. Redirects are never followed by the host (the guest sees the 3xx and a new
+//! request is checked like any other). Request and response bodies are capped, and the whole
+//! exchange, lookup included, ends by the grant's timeout and the call's deadline. Every
+//! request is recorded (method, host, status, bytes, duration; never bodies); every denial is
+//! logged.
 
-use crate::grants::{HttpGrant, Origin, restricted};
+use crate::grants::{HttpGrant, Origin};
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -217,7 +219,9 @@ impl WasiHttpHooks for Egress {
         let bytes_in = Arc::new(AtomicU64::new(0));
         let requests = Arc::clone(&self.requests);
         let grant_time = Duration::from_millis(target.policy.grant.timeout_ms);
-        let deadline = self.deadline.min(Instant::now() + grant_time);
+        let deadline = Instant::now()
+            .checked_add(grant_time)
+            .map_or(self.deadline, |end| end.min(self.deadline));
         let counters = (Arc::clone(&bytes_out), Arc::clone(&bytes_in));
         Box::new(async move {
             let started = Instant::now();
@@ -266,7 +270,7 @@ async fn exchange(
     (bytes_out, bytes_in): (Arc<AtomicU64>, Arc<AtomicU64>),
     record: &mut OutboundRequest,
 ) -> Result<http::Response<WasiBody>, HttpError> {
-    let address = resolve(target, record).await?;
+    let address = resolve(target, deadline, record).await?;
     record.address = Some(address.to_string());
     let tcp = tokio::net::TcpStream::connect(address)
         .await
@@ -302,9 +306,129 @@ async fn exchange(
     }))
 }
 
+/// Why an address is refused unless a grant names its range, or `None` for a public address.
+///
+/// Addresses that embed an IPv4 address a router would translate or tunnel to are judged by
+/// it (v4-mapped `::ffff:0:0/96`, NAT64's well-known `64:ff9b::/96`), or refused whole where
+/// the embedding leaves the path to the v4 host to someone else's translator or relay:
+/// local-use NAT64 (`64:ff9b:1::/48`), IPv4-translated (`::ffff:0:0:0/96`), 6to4 (`2002::/16`,
+/// deprecated) and Teredo (`2001::/32`). A grant's `private` can still name any of them.
+pub fn restricted(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_unspecified() || a == 0 {
+                Some("unspecified")
+            } else if v4.is_link_local() {
+                Some("link-local (cloud metadata)")
+            } else if v4.is_private() {
+                Some("private")
+            } else if a == 100 && (64..128).contains(&b) {
+                Some("shared address space (CGNAT)")
+            } else if v4.is_multicast() || v4.is_broadcast() || a >= 240 {
+                Some("multicast, broadcast or reserved")
+            } else if (a == 192 && b == 0 && v4.octets()[2] == 0) || (a == 198 && (b & 0xfe) == 18)
+            {
+                Some("special-purpose")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return restricted(IpAddr::V4(v4));
+            }
+            let segments = v6.segments();
+            // NAT64 (64:ff9b::/96) embeds an IPv4 address: judge that one.
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = segments[6].to_be_bytes();
+                let [c, d] = segments[7].to_be_bytes();
+                return restricted(IpAddr::from([a, b, c, d]));
+            }
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else if (segments[0] & 0xffc0) == 0xfe80 {
+                Some("link-local")
+            } else if (segments[0] & 0xfe00) == 0xfc00 {
+                Some("unique local (private)")
+            } else if segments[..6] == [0; 6] {
+                Some("IPv4-compatible (deprecated)")
+            } else if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+                Some("IPv4-translated")
+            } else if segments[..3] == [0x64, 0xff9b, 1] {
+                Some("local-use NAT64")
+            } else if segments[0] == 0x2002 {
+                Some("6to4 (may embed a private IPv4 address)")
+            } else if segments[..2] == [0x2001, 0] {
+                Some("Teredo (may embed a private IPv4 address)")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Most addresses of a name that are considered.
+const MAX_ADDRESSES: usize = 16;
+
+/// Name lookups of outbound requests running at once, in the whole process. A lookup runs the
+/// system's `getaddrinfo` on a blocking thread, which nothing can stop: a call stops waiting
+/// for it at its deadline, and this bounds the threads that lookups outliving their calls (a
+/// silent DNS server) can hold.
+const MAX_LOOKUPS: usize = 32;
+static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_LOOKUPS);
+
+/// A blocking name lookup.
+type Resolver = fn(&str, u16) -> std::io::Result<Vec<SocketAddr>>;
+
+/// The system's resolver (`getaddrinfo`).
+fn system_resolver(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    Ok((host, port)
+        .to_socket_addrs()?
+        .take(MAX_ADDRESSES)
+        .collect())
+}
+
+/// `host`'s addresses from `resolver`, on a blocking thread once one of the [`MAX_LOOKUPS`] is
+/// free; given up at `deadline` (`DnsTimeout`), waiting included.
+async fn lookup(
+    resolver: Resolver,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, HttpError> {
+    let looked_up = async {
+        let permit = LOOKUPS.acquire().await.map_err(|_| HttpError::DnsTimeout)?;
+        let host = host.to_owned();
+        // The permit stays with the thread until the lookup returns, even if the call gave up.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            resolver(&host, port)
+        })
+        .await
+        .map_err(|_| HttpError::DestinationNotFound)?
+        .map_err(|_| HttpError::DestinationNotFound)
+    };
+    tokio::time::timeout_at(deadline.into(), looked_up)
+        .await
+        .unwrap_or(Err(HttpError::DnsTimeout))
+}
+
 /// The address to connect to: the host's own if it is an IP literal, else the first address
-/// the name resolves to that is public or in a granted range. Refused when none is.
-async fn resolve(target: &Target, record: &mut OutboundRequest) -> Result<SocketAddr, HttpError> {
+/// the name resolves to (by `deadline`) that is public or in a granted range. Refused when none
+/// is.
+async fn resolve(
+    target: &Target,
+    deadline: Instant,
+    record: &mut OutboundRequest,
+) -> Result<SocketAddr, HttpError> {
     let literal = target
         .host
         .trim_start_matches('[')
@@ -313,11 +437,16 @@ async fn resolve(target: &Target, record: &mut OutboundRequest) -> Result<Socket
         .ok();
     let candidates: Vec<SocketAddr> = match literal {
         Some(ip) => vec![SocketAddr::new(ip, target.port)],
-        None => tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .map_err(|_| HttpError::DestinationNotFound)?
-            .take(16)
-            .collect(),
+        None => {
+            let found = lookup(system_resolver, &target.host, target.port, deadline).await;
+            if let Err(HttpError::DnsTimeout) = found {
+                record.error = Some(format!(
+                    "looking up {} did not finish by the deadline",
+                    target.host
+                ));
+            }
+            found?
+        }
     };
     let mut refused = None;
     for address in candidates {
@@ -422,5 +551,106 @@ impl http_body::Body for Capped {
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    #[test]
+    fn refuses_every_internal_range_in_v4_and_v6() {
+        for refused in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "::127.0.0.1",
+        ] {
+            assert!(
+                restricted(ip(refused)).is_some(),
+                "{refused} must be refused"
+            );
+        }
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2001:4860:4860::8888",
+            "2001:db9::1",
+        ] {
+            assert_eq!(restricted(ip(public)), None, "{public} is public");
+        }
+    }
+
+    /// A DNS server that does not answer for 1.5 s.
+    fn silent_resolver(_host: &str, _port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(vec![SocketAddr::from(([93, 184, 216, 34], 80))])
+    }
+
+    #[tokio::test]
+    async fn a_lookup_is_given_up_at_the_deadline() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(100);
+        let found = lookup(silent_resolver, "slow.example", 80, deadline).await;
+        assert!(matches!(found, Err(HttpError::DnsTimeout)), "{found:?}");
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_millis(1000), "waited {waited:?}");
+        // A lookup that answers in time is used.
+        let fast = |_: &str, port| Ok(vec![SocketAddr::from(([1, 1, 1, 1], port))]);
+        let found = lookup(
+            fast,
+            "fast.example",
+            443,
+            Instant::now() + Duration::from_secs(5),
+        );
+        assert_eq!(
+            found.await.expect("found"),
+            [SocketAddr::from(([1, 1, 1, 1], 443))]
+        );
+    }
+
+    #[test]
+    fn refuses_the_ranges_that_tunnel_or_translate_to_ipv4() {
+        for (refused, why) in [
+            // Local-use NAT64 (RFC 8215), whatever it embeds.
+            ("64:ff9b:1::a9fe:a9fe", "local-use NAT64"),
+            ("64:ff9b:1:ffff::808:808", "local-use NAT64"),
+            // 6to4 around 127.0.0.1, 10.0.0.1, 169.254.169.254 and a public address alike.
+            ("2002:7f00:1::1", "6to4"),
+            ("2002:a00:1::", "6to4"),
+            ("2002:a9fe:a9fe::1", "6to4"),
+            ("2002:808:808::1", "6to4"),
+            // Teredo: server and (obfuscated) client IPv4 addresses.
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("2001::1", "Teredo"),
+            // IPv4-translated (SIIT), around private and public addresses.
+            ("::ffff:0:7f00:1", "IPv4-translated"),
+            ("::ffff:0:a9fe:a9fe", "IPv4-translated"),
+            ("::ffff:0:808:808", "IPv4-translated"),
+        ] {
+            let reason = restricted(ip(refused)).unwrap_or_else(|| panic!("{refused} refused"));
+            assert!(reason.starts_with(why), "{refused}: {reason}");
+        }
     }
 }

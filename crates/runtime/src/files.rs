@@ -5,7 +5,8 @@
 //! cannot do is bound how much a guest writes, so the linker wraps the filesystem functions
 //! that write (see [`shadow_filesystem`]): positional writes, write and append streams,
 //! `set-size`, and the creation of files, directories and hard links (each new entry costs
-//! [`ENTRY_BYTES`]). Symbolic links are refused outright under every grant: a link pointing out
+//! [`ENTRY_BYTES`]). A write past a file's end is charged the file's growth, its hole included:
+//! a sparse file costs no disk until something reads or copies it, and then all of it. Symbolic links are refused outright under every grant: a link pointing out
 //! of the directory is harmless to the guest (WASI will not follow it) but not to the host's own
 //! programs that later read the directory.
 
@@ -190,6 +191,13 @@ fn charge(len: usize) -> u64 {
     u64::try_from(len).unwrap_or(u64::MAX)
 }
 
+/// What writing `bytes` at `offset` of a file of `size` bytes costs: the bytes, or the file's
+/// growth (`offset + bytes - size`, its hole included) when that is more.
+fn write_cost(size: u64, offset: u64, bytes: u64) -> u64 {
+    let growth = offset.saturating_add(bytes).saturating_sub(size);
+    bytes.max(growth)
+}
+
 type Reply<T> = wasmtime::Result<(Result<T, ErrorCode>,)>;
 type HostFuture<'a, T> = Box<dyn Future<Output = Reply<T>> + Send + 'a>;
 
@@ -224,18 +232,27 @@ pub(crate) fn shadow_filesystem(linker: &mut Linker<Sandbox>) -> anyhow::Result<
          -> HostFuture<'_, u64> {
             Box::new(async move {
                 let budget = budget_for(&mut store, &fd);
+                let mut view = store.data_mut().filesystem();
                 let len = charge(buf.len());
+                // Written bytes, or the file's growth when more: a write far past the end
+                // leaves a hole that is as much the file's as its bytes.
+                let mut size = u64::MAX;
+                if budget.is_some() {
+                    size = match code(HostDescriptor::stat(&mut view, again(&fd)).await)? {
+                        Ok(stat) => stat.size,
+                        Err(error) => return Ok((Err(error),)),
+                    };
+                }
+                let cost = |bytes: u64| write_cost(size, offset, bytes);
                 if let Some(budget) = &budget
-                    && !budget.take(len)
+                    && !budget.take(cost(len))
                 {
                     return Ok((Err(ErrorCode::Quota),));
                 }
-                let mut view = store.data_mut().filesystem();
                 let written = code(HostDescriptor::write(&mut view, fd, buf, offset).await)?;
-                if let (Some(budget), Ok(written)) = (&budget, &written) {
-                    budget.refund(len.saturating_sub(*written));
-                } else if let Some(budget) = &budget {
-                    budget.refund(len);
+                if let Some(budget) = &budget {
+                    let used = written.as_ref().map_or(0, |written| cost(*written));
+                    budget.refund(cost(len).saturating_sub(used));
                 }
                 Ok((written,))
             })
@@ -249,7 +266,24 @@ pub(crate) fn shadow_filesystem(linker: &mut Linker<Sandbox>) -> anyhow::Result<
             Box::new(async move {
                 let budget = budget_for(&mut store, &fd);
                 let mut view = store.data_mut().filesystem();
+                // A stream that starts past the end leaves a hole: charged when it opens (each
+                // byte it writes is charged as it goes).
+                let mut hole = 0;
+                if budget.is_some() {
+                    hole = match code(HostDescriptor::stat(&mut view, again(&fd)).await)? {
+                        Ok(stat) => offset.saturating_sub(stat.size),
+                        Err(error) => return Ok((Err(error),)),
+                    };
+                }
+                if let Some(budget) = &budget
+                    && !budget.take(hole)
+                {
+                    return Ok((Err(ErrorCode::Quota),));
+                }
                 let stream = code(HostDescriptor::write_via_stream(&mut view, fd, offset))?;
+                if let (Some(budget), Err(_)) = (&budget, &stream) {
+                    budget.refund(hole);
+                }
                 Ok((capped(&mut store, stream, budget)?,))
             })
         },
@@ -400,4 +434,23 @@ fn capped(
     let inner = table.delete(Resource::<DynOutputStream>::new_own(stream.rep()))?;
     let wrapped: DynOutputStream = Box::new(CappedStream { inner, budget });
     Ok(Ok(table.push(wrapped)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_costs_its_bytes_or_the_files_growth() {
+        // Overwriting inside the file: the bytes.
+        assert_eq!(write_cost(100, 10, 20), 20);
+        // Appending at the end: the bytes.
+        assert_eq!(write_cost(100, 100, 20), 20);
+        // Straddling the end: still the bytes (the growth, 10, is less).
+        assert_eq!(write_cost(100, 90, 20), 20);
+        // Three bytes at 1 TiB of an empty file: the whole growth.
+        assert_eq!(write_cost(0, 1 << 40, 3), (1 << 40) + 3);
+        // Offsets near the end of the range saturate rather than wrap.
+        assert_eq!(write_cost(0, u64::MAX, 3), u64::MAX);
+    }
 }

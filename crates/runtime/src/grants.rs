@@ -8,11 +8,19 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// Most allow-list entries, file grants or environment variables in one grant set.
 pub const MAX_GRANT_ENTRIES: usize = 64;
+/// Most requests an HTTP grant may allow one call.
+pub const MAX_HTTP_REQUESTS: u32 = 1_000;
+/// Largest request body an HTTP grant may allow, in bytes (64 MiB).
+pub const MAX_HTTP_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest response body an HTTP grant may allow, in bytes (256 MiB).
+pub const MAX_HTTP_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+/// Longest time an HTTP grant may allow one request, in milliseconds (10 minutes; the call's
+/// own deadline still ends it first when shorter).
+pub const MAX_HTTP_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// What a tenant, a component or one call may use. The default grants nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,14 +56,19 @@ pub struct HttpGrant {
     /// CGNAT, multicast, unspecified — but allowed by this grant, e.g. `"127.0.0.0/8"`.
     /// Default: none.
     pub private: Vec<String>,
-    /// Requests per call. Default 10.
+    /// Requests per call, 1 to [`MAX_HTTP_REQUESTS`]. Default 10.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub max_requests: u32,
-    /// Bytes of one request's body. Default 1 MiB.
+    /// Bytes of one request's body, at most [`MAX_HTTP_REQUEST_BYTES`]. Default 1 MiB.
+    #[cfg_attr(feature = "openapi", schema(maximum = 67108864))]
     pub max_request_bytes: u64,
-    /// Bytes of one response's body; past it the body ends with an error. Default 4 MiB.
+    /// Bytes of one response's body; past it the body ends with an error. At most
+    /// [`MAX_HTTP_RESPONSE_BYTES`]. Default 4 MiB.
+    #[cfg_attr(feature = "openapi", schema(maximum = 268435456))]
     pub max_response_bytes: u64,
     /// Time for one request, connect to last byte, in milliseconds (always within the call's
-    /// deadline). Default 5000.
+    /// deadline), 1 to [`MAX_HTTP_TIMEOUT_MS`]. Default 5000.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 600000))]
     pub timeout_ms: u64,
 }
 
@@ -88,8 +101,10 @@ pub struct FileGrant {
     pub mode: FileMode,
     /// For `rw` (required there, refused for `ro`): the bytes one call may write under the
     /// directory — file contents, growth by `set-size`, and 4 KiB for each file, directory or
-    /// hard link it creates. Past it, writes fail with `quota`. At most 1 GiB.
+    /// hard link it creates, and the holes of writes past a file's end. Past it, writes fail
+    /// with `quota`. At most [`MAX_WRITE_BYTES`] (1 GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1073741824))]
     pub max_write_bytes: Option<u64>,
 }
 
@@ -106,6 +121,16 @@ pub enum FileMode {
     Ro,
     /// Read and write, within `max_write_bytes` per call. Symbolic links cannot be created.
     Rw,
+}
+
+impl FileMode {
+    /// The mode as grants spell it: `ro` or `rw`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileMode::Ro => "ro",
+            FileMode::Rw => "rw",
+        }
+    }
 }
 
 impl FileGrant {
@@ -262,6 +287,27 @@ impl Grants {
                     "http.max_requests and http.timeout_ms must be above zero",
                 ));
             }
+            let bounds = [
+                (
+                    "max_requests",
+                    u64::from(http.max_requests),
+                    u64::from(MAX_HTTP_REQUESTS),
+                ),
+                (
+                    "max_request_bytes",
+                    http.max_request_bytes,
+                    MAX_HTTP_REQUEST_BYTES,
+                ),
+                (
+                    "max_response_bytes",
+                    http.max_response_bytes,
+                    MAX_HTTP_RESPONSE_BYTES,
+                ),
+                ("timeout_ms", http.timeout_ms, MAX_HTTP_TIMEOUT_MS),
+            ];
+            if let Some((name, value, max)) = bounds.iter().find(|(_, value, max)| value > max) {
+                return Err(invalid(format!("http.{name} is {value}; at most {max}")));
+            }
         }
         if self.files.len() > MAX_GRANT_ENTRIES || self.env.len() > MAX_GRANT_ENTRIES {
             return Err(invalid(format!(
@@ -281,9 +327,14 @@ impl Grants {
                     file.guest
                 )));
             }
-            if !file.host.is_absolute() {
+            // Without `..`, paths compare as written (see the overlap check below).
+            let normal = !file
+                .host
+                .components()
+                .any(|part| part == std::path::Component::ParentDir);
+            if !file.host.is_absolute() || !normal {
                 return Err(invalid(format!(
-                    "files: host directory `{}` must be absolute",
+                    "files: host directory `{}` must be absolute, without `..`",
                     file.host.display()
                 )));
             }
@@ -308,6 +359,27 @@ impl Grants {
         }
         if self.files.iter().filter(|f| f.mode == FileMode::Rw).count() > 1 {
             return Err(invalid("files: at most one rw directory"));
+        }
+        // A read-only directory inside a writable one could be written through it; a writable
+        // one inside a read-only one is read through it. Host paths are the admin's (a
+        // component's file grants repeat its tenant's), compared as written: a symbolic link
+        // between them is the admin's to avoid.
+        for (n, file) in self.files.iter().enumerate() {
+            if let Some(other) = self.files[n + 1..].iter().find(|other| {
+                other.mode != file.mode
+                    && (other.host.starts_with(&file.host) || file.host.starts_with(&other.host))
+            }) {
+                return Err(invalid(format!(
+                    "files: `{}` ({}, host `{}`) and `{}` ({}, host `{}`) overlap on the host \
+                     with different modes",
+                    file.guest,
+                    file.mode.name(),
+                    file.host.display(),
+                    other.guest,
+                    other.mode.name(),
+                    other.host.display()
+                )));
+            }
         }
         let mut guests: Vec<&str> = self.files.iter().map(|f| f.guest.as_str()).collect();
         guests.sort_unstable();
@@ -470,103 +542,120 @@ impl Grants {
     }
 }
 
-/// Why an address is refused unless a grant names its range, or `None` for a public address.
-pub fn restricted(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            if v4.is_loopback() {
-                Some("loopback")
-            } else if v4.is_unspecified() || a == 0 {
-                Some("unspecified")
-            } else if v4.is_link_local() {
-                Some("link-local (cloud metadata)")
-            } else if v4.is_private() {
-                Some("private")
-            } else if a == 100 && (64..128).contains(&b) {
-                Some("shared address space (CGNAT)")
-            } else if v4.is_multicast() || v4.is_broadcast() || a >= 240 {
-                Some("multicast, broadcast or reserved")
-            } else if (a == 192 && b == 0 && v4.octets()[2] == 0) || (a == 198 && (b & 0xfe) == 18)
-            {
-                Some("special-purpose")
-            } else {
-                None
-            }
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return restricted(IpAddr::V4(v4)).or(None);
-            }
-            let segments = v6.segments();
-            // NAT64 (64:ff9b::/96) embeds an IPv4 address: judge that one.
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [a, b] = segments[6].to_be_bytes();
-                let [c, d] = segments[7].to_be_bytes();
-                return restricted(IpAddr::from([a, b, c, d]));
-            }
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_multicast() {
-                Some("multicast")
-            } else if (segments[0] & 0xffc0) == 0xfe80 {
-                Some("link-local")
-            } else if (segments[0] & 0xfe00) == 0xfc00 {
-                Some("unique local (private)")
-            } else if segments[..6] == [0; 6] {
-                Some("IPv4-compatible (deprecated)")
-            } else {
-                None
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ip(text: &str) -> IpAddr {
-        text.parse().expect("address")
+    fn file(guest: &str, host: &str, mode: FileMode) -> FileGrant {
+        FileGrant {
+            guest: guest.into(),
+            host: host.into(),
+            mode,
+            max_write_bytes: (mode == FileMode::Rw).then_some(1024),
+        }
     }
 
     #[test]
-    fn refuses_every_internal_range_in_v4_and_v6() {
-        for refused in [
-            "127.0.0.1",
-            "0.0.0.0",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "::",
-            "fe80::1",
-            "fd00::1",
-            "ff02::1",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "64:ff9b::a9fe:a9fe",
-            "::127.0.0.1",
+    fn host_paths_of_different_modes_may_not_overlap() {
+        let grants = |files| Grants {
+            files,
+            ..Grants::default()
+        };
+        for (outer, inner) in [
+            (
+                file("/out", "/srv/data", FileMode::Rw),
+                file("/cfg", "/srv/data/config", FileMode::Ro),
+            ),
+            (
+                file("/all", "/srv", FileMode::Ro),
+                file("/out", "/srv/data/out", FileMode::Rw),
+            ),
+            (
+                file("/a", "/srv/data", FileMode::Ro),
+                file("/b", "/srv/data/", FileMode::Rw),
+            ),
         ] {
-            assert!(
-                restricted(ip(refused)).is_some(),
-                "{refused} must be refused"
-            );
+            for files in [
+                vec![outer.clone(), inner.clone()],
+                vec![inner.clone(), outer.clone()],
+            ] {
+                let error = grants(files).validate().expect_err("overlap refused");
+                assert!(
+                    error.0.contains(&format!("`{}`", outer.guest))
+                        && error.0.contains(&format!("`{}`", inner.guest)),
+                    "{error}"
+                );
+            }
         }
-        for public in [
-            "93.184.216.34",
-            "1.1.1.1",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
+        // Siblings, a shared name prefix, and the same mode nested are fine.
+        for files in [
+            vec![
+                file("/out", "/srv/out", FileMode::Rw),
+                file("/in", "/srv/in", FileMode::Ro),
+            ],
+            vec![
+                file("/out", "/srv/data2", FileMode::Rw),
+                file("/in", "/srv/data", FileMode::Ro),
+            ],
+            vec![
+                file("/all", "/srv", FileMode::Ro),
+                file("/in", "/srv/in", FileMode::Ro),
+            ],
         ] {
-            assert_eq!(restricted(ip(public)), None, "{public} is public");
+            grants(files).validate().expect("no overlap");
         }
+        // `..` would hide an overlap from the comparison.
+        let dotted = grants(vec![file("/x", "/srv/in/../out", FileMode::Ro)]);
+        assert!(dotted.validate().is_err());
+    }
+
+    #[test]
+    fn every_grant_number_has_a_maximum() {
+        let http = |edit: fn(&mut HttpGrant)| {
+            let mut grant = HttpGrant {
+                allow: vec!["https://api.example.com".into()],
+                ..HttpGrant::default()
+            };
+            edit(&mut grant);
+            Grants {
+                http: Some(grant),
+                ..Grants::default()
+            }
+        };
+        http(|_| {}).validate().expect("the defaults are valid");
+        http(|g| {
+            g.max_requests = MAX_HTTP_REQUESTS;
+            g.max_request_bytes = MAX_HTTP_REQUEST_BYTES;
+            g.max_response_bytes = MAX_HTTP_RESPONSE_BYTES;
+            g.timeout_ms = MAX_HTTP_TIMEOUT_MS;
+        })
+        .validate()
+        .expect("every maximum itself is valid");
+        for (name, over) in [
+            (
+                "max_requests",
+                http(|g| g.max_requests = MAX_HTTP_REQUESTS + 1),
+            ),
+            (
+                "max_request_bytes",
+                http(|g| g.max_request_bytes = u64::MAX),
+            ),
+            (
+                "max_response_bytes",
+                http(|g| g.max_response_bytes = u64::MAX),
+            ),
+            ("timeout_ms", http(|g| g.timeout_ms = u64::MAX - 1)),
+        ] {
+            let error = over.validate().expect_err(name);
+            assert!(error.0.contains(&format!("http.{name}")), "{error}");
+        }
+        let mut huge = file("/out", "/srv/out", FileMode::Rw);
+        huge.max_write_bytes = Some(u64::MAX);
+        let files = Grants {
+            files: vec![huge],
+            ..Grants::default()
+        };
+        assert!(files.validate().is_err());
     }
 
     #[test]

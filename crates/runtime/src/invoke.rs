@@ -9,6 +9,7 @@ use crate::compile::Prepared;
 use crate::limits::Limits;
 use crate::long_calls::{LongCallHint, LowPriority, Metered};
 use crate::outcome::{self, DeadlineExceeded, Execution, Outcome, Output, Stats};
+use crate::records::{OutputCaps, Records, under_caps};
 use crate::sandbox::Capabilities;
 use crate::sandbox::{MAX_RESOURCE_HANDLES, Sandbox};
 use crate::world::WorldKind;
@@ -494,10 +495,16 @@ pub(crate) fn report(
     }
     let (logs, logs_truncated) = sandbox.logs.take();
     let (stdout, stderr) = sandbox.take_stdio();
+    // The one place a call's error text is made: the guest's own (`Err(text)`) is redacted like
+    // its logs and cut to the output cap; any other is redacted too.
+    let error = returned.error.map(|text| match returned.outcome {
+        Outcome::GuestError => sandbox.guest_text(&text, output_cap(limits)),
+        _ => sandbox.redact(&text).into_owned(),
+    });
     Execution {
         outcome: returned.outcome,
         output: returned.output,
-        error: returned.error,
+        error,
         logs,
         logs_truncated,
         stdout,
@@ -597,11 +604,11 @@ async fn execute(
 
 // Results are lifted as owned values: wasmtime runs the guest's post-return function (which
 // frees the returned memory) inside `call_async`, so a borrowed `WasmStr`/`WasmList` would read
-// freed memory afterwards. The copy is bounded by the guest's memory limit; the output cap is
-// applied to it before anything else sees it.
+// freed memory afterwards. A string or bytes is one copy bounded by the guest's memory limit,
+// checked against the output cap before anything else sees it. Records are lifted as
+// [`Records`], which checks their count and bytes before it allocates (`records.rs`).
 
-/// Calls the export `call` names and checks its result against the output cap (for records,
-/// their bytes summed).
+/// Calls the export `call` names and checks its result against the output caps.
 pub(crate) async fn call_export(
     store: &mut Store<Sandbox>,
     instance: &wasmtime::component::Instance,
@@ -609,20 +616,18 @@ pub(crate) async fn call_export(
     limits: &Limits,
 ) -> wasmtime::Result<Returned> {
     let cap = output_cap(limits);
+    let caps = OutputCaps::of(limits);
     let bytes = |result: Result<Vec<u8>, String>| match result {
         Ok(bytes) if bytes.len() > cap => output_limit(bytes.len(), cap),
         Ok(bytes) => Returned::ok(Output::Bytes(bytes)),
-        Err(text) => guest_error(&text, cap),
+        Err(text) => guest_error(text),
     };
-    let records = |result: Result<Vec<Vec<u8>>, String>| match result {
-        Ok(records) => {
-            let len = records.iter().map(Vec::len).sum::<usize>();
-            match len > cap {
-                true => output_limit(len, cap),
-                false => Returned::ok(Output::Records(records)),
-            }
+    let records = |result: Result<Records, String>| match result {
+        Ok(Records::Kept(records)) => Returned::ok(Output::Records(records)),
+        Ok(Records::Refused(refusal)) => {
+            Returned::failed(Outcome::OutputLimit, refusal.to_string())
         }
-        Err(text) => guest_error(&text, cap),
+        Err(text) => guest_error(text),
     };
     Ok(match call {
         Call::Run => {
@@ -631,7 +636,7 @@ pub(crate) async fn call_export(
             match run.call_async(&mut *store, ()).await?.0 {
                 Ok(text) if text.len() > cap => output_limit(text.len(), cap),
                 Ok(text) => Returned::ok(Output::Text(text)),
-                Err(text) => guest_error(&text, cap),
+                Err(text) => guest_error(text),
             }
         }
         Call::Transform(input) => {
@@ -640,11 +645,13 @@ pub(crate) async fn call_export(
             bytes(transform.call_async(&mut *store, (input,)).await?.0)
         }
         Call::Process(input) => {
-            let process = instance.get_typed_func::<(&[u8],), (Result<Vec<Vec<u8>>, String>,)>(
-                &mut *store,
-                "process",
-            )?;
-            records(process.call_async(&mut *store, (input,)).await?.0)
+            let process = instance
+                .get_typed_func::<(&[u8],), (Result<Records, String>,)>(&mut *store, "process")?;
+            records(
+                under_caps(caps, process.call_async(&mut *store, (input,)))
+                    .await?
+                    .0,
+            )
         }
         Call::Step { state, input } => {
             let step = instance.get_typed_func::<(&[u8], &[u8]), (Result<Vec<u8>, String>,)>(
@@ -654,11 +661,13 @@ pub(crate) async fn call_export(
             bytes(step.call_async(&mut *store, (state, input)).await?.0)
         }
         Call::Finish(state) => {
-            let finish = instance.get_typed_func::<(&[u8],), (Result<Vec<Vec<u8>>, String>,)>(
-                &mut *store,
-                "finish",
-            )?;
-            records(finish.call_async(&mut *store, (state,)).await?.0)
+            let finish = instance
+                .get_typed_func::<(&[u8],), (Result<Records, String>,)>(&mut *store, "finish")?;
+            records(
+                under_caps(caps, finish.call_async(&mut *store, (state,)))
+                    .await?
+                    .0,
+            )
         }
     })
 }
@@ -670,15 +679,15 @@ fn output_cap(limits: &Limits) -> usize {
 fn output_limit(len: usize, cap: usize) -> Returned {
     Returned::failed(
         Outcome::OutputLimit,
-        format!("the guest returned {len} bytes; the output limit is {cap} bytes"),
+        format!(
+            "the guest returned {len} bytes; the output limit (max_output_bytes) is {cap} bytes"
+        ),
     )
 }
 
-fn guest_error(text: &str, cap: usize) -> Returned {
-    Returned::failed(
-        Outcome::GuestError,
-        crate::capture::truncate_marked(text, cap, |kept| kept),
-    )
+/// The guest's own error, whole: [`report`] redacts it and cuts it to the output cap.
+fn guest_error(text: String) -> Returned {
+    Returned::failed(Outcome::GuestError, text)
 }
 
 pub(crate) fn micros(duration: std::time::Duration) -> u64 {

@@ -24,6 +24,7 @@ mod limits;
 mod linker;
 mod long_calls;
 mod outcome;
+mod records;
 mod sandbox;
 mod world;
 
@@ -32,7 +33,7 @@ pub use compile::{CompileError, CompileTier, Prepared};
 pub use config::{
     GuestConfig, InvalidConfig, MAX_CONFIG_KEY_BYTES, MAX_CONFIG_KEYS, MAX_CONFIG_VALUE_BYTES,
 };
-pub use egress::OutboundRequest;
+pub use egress::{OutboundRequest, restricted};
 pub use engine::{Allocator, EPOCH_TICK, EngineConfig};
 pub use engine::{
     DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_MAX_CONCURRENT_COMPILES, DEFAULT_MAX_CONCURRENT_RUNS,
@@ -41,15 +42,17 @@ pub use engine::{
 };
 pub use files::ENTRY_BYTES;
 pub use grants::{
-    FileGrant, FileMode, Grants, HttpGrant, InvalidGrants, MAX_GRANT_ENTRIES, MAX_WRITE_BYTES,
-    restricted,
+    FileGrant, FileMode, Grants, HttpGrant, InvalidGrants, MAX_GRANT_ENTRIES,
+    MAX_HTTP_REQUEST_BYTES, MAX_HTTP_REQUESTS, MAX_HTTP_RESPONSE_BYTES, MAX_HTTP_TIMEOUT_MS,
+    MAX_WRITE_BYTES,
 };
 pub use invoke::{Call, InvokeError, LateExecution};
 pub use lease::{Lease, Reused};
 pub use limits::{
     DEFAULT_FUEL, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_LOG_BYTES, DEFAULT_MAX_LOG_LINE_BYTES,
-    DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB,
-    DEFAULT_TIMEOUT_MS,
+    DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_OUTPUT_RECORDS,
+    DEFAULT_MAX_STDIO_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS,
+    RECORD_OVERHEAD_BYTES,
 };
 pub use limits::{InvalidLimit, LimitOverrides, Limits};
 pub use long_calls::{LongCallHint, LongCallPriority};

@@ -15,8 +15,17 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_MEMORY_MB: u64 = 64;
 /// Default cap on the input bytes handed to `transform`.
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
-/// Default cap on the bytes a guest may return (`run`'s string, `transform`'s bytes).
+/// Default cap on the bytes a guest may return (`run`'s string, `transform`'s bytes; records
+/// count [`RECORD_OVERHEAD_BYTES`] each on top of their bytes).
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024;
+/// Default cap on the records one `process` or `finish` call may return.
+pub const DEFAULT_MAX_OUTPUT_RECORDS: u64 = 65_536;
+/// What each returned record costs against `max_output_bytes` besides its bytes: the host
+/// holds a vector (and the answer a separator) per record, so an empty record is never free.
+pub const RECORD_OVERHEAD_BYTES: u64 = 16;
+/// Longest deadline a call may have, in milliseconds (24 hours): larger values are refused,
+/// so a deadline is always a representable instant.
+pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 /// Default cap on one `log` line; longer lines are cut and marked.
 pub const DEFAULT_MAX_LOG_LINE_BYTES: u64 = 8 * 1024;
 /// Default cap on all log bytes of one call; later lines are dropped and counted.
@@ -34,7 +43,9 @@ pub struct Limits {
     /// Fuel (deterministic instruction budget). Default [`DEFAULT_FUEL`].
     pub fuel: u64,
     /// Wall-clock deadline in milliseconds, enforced by epochs and by an outer async timeout
-    /// (so a guest blocked in a host call also ends). Default [`DEFAULT_TIMEOUT_MS`].
+    /// (so a guest blocked in a host call also ends). At most [`MAX_TIMEOUT_MS`]. Default
+    /// [`DEFAULT_TIMEOUT_MS`].
+    #[cfg_attr(feature = "openapi", schema(maximum = 86400000))]
     pub timeout_ms: u64,
     /// All linear memories and tables of the instance, summed, in MiB. Default
     /// [`DEFAULT_MEMORY_MB`].
@@ -43,8 +54,13 @@ pub struct Limits {
     /// Default [`DEFAULT_MAX_INPUT_BYTES`].
     pub max_input_bytes: u64,
     /// Largest output a guest may return, in bytes; past it the outcome is `output_limit`.
-    /// Default [`DEFAULT_MAX_OUTPUT_BYTES`].
+    /// Records count their bytes plus [`RECORD_OVERHEAD_BYTES`] each. Default
+    /// [`DEFAULT_MAX_OUTPUT_BYTES`].
     pub max_output_bytes: u64,
+    /// Most records one `process` or `finish` call may return; past it the outcome is
+    /// `output_limit`. Checked, like the bytes, before the host copies a record. Default
+    /// [`DEFAULT_MAX_OUTPUT_RECORDS`].
+    pub max_output_records: u64,
     /// Largest single log line kept, in bytes. Default [`DEFAULT_MAX_LOG_LINE_BYTES`].
     pub max_log_line_bytes: u64,
     /// Total log bytes kept per call. Default [`DEFAULT_MAX_LOG_BYTES`].
@@ -65,6 +81,7 @@ impl Default for Limits {
             memory_mb: DEFAULT_MEMORY_MB,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_output_records: DEFAULT_MAX_OUTPUT_RECORDS,
             max_log_line_bytes: DEFAULT_MAX_LOG_LINE_BYTES,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             max_log_lines: DEFAULT_MAX_LOG_LINES,
@@ -100,6 +117,15 @@ impl Limits {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// When a call that starts at `start` must end. Validated limits always give a
+    /// representable instant; others are cut to [`MAX_TIMEOUT_MS`] rather than overflow.
+    pub fn deadline_from(&self, start: std::time::Instant) -> std::time::Instant {
+        start
+            .checked_add(self.timeout())
+            .or_else(|| start.checked_add(Duration::from_millis(MAX_TIMEOUT_MS)))
+            .unwrap_or(start)
+    }
+
     /// The memory ceiling in bytes.
     pub fn memory_bytes(&self) -> u64 {
         self.memory_mb.saturating_mul(1024 * 1024)
@@ -123,7 +149,8 @@ impl Limits {
         })
     }
 
-    /// Checks that every limit is usable (non-zero where zero would refuse every call).
+    /// Checks that every limit is usable (non-zero where zero would refuse every call, and a
+    /// deadline of at most [`MAX_TIMEOUT_MS`]).
     ///
     /// # Errors
     /// [`InvalidLimit`] naming the first unusable field.
@@ -133,11 +160,17 @@ impl Limits {
             ("timeout_ms", self.timeout_ms),
             ("memory_mb", self.memory_mb),
             ("max_output_bytes", self.max_output_bytes),
+            ("max_output_records", self.max_output_records),
         ];
-        match fields.iter().find(|(_, value)| *value == 0) {
-            Some((name, _)) => Err(InvalidLimit(format!("{name} must be greater than zero"))),
-            None => Ok(()),
+        if let Some((name, _)) = fields.iter().find(|(_, value)| *value == 0) {
+            return Err(InvalidLimit(format!("{name} must be greater than zero")));
         }
+        if self.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(InvalidLimit(format!(
+                "timeout_ms must be at most {MAX_TIMEOUT_MS} (24 hours)"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -157,6 +190,30 @@ mod tests {
         assert_eq!(limits.fuel, 10);
         assert_eq!(limits.timeout_ms, DEFAULT_TIMEOUT_MS);
         assert_eq!(limits.memory_mb, DEFAULT_MEMORY_MB);
+    }
+
+    #[test]
+    fn limits_stored_without_max_output_records_get_its_default() {
+        let limits: Limits = serde_json::from_str(r#"{"max_output_bytes": 10}"#).expect("valid");
+        assert_eq!(limits.max_output_records, DEFAULT_MAX_OUTPUT_RECORDS);
+        assert_eq!(limits.max_output_bytes, 10);
+    }
+
+    #[test]
+    fn zero_records_and_endless_deadlines_are_invalid() {
+        let no_records = Limits {
+            max_output_records: 0,
+            ..Limits::default()
+        };
+        assert!(no_records.validate().is_err());
+        let endless = Limits {
+            timeout_ms: u64::MAX,
+            ..Limits::default()
+        };
+        assert!(endless.validate().is_err());
+        Limits::default()
+            .validate()
+            .expect("the defaults are valid");
     }
 
     #[test]

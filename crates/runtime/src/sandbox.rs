@@ -62,7 +62,7 @@ impl Sandbox {
     pub(crate) fn new(limits: &Limits, caps: &Capabilities) -> Self {
         let stdout = BoundedCapture::new(limits.max_stdout_bytes);
         let stderr = BoundedCapture::new(limits.max_stderr_bytes);
-        let deadline = std::time::Instant::now() + limits.timeout();
+        let deadline = limits.deadline_from(std::time::Instant::now());
         let mut builder = WasiCtx::builder();
         builder
             .stdout(stdout.clone())
@@ -146,6 +146,15 @@ impl Sandbox {
             }
         }
         text
+    }
+
+    /// A guest's own text (its `Err(text)`): every secret value the call can read replaced by
+    /// [`REDACTED`], then cut to `max` bytes and marked, losing the start of a secret the cut
+    /// went through.
+    pub(crate) fn guest_text(&self, text: &str, max: usize) -> String {
+        let text = self.redact(text);
+        let secrets = &self.secrets;
+        crate::capture::truncate_marked(&text, max, |kept| without_partial_secret(secrets, kept))
     }
 
     /// What the guest wrote to stdout and to stderr, each cut at its cap and with every secret

@@ -303,6 +303,7 @@ fn overlay(profile: &LimitProfile, defaults: &LimitProfile) -> LimitProfile {
         memory_mb: profile.memory_mb.or(defaults.memory_mb),
         max_input_bytes: profile.max_input_bytes.or(defaults.max_input_bytes),
         max_output_bytes: profile.max_output_bytes.or(defaults.max_output_bytes),
+        max_output_records: profile.max_output_records.or(defaults.max_output_records),
         max_log_line_bytes: profile.max_log_line_bytes.or(defaults.max_log_line_bytes),
         max_log_bytes: profile.max_log_bytes.or(defaults.max_log_bytes),
         max_log_lines: profile.max_log_lines.or(defaults.max_log_lines),
@@ -336,6 +337,9 @@ fn apply(profile: &LimitProfile, server: &Limits) -> Limits {
         memory_mb: profile.memory_mb.unwrap_or(server.memory_mb),
         max_input_bytes: profile.max_input_bytes.unwrap_or(server.max_input_bytes),
         max_output_bytes: profile.max_output_bytes.unwrap_or(server.max_output_bytes),
+        max_output_records: profile
+            .max_output_records
+            .unwrap_or(server.max_output_records),
         max_log_line_bytes: profile
             .max_log_line_bytes
             .unwrap_or(server.max_log_line_bytes),

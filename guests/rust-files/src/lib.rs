@@ -1,5 +1,6 @@
 //! Probes the file, environment and secret grants (world `warden:plugin/transformer@0.2.0`): the
 //! input is `read PATH`, `write PATH`, `fill PATH BYTES`, `mkdirs PATH COUNT`, `symlink PATH`,
+//! `sparse PATH OFFSET` (three bytes written at OFFSET of a new file, leaving a hole before them),
 //! `env KEY`, `config KEY`, `leak KEY` (logs the value and prints it to stdout) or
 //! `straddle KEY PAD` (the same after PAD filler bytes, so a cap can cut through the value); the
 //! output is what the guest could read or did, and every refusal is the guest's error, so tests
@@ -33,6 +34,13 @@ impl Guest for Files {
                 Ok(format!("made {count}").into_bytes())
             }
             "symlink" => symlink(arg).map(|()| b"linked".to_vec()),
+            "sparse" => {
+                let (path, offset) = arg.split_once(' ').ok_or("expected `PATH OFFSET`")?;
+                let offset = offset
+                    .parse()
+                    .map_err(|e| format!("offset `{offset}`: {e}"))?;
+                sparse(path, offset).map(|size| format!("size {size}").into_bytes())
+            }
             "straddle" => {
                 let (key, pad) = path_and_count(arg)?;
                 let value = warden::plugin::host::config(key).unwrap_or_default();
@@ -75,6 +83,31 @@ fn symlink(path: &str) -> Result<(), String> {
     descriptor
         .symlink_at("/etc/passwd", name)
         .map_err(|e| format!("symlink {path}: {e:?}"))
+}
+
+/// Writes `end` at `offset` of a new file at `path` (under a preopened directory) with one
+/// positional write; answers the file's size.
+fn sparse(path: &str, offset: u64) -> Result<u64, String> {
+    use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+    let (dir, name) = path.rsplit_once('/').ok_or("expected /DIR/NAME")?;
+    let preopens = wasi::filesystem::preopens::get_directories();
+    let (descriptor, _) = preopens
+        .iter()
+        .find(|(_, guest)| guest == dir)
+        .ok_or_else(|| format!("sparse {path}: no directory {dir}"))?;
+    let file = descriptor
+        .open_at(
+            PathFlags::empty(),
+            name,
+            OpenFlags::CREATE,
+            DescriptorFlags::READ | DescriptorFlags::WRITE,
+        )
+        .map_err(|e| format!("sparse {path}: open: {e:?}"))?;
+    file.write(b"end", offset)
+        .map_err(|e| format!("sparse {path}: write at {offset}: {e:?}"))?;
+    file.stat()
+        .map(|stat| stat.size)
+        .map_err(|e| format!("sparse {path}: stat: {e:?}"))
 }
 
 /// `PATH COUNT` split and parsed.
