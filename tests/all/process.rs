@@ -96,7 +96,12 @@ impl Drop for ServerProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bombs_keep_the_server_rss_near_the_limit() {
-    let server = ServerProcess::start(&[("WARDEN_LIMITS__MEMORY_MB", "64")]);
+    // A bomb is a long call: time enough to reach its limit on a machine busy with other tests.
+    let server = ServerProcess::start(&[
+        ("WARDEN_LIMITS__MEMORY_MB", "64"),
+        ("WARDEN_LIMITS__TIMEOUT_MS", "30000"),
+        ("WARDEN_ENGINE__LONG_CALL_PRIORITY", "nice"),
+    ]);
     for _ in 0..5 {
         let reply = server.run(fixtures::memory_grow_loop()).await;
         assert_eq!(reply.outcome(), "memory_limit", "{}", reply.json);

@@ -902,3 +902,137 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Every route of the OpenAPI document whose path names a tenant's object — a component (by
+/// digest or name), a name, a pipeline or one of its versions, a run — answers another
+/// tenant's object with `404 not_found`, worded exactly as for an object that does not exist.
+/// The routes come from the document, so a new one is probed without editing this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_answers_another_tenants_objects_as_absent() {
+    let server = spawn_server_with(secured).await;
+    let acme = tenant_with_key(&server, "acme", json!({}), "manage").await;
+    let globex = tenant_with_key(&server, "globex", json!({}), "manage").await;
+    let pushed = upload(&server, &acme, example_hello(), "hello").await;
+    let digest = pushed.json["digest"].as_str().unwrap().to_owned();
+    assert_eq!(
+        upload(&server, &acme, guest("rust-node"), "node")
+            .await
+            .status,
+        201
+    );
+    let flow = json!({"name": "flow", "nodes": [{"id": "a", "component": "node"}]});
+    let created = reply(
+        server
+            .client
+            .post(server.url("/v1/pipelines"))
+            .bearer_auth(&acme)
+            .json(&flow)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let ran = call(
+        &server,
+        Some(&acme),
+        Method::POST,
+        "/v1/components/hello/run",
+        None,
+    )
+    .await;
+    let run_id = ran.json["run_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(
+        &server,
+        Some(&acme),
+        Method::GET,
+        &format!("/v1/runs/{run_id}"),
+        None,
+    )
+    .await
+    .status
+        != 200
+    {
+        assert!(Instant::now() < deadline, "the run was never recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let document: Value = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Each path parameter naming an object: acme's, and one that exists nowhere.
+    let object = |path: &str, param: &str, mine: bool| -> Option<String> {
+        Some(match (param, mine) {
+            ("reference", true) => digest.clone(),
+            ("reference", false) => format!("sha256:{}", "0".repeat(64)),
+            ("name", true) if path.starts_with("/v1/pipelines") => "flow".into(),
+            ("name", true) => "hello".into(),
+            ("name", false) => "ghost".into(),
+            ("version", _) => "1".into(),
+            ("id", true) => run_id.clone(),
+            ("id", false) => "01a25200-0000-7000-8000-000000000000".into(),
+            _ => return None,
+        })
+    };
+    let mut probed = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        let params: Vec<&str> = path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        if params.is_empty() || params.iter().any(|p| object(path, p, true).is_none()) {
+            continue;
+        }
+        let fill = |mine: bool| {
+            params.iter().fold(path.clone(), |path, param| {
+                let value = object(&path, param, mine).unwrap();
+                path.replace(&format!("{{{param}}}"), &value)
+            })
+        };
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let send = |path: String, method: Method| {
+                let mut request = server
+                    .client
+                    .request(method.clone(), server.url(&path))
+                    .bearer_auth(&globex);
+                request = match (method.as_str(), path.rsplit('/').next().unwrap_or("")) {
+                    ("PUT", "current") => request.json(&json!({"version": 1})),
+                    ("PUT", "grants") => request.json(&json!({})),
+                    ("PUT", _) => request.json(&json!({"digest": digest})),
+                    ("POST", "run") if path.starts_with("/v1/pipelines") => request
+                        .body("x\n")
+                        .header("content-type", "application/x-ndjson"),
+                    ("POST", "invoke") => request.body("{}"),
+                    _ => request,
+                };
+                async move { reply(request.send().await.unwrap()).await }
+            };
+            let theirs = send(fill(true), method.clone()).await;
+            let absent = send(fill(false), method.clone()).await;
+            let label = format!("{method} {path}");
+            assert_eq!(
+                (theirs.status.as_u16(), theirs.error_code()),
+                (404, "not_found"),
+                "{label}: {}",
+                theirs.json
+            );
+            // The same words, but for the object's own name.
+            let words = |reply: &Reply, mine: bool| {
+                params.iter().fold(reply.json.to_string(), |text, param| {
+                    text.replace(&object(path, param, mine).unwrap(), "<object>")
+                })
+            };
+            assert_eq!(words(&theirs, true), words(&absent, false), "{label}");
+            probed += 1;
+        }
+    }
+    assert!(probed >= 15, "only {probed} routes name an object");
+}
