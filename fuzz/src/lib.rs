@@ -1,7 +1,7 @@
 //! Shared pieces of Warden's fuzz targets: one runtime under small limits, the call every
 //! component gets, and the structured generator that turns fuzz bytes into a valid component.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use warden_runtime::{Runtime, harness};
 use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
 use wit_parser::Resolve;
