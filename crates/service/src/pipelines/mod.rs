@@ -6,7 +6,9 @@
 //! (`transformer`, `processor`, `aggregator`); a `runner` takes no input and is refused as a
 //! node. Validation happens once, at create, and names the node or edge at fault.
 
+mod budgets;
 pub mod framing;
+mod histogram;
 pub mod run;
 
 use crate::{Service, ServiceError, tenant_of};

@@ -10,8 +10,13 @@
 //!
 //! Fan-out hands each record to every successor (a shared buffer, not a copy); fan-in
 //! concatenates what the predecessors produced, in topological order of the predecessors.
+//!
+//! (Over 600 lines: admission, the executor and the judging of calls still share this file; the
+//! budgets and the histogram have their own. Issue 27 splits the rest by concern.)
 
+use super::budgets::{InFlight, Letters};
 use super::framing::{Framing, Next, Splitter};
+use super::histogram::Histogram;
 use super::{IN_FLIGHT_RECORD_OVERHEAD, PipelinesConfig, node_limits, node_world};
 use crate::tenants::{Admitted, TenantState};
 use crate::{CallContext, Service, ServiceError, tenant_of};
@@ -19,7 +24,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use warden_registry::{
@@ -36,8 +40,7 @@ const IDLE_BEFORE_RELEASE: Duration = Duration::from_millis(5);
 /// Pause before asking again for slots the engine's queue refused (within the run's deadline).
 const LEASE_RETRY: Duration = Duration::from_millis(20);
 
-/// Largest record input kept in one dead letter, in bytes (longer inputs are only sized).
-pub const MAX_DEAD_LETTER_INPUT_BYTES: usize = 64 * 1024;
+pub use super::budgets::MAX_DEAD_LETTER_INPUT_BYTES;
 
 /// A record that a node failed on under `on_error: dead_letter`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,137 +147,11 @@ struct Stepped {
     stop: Option<Stop>,
 }
 
-/// Dead letters, at most `cap` kept and at most `max_bytes` over the whole run (shared with
-/// the run's step tasks); the rest counted. A letter is charged before it is built.
-struct Letters {
-    kept: Vec<DeadLetter>,
-    dropped: u64,
-    cap: usize,
-    bytes: Arc<AtomicU64>,
-    max_bytes: u64,
-}
-
-impl Letters {
-    fn new(cap: usize, max_bytes: u64) -> Letters {
-        Letters {
-            kept: Vec::new(),
-            dropped: 0,
-            cap,
-            bytes: Arc::default(),
-            max_bytes,
-        }
-    }
-
-    /// Empty letters charged to the same run-wide byte bound (for a step task).
-    fn sibling(&self) -> Letters {
-        Letters {
-            bytes: Arc::clone(&self.bytes),
-            ..Letters::new(self.cap, self.max_bytes)
-        }
-    }
-
-    /// Keeps the dead letter of `execution` on `input`, if the count and the run's bytes
-    /// allow; else counts it.
-    fn push(&mut self, node: &NodeId, record: Option<u64>, execution: &Execution, input: &[u8]) {
-        let size = dead_letter_size(execution, input);
-        let charged = self.kept.len() < self.cap
-            && self.bytes.fetch_add(size, Ordering::Relaxed) + size <= self.max_bytes;
-        if !charged {
-            if self.kept.len() < self.cap {
-                self.bytes.fetch_sub(size, Ordering::Relaxed);
-            }
-            self.dropped += 1;
-            return;
-        }
-        self.kept.push(dead_letter(node, record, execution, input));
-    }
-
-    /// Takes in a step task's letters (already charged).
-    fn absorb(&mut self, other: Letters) {
-        self.dropped += other.dropped;
-        for letter in other.kept {
-            match self.kept.len() < self.cap {
-                true => self.kept.push(letter),
-                false => self.dropped += 1,
-            }
-        }
-    }
-}
-
-/// Records a run holds in flight and has produced, charged as each call's output arrives
-/// (shared with the round's call tasks): past `max_in_flight_bytes` or `max_produced_records`
-/// the run stops with `output_limit`. A call's output is bounded by its own caps before it
-/// is charged, so the overshoot is at most one call's output per slot.
-struct InFlight {
-    bytes: AtomicU64,
-    produced: AtomicU64,
-    max_bytes: u64,
-    max_produced: u64,
-}
-
-impl InFlight {
-    fn new(config: &PipelinesConfig) -> InFlight {
-        InFlight {
-            bytes: AtomicU64::new(0),
-            produced: AtomicU64::new(0),
-            max_bytes: config.max_in_flight_bytes,
-            max_produced: config.max_produced_records,
-        }
-    }
-
-    /// A new round holding `bytes` of input records (the last round's records are gone,
-    /// but for those an aggregator still steps in the background: at most two rounds).
-    fn start_round(&self, bytes: u64) {
-        self.bytes.store(bytes, Ordering::Relaxed);
-    }
-
-    /// Charges a call's output; `false` once the run is past a bound.
-    fn charge(&self, output: &Output) -> bool {
-        let (records, bytes) = match output {
-            Output::Records(records) => (
-                records.len() as u64,
-                records.iter().map(|r| r.len() as u64).sum::<u64>()
-                    + records.len() as u64 * IN_FLIGHT_RECORD_OVERHEAD,
-            ),
-            Output::Bytes(bytes) => (1, bytes.len() as u64 + IN_FLIGHT_RECORD_OVERHEAD),
-            Output::Text(text) => (1, text.len() as u64 + IN_FLIGHT_RECORD_OVERHEAD),
-        };
-        let held = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let produced = self.produced.fetch_add(records, Ordering::Relaxed) + records;
-        held <= self.max_bytes && produced <= self.max_produced
-    }
-
-    /// Why the run is past a bound, if it is.
-    fn exceeded(&self, node: &NodeId) -> Option<Stop> {
-        let error = if self.produced.load(Ordering::Relaxed) > self.max_produced {
-            format!(
-                "node `{node}`: the run's nodes produced more than {} records \
-                 (pipelines.max_produced_records)",
-                self.max_produced
-            )
-        } else if self.bytes.load(Ordering::Relaxed) > self.max_bytes {
-            format!(
-                "node `{node}`: the run's records in flight passed {} bytes, each record \
-                 counting {IN_FLIGHT_RECORD_OVERHEAD} bytes more \
-                 (pipelines.max_in_flight_bytes)",
-                self.max_bytes
-            )
-        } else {
-            return None;
-        };
-        Some(Stop {
-            outcome: Outcome::OutputLimit,
-            error,
-            node: Some(node.clone()),
-        })
-    }
-}
-
 /// Why a run stopped early.
-struct Stop {
-    outcome: Outcome,
-    error: String,
-    node: Option<NodeId>,
+pub(super) struct Stop {
+    pub(super) outcome: Outcome,
+    pub(super) error: String,
+    pub(super) node: Option<NodeId>,
 }
 
 /// A run admitted and ready: every node resolved and compiled, the tenant's admission and the
@@ -1254,37 +1131,6 @@ fn refused(error: &InvokeError) -> Execution {
     }
 }
 
-/// What a dead letter of `execution` on `input` holds, in bytes, before it is built.
-fn dead_letter_size(execution: &Execution, input: &[u8]) -> u64 {
-    let kept = match input.len() <= MAX_DEAD_LETTER_INPUT_BYTES {
-        // The text (when UTF-8) and the base64.
-        true => input.len() + input.len().div_ceil(3) * 4,
-        false => 0,
-    };
-    (execution.error.as_ref().map_or(0, String::len) + kept) as u64 + IN_FLIGHT_RECORD_OVERHEAD
-}
-
-fn dead_letter(
-    node: &NodeId,
-    record: Option<u64>,
-    execution: &Execution,
-    input: &[u8],
-) -> DeadLetter {
-    use base64::Engine as _;
-    let small = input.len() <= MAX_DEAD_LETTER_INPUT_BYTES;
-    DeadLetter {
-        node: node.clone(),
-        record,
-        outcome: execution.outcome,
-        error: execution.error.clone(),
-        input: small
-            .then(|| std::str::from_utf8(input).ok().map(str::to_owned))
-            .flatten(),
-        input_base64: small.then(|| base64::engine::general_purpose::STANDARD.encode(input)),
-        input_bytes: input.len() as u64,
-    }
-}
-
 fn input_limit(error: String) -> Stop {
     Stop {
         outcome: Outcome::InputLimit,
@@ -1295,79 +1141,4 @@ fn input_limit(error: String) -> Stop {
 
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// Call wall times on a log scale (8 buckets per doubling), for a p99 within about 10%.
-#[derive(Debug, Clone)]
-struct Histogram {
-    buckets: [u64; BUCKETS],
-    count: u64,
-}
-
-const BUCKETS: usize = 8 * 40;
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            buckets: [0; BUCKETS],
-            count: 0,
-        }
-    }
-}
-
-impl Histogram {
-    fn bucket(us: u64) -> usize {
-        if us < 8 {
-            return us as usize;
-        }
-        let exponent = 63 - us.leading_zeros() as usize; // floor(log2)
-        let fraction = ((us >> (exponent - 3)) & 7) as usize;
-        ((exponent - 2) * 8 + fraction).min(BUCKETS - 1)
-    }
-
-    /// The upper bound of a bucket, in microseconds.
-    fn upper(bucket: usize) -> u64 {
-        if bucket < 8 {
-            return bucket as u64;
-        }
-        let exponent = bucket / 8 + 2;
-        let fraction = (bucket % 8) as u64;
-        ((8 + fraction + 1) << (exponent - 3)) - 1
-    }
-
-    fn add(&mut self, us: u64) {
-        self.buckets[Histogram::bucket(us)] += 1;
-        self.count += 1;
-    }
-
-    fn p99(&self) -> u64 {
-        let rank = self.count - self.count / 100;
-        let mut seen = 0;
-        for (bucket, &n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank && n > 0 {
-                return Histogram::upper(bucket);
-            }
-        }
-        0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Histogram;
-
-    #[test]
-    fn p99_is_within_a_bucket_of_the_truth() {
-        let mut histogram = Histogram::default();
-        for us in 1..=1000 {
-            histogram.add(us);
-        }
-        let p99 = histogram.p99();
-        assert!((990..=1100).contains(&p99), "{p99}");
-        for us in [0, 7, 8, 9, 100, 12_345, 1 << 40] {
-            let bucket = Histogram::bucket(us);
-            assert!(Histogram::upper(bucket) >= us.min(Histogram::upper(super::BUCKETS - 1)));
-        }
-    }
 }
