@@ -42,6 +42,11 @@ struct Shape {
     exports: &'static str,
 }
 
+/// The host imports of a `warden:plugin@0.2.0` guest.
+const PLUGIN_0_2_0_IMPORTS: &str = r#"(module
+    (import "warden:plugin/host@0.2.0" "log" (func (param i32 i32 i32)))
+    (import "warden:plugin/host@0.2.0" "config" (func (param i32 i32 i32))))"#;
+
 const SHAPES: [Shape; 4] = [
     Shape {
         wit_dir: "local-main-0.0.1",
@@ -64,9 +69,7 @@ const SHAPES: [Shape; 4] = [
     Shape {
         wit_dir: "warden-plugin-0.2.0",
         world: "processor",
-        imports: r#"(module
-            (import "warden:plugin/host@0.2.0" "log" (func (param i32 i32 i32)))
-            (import "warden:plugin/host@0.2.0" "config" (func (param i32 i32 i32))))"#,
+        imports: PLUGIN_0_2_0_IMPORTS,
         exports: r#"(module
             (memory (export "memory") 1)
             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
@@ -75,9 +78,7 @@ const SHAPES: [Shape; 4] = [
     Shape {
         wit_dir: "warden-plugin-0.2.0",
         world: "aggregator",
-        imports: r#"(module
-            (import "warden:plugin/host@0.2.0" "log" (func (param i32 i32 i32)))
-            (import "warden:plugin/host@0.2.0" "config" (func (param i32 i32 i32))))"#,
+        imports: PLUGIN_0_2_0_IMPORTS,
         exports: r#"(module
             (memory (export "memory") 1)
             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)

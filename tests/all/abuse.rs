@@ -324,18 +324,15 @@ async fn waiting_for_a_slot_is_bounded_with_a_503() {
 /// A runner posted to `/run` that reads the secret `api_token` with `host.config`: its key
 /// (`api_token`, at offset 16) and what it answers (`Ok(value)`, or `Err("none")`).
 fn posted_secret_reader() -> Vec<u8> {
-    let wit = "package test:posted;
-        world runner {
+    let wit = format!(
+        "package test:posted;
+        world runner {{
           import warden:plugin/host@0.2.0;
           export run: func() -> result<string, string>;
-        }
-        package warden:plugin@0.2.0 {
-          interface host {
-            enum level { trace, debug, info, warn, error }
-            log: func(level: level, message: string);
-            config: func(key: string) -> option<string>;
-          }
-        }";
+        }}
+        {}",
+        fixtures::PLUGIN_HOST_0_2_0
+    );
     let wat = r#"(module
         (import "warden:plugin/host@0.2.0" "config" (func $config (param i32 i32 i32)))
         (memory (export "memory") 1)
@@ -359,7 +356,7 @@ fn posted_secret_reader() -> Vec<u8> {
               (i32.store (i32.const 68) (i32.const 32))
               (i32.store (i32.const 72) (i32.const 4))))
           (i32.const 64)))"#;
-    fixtures::component_from(wat, wit, "runner")
+    fixtures::component_from(wat, &wit, "runner")
 }
 
 /// The tenant is granted `api_token` and stores it; a `run` key posts a runner that reads it.

@@ -312,6 +312,15 @@ pub fn large_component(target_bytes: usize) -> Vec<u8> {
     runner(V0_0_1, 1, &body)
 }
 
+/// The `warden:plugin@0.2.0` host interface as inline WIT, for fixtures whose world imports it.
+pub const PLUGIN_HOST_0_2_0: &str = "package warden:plugin@0.2.0 {
+      interface host {
+        enum level { trace, debug, info, warn, error }
+        log: func(level: level, message: string);
+        config: func(key: string) -> option<string>;
+      }
+    }";
+
 /// A component of world `world` from a core module's `wat` and inline WIT text.
 pub fn component_from(wat: &str, wit: &str, world: &str) -> Vec<u8> {
     componentize(wat, WitSource::Text(wit), world)

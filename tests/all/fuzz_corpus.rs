@@ -75,61 +75,27 @@ fn write_seed_corpus() {
     }
 }
 
-/// The 0.2.0 host interface, for the pipeline worlds' seeds.
-const PLUGIN_HOST: &str = "package warden:plugin@0.2.0 {
-      interface host {
-        enum level { trace, debug, info, warn, error }
-        log: func(level: level, message: string);
-        config: func(key: string) -> option<string>;
-      }
-    }";
-
-/// A bump allocator and a 1-page memory: what the seeds below share.
-const SEED_MEMORY: &str = r#"(memory (export "memory") 1)
-    (global $heap (mut i32) (i32.const 1024))
-    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-      (local $p i32)
-      (local.set $p (global.get $heap))
-      (global.set $heap (i32.add (global.get $heap) (local.get 3)))
-      (local.get $p))"#;
-
 /// A processor that answers its input as its one record.
 fn seed_processor() -> Vec<u8> {
-    let wit = format!(
-        "package test:seed;
-        world processor {{
-          import warden:plugin/host@0.2.0;
-          export process: func(input: list<u8>) -> result<list<list<u8>>, string>;
-        }}
-        {PLUGIN_HOST}"
-    );
-    let wat = format!(
-        r#"(module {SEED_MEMORY}
-        (func (export "process") (param $ptr i32) (param $len i32) (result i32)
+    fixtures::plugin(
+        "processor",
+        1,
+        r#"(func (export "process") (param $ptr i32) (param $len i32) (result i32)
           (i32.store (i32.const 128) (local.get $ptr))
           (i32.store (i32.const 132) (local.get $len))
           (i32.store8 (i32.const 64) (i32.const 0))
           (i32.store (i32.const 68) (i32.const 128))
           (i32.store (i32.const 72) (i32.const 1))
-          (i32.const 64)))"#
-    );
-    fixtures::component_from(&wat, &wit, "processor")
+          (i32.const 64))"#,
+    )
 }
 
 /// An aggregator whose state is its last input, and whose `finish` answers no records.
 fn seed_aggregator() -> Vec<u8> {
-    let wit = format!(
-        "package test:seed;
-        world aggregator {{
-          import warden:plugin/host@0.2.0;
-          export step: func(state: list<u8>, input: list<u8>) -> result<list<u8>, string>;
-          export finish: func(state: list<u8>) -> result<list<list<u8>>, string>;
-        }}
-        {PLUGIN_HOST}"
-    );
-    let wat = format!(
-        r#"(module {SEED_MEMORY}
-        (func (export "step") (param i32 i32) (param $ptr i32) (param $len i32) (result i32)
+    fixtures::plugin(
+        "aggregator",
+        1,
+        r#"(func (export "step") (param i32 i32) (param $ptr i32) (param $len i32) (result i32)
           (i32.store8 (i32.const 64) (i32.const 0))
           (i32.store (i32.const 68) (local.get $ptr))
           (i32.store (i32.const 72) (local.get $len))
@@ -138,7 +104,6 @@ fn seed_aggregator() -> Vec<u8> {
           (i32.store8 (i32.const 64) (i32.const 0))
           (i32.store (i32.const 68) (i32.const 0))
           (i32.store (i32.const 72) (i32.const 0))
-          (i32.const 64)))"#
-    );
-    fixtures::component_from(&wat, &wit, "aggregator")
+          (i32.const 64))"#,
+    )
 }

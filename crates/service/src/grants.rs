@@ -34,10 +34,8 @@ impl Service {
         grants
             .validate()
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        self.existing_tenant(tenant)?;
         let store = &self.inner.store;
-        if on_blocking_thread(|| store.tenant(tenant))?.is_none() {
-            return Err(ServiceError::NotFound(format!("no tenant `{tenant}`")));
-        }
         on_blocking_thread(|| store.set_grants(tenant, GrantsOf::Tenant, &grants))?;
         self.forget_tenant(tenant);
         self.forget_component_grants();
@@ -53,12 +51,7 @@ impl Service {
         caller: &Caller,
         tenant: &TenantId,
     ) -> Result<Grants, ServiceError> {
-        self.may_grant(caller, tenant)?;
-        let store = &self.inner.store;
-        if on_blocking_thread(|| store.tenant(tenant))?.is_none() {
-            return Err(ServiceError::NotFound(format!("no tenant `{tenant}`")));
-        }
-        Ok(on_blocking_thread(|| store.grants(tenant, GrantsOf::Tenant))?.unwrap_or_default())
+        self.stored_grants(caller, tenant, GrantsOf::Tenant)
     }
 
     /// Sets what component bytes posted to `/run` by the tenant's keys run with (admin only):
@@ -97,12 +90,20 @@ impl Service {
         caller: &Caller,
         tenant: &TenantId,
     ) -> Result<Grants, ServiceError> {
+        self.stored_grants(caller, tenant, GrantsOf::PostedCode)
+    }
+
+    /// One of a tenant's grant sets as stored (none set: empty), for the admin.
+    fn stored_grants(
+        &self,
+        caller: &Caller,
+        tenant: &TenantId,
+        of: GrantsOf<'_>,
+    ) -> Result<Grants, ServiceError> {
         self.may_grant(caller, tenant)?;
+        self.existing_tenant(tenant)?;
         let store = &self.inner.store;
-        if on_blocking_thread(|| store.tenant(tenant))?.is_none() {
-            return Err(ServiceError::NotFound(format!("no tenant `{tenant}`")));
-        }
-        Ok(on_blocking_thread(|| store.grants(tenant, GrantsOf::PostedCode))?.unwrap_or_default())
+        Ok(on_blocking_thread(|| store.grants(tenant, of))?.unwrap_or_default())
     }
 
     /// Sets one of the caller's components' grants: only narrower than the tenant's.
