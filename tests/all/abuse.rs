@@ -461,6 +461,15 @@ async fn a_run_key_posting_code_reaches_no_secret_unless_opted_in() {
     )
     .await;
     assert_eq!(beyond.status, 403, "{}", beyond.json);
+    let nobody = request(
+        &server,
+        Some(ADMIN),
+        Method::PUT,
+        "/v1/tenants/nobody/run-grants",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(nobody.status, 404, "{}", nobody.json);
     let opted = request(
         &server,
         Some(ADMIN),

@@ -71,6 +71,9 @@ impl Service {
         grants
             .validate()
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        // The admin names any tenant: one that does not exist is 404 (the tenant's state would
+        // answer 401, meant for a key whose tenant is gone).
+        self.existing_tenant(tenant)?;
         let state = self.tenant_state(tenant)?;
         grants
             .check_within(&state.grants)
