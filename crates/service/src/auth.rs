@@ -2,7 +2,13 @@
 //! warm call off the store.
 //!
 //! A key is stored as the SHA-256 of the whole token; the token is shown once, at creation.
-//! Both the admin token and key hashes are compared in constant time.
+//! Both the admin token and key hashes are compared in constant time. What a caller may reach
+//! is decided here too: `tenant_of` (a tenant's key at the scope needed; never the admin
+//! token) and `Service::admin` (the admin token only).
+
+use crate::{Service, ServiceError};
+use warden_registry::on_blocking_thread;
+use warden_runtime::Limits;
 
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -181,6 +187,107 @@ impl KeyCache {
                 touched.remove(id);
             }
         }
+    }
+}
+
+impl Service {
+    /// Who `bearer` (the token of an `Authorization: Bearer` header, if any) is.
+    ///
+    /// Open mode: everyone is the `default` tenant with `manage` scope. Secured mode: the admin
+    /// token, or a valid key; anything else is [`ServiceError::Unauthorized`].
+    ///
+    /// # Errors
+    /// `Unauthorized` as above; `Internal` when the store fails.
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, ServiceError> {
+        let Some(admin) = &self.inner.config.admin_token else {
+            return Ok(Caller::Tenant {
+                tenant: TenantId::default_tenant(),
+                scope: Scope::Manage,
+                key: None,
+            });
+        };
+        let Some(token) = bearer else {
+            return Err(ServiceError::Unauthorized(
+                "this server needs an API key: send `Authorization: Bearer wdn_…`".into(),
+            ));
+        };
+        let invalid = || ServiceError::Unauthorized("the API key is not valid".into());
+        let Some(id) = key_id_of(token) else {
+            return match same_secret(token, admin.expose()) {
+                true => Ok(Caller::Admin),
+                false => Err(invalid()),
+            };
+        };
+        let record = match self.inner.keys.get(&id) {
+            Some(record) => record,
+            None => {
+                let store = &self.inner.store;
+                let record = on_blocking_thread(|| store.key(&id))?.ok_or_else(invalid)?;
+                self.inner.keys.put(record.clone());
+                record
+            }
+        };
+        let now = now_secs();
+        if !key_matches(&record, token, now) {
+            return Err(invalid());
+        }
+        self.inner.keys.touch(&record, now);
+        Ok(Caller::Tenant {
+            tenant: record.tenant,
+            scope: record.scope,
+            key: Some(record.id),
+        })
+    }
+
+    /// Whether the caller's call would be admitted now (taking nothing), and the limits it
+    /// would run under: asked before a request body is read, so a refused call never costs
+    /// its body, and the body is capped by the tenant's own `max_input_bytes`.
+    ///
+    /// # Errors
+    /// `Forbidden` for the admin; `RateLimited`, `QuotaExceeded`, `ConcurrencyLimit`;
+    /// `Unauthorized` when the caller's tenant is gone.
+    pub fn may_call(&self, caller: &Caller) -> Result<Limits, ServiceError> {
+        let (tenant, _) = tenant_of(caller, Scope::Run)?;
+        let state = self.tenant_state(tenant)?;
+        state.check()?;
+        Ok(state.limits)
+    }
+
+    /// Whether the caller may administer tenants and keys, asked before a request body is
+    /// read.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the admin (in secured mode).
+    pub fn may_administer(&self, caller: &Caller) -> Result<(), ServiceError> {
+        self.admin(caller)
+    }
+
+    pub(crate) fn admin(&self, caller: &Caller) -> Result<(), ServiceError> {
+        match (caller, self.secured()) {
+            (Caller::Admin, _) => Ok(()),
+            (_, false) => Err(ServiceError::Forbidden(
+                "tenants and keys need secured mode: start the server with an admin token".into(),
+            )),
+            (_, true) => Err(ServiceError::Forbidden("this needs the admin token".into())),
+        }
+    }
+}
+
+/// The caller's tenant, if it may act at `needed` scope.
+pub(crate) fn tenant_of(
+    caller: &Caller,
+    needed: Scope,
+) -> Result<(&TenantId, Scope), ServiceError> {
+    match caller {
+        Caller::Admin => Err(ServiceError::Forbidden(
+            "the admin token manages tenants and keys; use a tenant's API key for this".into(),
+        )),
+        Caller::Tenant { tenant, scope, .. } => match (needed, scope) {
+            (Scope::Manage, Scope::Run) => Err(ServiceError::Forbidden(
+                "this key has `run` scope: it may run and read, not change components".into(),
+            )),
+            _ => Ok((tenant, *scope)),
+        },
     }
 }
 

@@ -2,8 +2,9 @@
 //! tenant: only narrower), and what one call runs with (the component's cut to the tenant's,
 //! or the tenant's).
 
+use crate::auth::tenant_of;
 use crate::tenants::TenantState;
-use crate::{Caller, Service, ServiceError, tenant_of};
+use crate::{Caller, Service, ServiceError};
 use serde::Serialize;
 use std::sync::{Arc, PoisonError};
 use warden_registry::{ComponentRef, Digest, GrantsOf, Scope, TenantId, on_blocking_thread};

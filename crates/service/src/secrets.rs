@@ -4,7 +4,8 @@
 //! components whose grants name them, through `host.config` — redacted wherever a guest writes
 //! one to its log or output streams.
 
-use crate::{Caller, Service, ServiceError, tenant_of};
+use crate::auth::tenant_of;
+use crate::{Caller, Service, ServiceError};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sha2::{Digest as _, Sha256};

@@ -11,7 +11,8 @@ pub mod framing;
 mod histogram;
 pub mod run;
 
-use crate::{Service, ServiceError, tenant_of};
+use crate::auth::tenant_of;
+use crate::{Service, ServiceError};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use warden_registry::{

@@ -18,8 +18,9 @@ use super::budgets::{InFlight, Letters};
 use super::framing::{Framing, Next, Splitter};
 use super::histogram::Histogram;
 use super::{IN_FLIGHT_RECORD_OVERHEAD, PipelinesConfig, node_limits, node_world};
+use crate::auth::tenant_of;
 use crate::tenants::{Admitted, TenantState};
-use crate::{CallContext, Service, ServiceError, tenant_of};
+use crate::{CallContext, Service, ServiceError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -873,7 +874,7 @@ impl PipelineRun {
                 world: "pipeline".into(),
                 export: "pipeline".into(),
                 via: "pipeline".into(),
-                started_at: crate::format_millis(self.started_at),
+                started_at: crate::call::format_millis(self.started_at),
                 outcome,
                 error,
                 limits: self.tenant_limits,
