@@ -1,7 +1,8 @@
 //! Capability grants in SQLite: one row per tenant (`digest` empty), for its posted code
 //! (`digest` = `posted`) and per granted component, each a JSON document.
 
-use super::{SqliteStore, component_in, corrupt, failed};
+use super::components::component_in;
+use super::{SqliteStore, corrupt, failed};
 use crate::ids::TenantId;
 use crate::store::{GrantStore, GrantsOf, StoreError};
 use rusqlite::{OptionalExtension, params};

@@ -1,7 +1,8 @@
 //! Pipelines in SQLite: one row per pipeline (its current and latest version), one row per
 //! version holding the version as a JSON document.
 
-use super::{SqliteStore, component_in, corrupt, failed, now};
+use super::components::component_in;
+use super::{SqliteStore, corrupt, failed, now};
 use crate::ids::{PipelineName, TenantId};
 use crate::pipelines::{
     MAX_LISTED_VERSIONS, PipelineRecord, PipelineStore, PipelineVersion, VersionEntry,
