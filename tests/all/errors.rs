@@ -227,3 +227,82 @@ async fn absurd_dates_and_numbers_in_queries_are_400_never_a_panic() {
     }
     server.assert_still_serving().await;
 }
+
+/// Every route that takes a JSON body (read from the OpenAPI document, so a new route cannot
+/// escape) answers one way: an oversize body is `413 too_large`, a malformed one or one that is
+/// not an object (serde would read `[null, null]` as a struct) `400 bad_request`, and a path segment that is not a valid id `400 bad_request` — the same
+/// extractors everywhere, before the service looks at anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_route_answers_oversize_413_malformed_400_and_bad_ids_400() {
+    const ADMIN: &str = "an-admin-token-of-at-least-32-characters";
+    let server = spawn_server_with(|config| {
+        config.admin_token = Some(warden_service::Secret::new(ADMIN));
+        config.secrets_key = Some(warden_service::Secret::new("k".repeat(32)));
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let document: serde_json::Value = client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fill = |path: &str, bad: bool| {
+        let mut path = path.to_owned();
+        for (param, good) in [
+            ("{tenant}", "acme"),
+            ("{reference}", "hello"),
+            ("{name}", "daily"),
+            ("{key}", "api"),
+            ("{version}", "1"),
+        ] {
+            path = path.replace(param, if bad { "Not An Id!" } else { good });
+        }
+        path
+    };
+    let mut routes = 0;
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            if operation["requestBody"]["content"]["application/json"].is_null() {
+                continue;
+            }
+            routes += 1;
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let send = |path: String, body: Vec<u8>| {
+                client
+                    .request(method.clone(), server.url(&path))
+                    .bearer_auth(ADMIN)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+            };
+            let oversize = format!("{{\"pad\":\"{}\"}}", "x".repeat(80 * 1024)).into_bytes();
+            let reply =
+                crate::support::reply(send(fill(path, false), oversize).await.unwrap()).await;
+            assert_eq!(reply.status, 413, "{method} {path}: {}", reply.json);
+            assert_eq!(reply.error_code(), "too_large", "{method} {path}");
+            let reply = crate::support::reply(
+                send(fill(path, false), b"{not json".to_vec())
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(reply.status, 400, "{method} {path}: {}", reply.json);
+            assert_eq!(reply.error_code(), "bad_request", "{method} {path}");
+            if path.contains('{') {
+                let reply =
+                    crate::support::reply(send(fill(path, true), b"{}".to_vec()).await.unwrap())
+                        .await;
+                assert_eq!(
+                    reply.status, 400,
+                    "{method} {path} (bad id): {}",
+                    reply.json
+                );
+                assert_eq!(reply.error_code(), "bad_request", "{method} {path}");
+            }
+        }
+    }
+    assert!(routes >= 9, "only {routes} JSON routes in the document");
+}

@@ -227,6 +227,16 @@ async fn only_valid_credentials_get_in() {
             .status,
         401
     );
+    // A lifetime past what a date can say is refused, never stored as an empty expiry.
+    let endless = admin_json(
+        &server,
+        Method::POST,
+        "/v1/tenants/acme/keys",
+        json!({ "expires_in_secs": 9_223_372_036_854_775_808_u64 }),
+    )
+    .await;
+    assert_eq!(endless.status, 400, "{}", endless.json);
+    assert_eq!(endless.error_code(), "bad_request");
 
     // The listing shows ids, labels and last use, never a token or a hash.
     let keys = call(

@@ -33,8 +33,13 @@ fn name_rule(what: &str) -> InvalidId {
     ))
 }
 
+/// A name's rule as a regular expression (what `valid_name` checks), for the API's schema.
+const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9._-]{0,63}$";
+
+/// A typed id: its text behind an `Arc`, parsed by `$name::parse`, serialized as its text and
+/// described in the API's schema with `$pattern` (the rule `parse` enforces).
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $pattern:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
@@ -77,6 +82,7 @@ macro_rules! string_id {
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .description(Some(stringify!($name)))
+                    .pattern(Some($pattern))
                     .into()
             }
         }
@@ -95,32 +101,39 @@ macro_rules! string_id {
 
 string_id!(
     /// A component's content address: `sha256:` and 64 lowercase hex characters.
-    Digest
+    Digest,
+    r"^sha256:[0-9a-fA-F]{64}$"
 );
 string_id!(
     /// A tenant: a customer of the product (1–64 of `a-z 0-9 . _ -`).
-    TenantId
+    TenantId,
+    NAME_PATTERN
 );
 string_id!(
     /// A tenant's name for one of its components (1–64 of `a-z 0-9 . _ -`).
-    ComponentName
+    ComponentName,
+    NAME_PATTERN
 );
 string_id!(
     /// One call's record: a UUIDv7 (time-ordered, so ids sort by start time), lowercase and
     /// hyphenated.
-    RunId
+    RunId,
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 );
 string_id!(
     /// A tenant's name for one of its pipelines (1–64 of `a-z 0-9 . _ -`).
-    PipelineName
+    PipelineName,
+    NAME_PATTERN
 );
 string_id!(
     /// The id of a node within one pipeline (1–64 of `a-z 0-9 . _ -`).
-    NodeId
+    NodeId,
+    NAME_PATTERN
 );
 string_id!(
     /// The public part of an API key (`wdn_<id>_<secret>`): 16 lowercase hex characters.
-    KeyId
+    KeyId,
+    r"^[0-9a-f]{16}$"
 );
 
 impl Digest {
@@ -310,6 +323,29 @@ impl ComponentRef {
         } else {
             ComponentName::parse(text).map(ComponentRef::Name)
         }
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ComponentRef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("ComponentRef"))
+            .pattern(Some(
+                r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ComponentRef {}
+
+impl<'de> Deserialize<'de> for ComponentRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        ComponentRef::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

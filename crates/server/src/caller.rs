@@ -10,6 +10,19 @@ use warden_service::Caller;
 /// The authenticated caller (in open mode, always the `default` tenant).
 pub(crate) struct Authed(pub(crate) Caller);
 
+/// The admin (the admin token, in secured mode), refused before the body is read.
+pub(crate) struct Admin(pub(crate) Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authed(caller) = Authed::from_request_parts(parts, state).await?;
+        state.service().may_administer(&caller)?;
+        Ok(Admin(caller))
+    }
+}
+
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 

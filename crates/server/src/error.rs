@@ -7,13 +7,29 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use warden_registry::RegistryError;
 use warden_runtime::{CompileError, InvokeError, WorldKind};
 use warden_service::ServiceError;
 
 /// Seconds a client should wait before retrying an overloaded server.
 const RETRY_AFTER_SECONDS: &str = "1";
+
+/// Every error answer: `{"error":{"code":"…","message":"…"}}` (what the server sends, and
+/// the schema the OpenAPI document gives for it).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// An error's stable code and its message.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// The stable code: `bad_request`, `unauthorized`, `not_found`, `rate_limited`, …
+    code: &'static str,
+    /// What happened, for a person.
+    message: String,
+}
 
 /// An error answered to an API client.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +151,9 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = Json(json!({ "error": { "code": code, "message": message } }));
+        let body = Json(ErrorBody {
+            error: ErrorDetail { code, message },
+        });
         let retry_after = match &self {
             ApiError::Overloaded(_) | ApiError::ShuttingDown(_) => {
                 Some(HeaderValue::from_static(RETRY_AFTER_SECONDS))

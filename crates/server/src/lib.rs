@@ -10,6 +10,7 @@ mod caller;
 pub mod config;
 mod edge;
 mod error;
+mod extract;
 mod openapi;
 pub mod request_id;
 pub(crate) mod routes;

@@ -2,27 +2,73 @@
 //! attributes and the schemas of the types they answer; served at `GET /openapi.json`.
 //! `scripts/schemathesis` checks a live server against it.
 
+use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
     components, grants, health, metrics, names, pipelines, run, runs, tenants, wit,
 };
 use axum::Json;
-use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
-/// Every error answer: `{"error":{"code":"…","message":"…"}}`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorBody {
-    error: ErrorDetail,
+/// A response for an error status: its description and the [`ErrorBody`] the server sends.
+fn error_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .into()
 }
 
-/// An error's stable code and its message.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorDetail {
-    /// The stable code: `bad_request`, `unauthorized`, `not_found`, `rate_limited`, …
-    code: String,
-    /// What happened, for a person.
-    message: String,
+/// Declares the error responses routes share, each a type `#[utoipa::path(responses(…))]`
+/// lists, so a status and its wording are written once.
+macro_rules! error_responses {
+    ($($(#[$doc:meta])* $name:ident { $($status:literal => $description:literal),+ $(,)? })*) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                [$(($status, $description)),+]
+                    .into_iter()
+                    .map(|(status, description)| (status.to_owned(), error_response(description)))
+                    .collect()
+            }
+        }
+    )*};
+}
+
+error_responses! {
+    /// What every route behind authentication may answer.
+    Refused {
+        "401" => "no or invalid credentials (secured mode)",
+        "403" => "the credentials may not do this",
+        "500" => "a bug in Warden (details in the server log)",
+        "503" => "overloaded or shutting down; see Retry-After",
+    }
+    /// A route with a body, query or path segments that can be malformed.
+    Malformed { "400" => "malformed input" }
+    /// A route that names an object (another tenant's objects are absent too).
+    Absent { "404" => "no such object for this caller" }
+    /// A route with a body that has a cap (every JSON body: 64 KiB).
+    TooLarge { "413" => "the body is larger than its cap" }
+    /// A route that calls or stores under a tenant's quotas.
+    Throttled { "429" => "a tenant quota, rate or share is used up; see Retry-After" }
+    /// A route whose body must arrive at the edge's pace.
+    Late { "408" => "the body did not arrive in time" }
+    /// What a route that sets grants under the tenant's ceiling may answer besides success.
+    GrantRefusals {
+        "400" => "malformed or unusable grants",
+        "401" => "no or invalid credentials (secured mode)",
+        "403" => "beyond the tenant's grants, or the credentials may not do this",
+        "500" => "a bug in Warden (details in the server log)",
+        "503" => "overloaded or shutting down; see Retry-After",
+    }
 }
 
 /// A body of bytes, whatever they are (`type: string, format: binary`).

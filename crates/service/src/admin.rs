@@ -77,14 +77,20 @@ pub struct NewKeyRequest {
     /// Refused from this moment (RFC 3339).
     #[serde(default)]
     pub expires_at: Option<String>,
-    /// Refused this many seconds from now (instead of `expires_at`).
+    /// Refused this many seconds from now (instead of `expires_at`); at most
+    /// [`MAX_KEY_LIFETIME_SECS`] (100 years).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 3_155_760_000_u64))]
     pub expires_in_secs: Option<u64>,
 }
 
 fn manage() -> Scope {
     Scope::Manage
 }
+
+/// Longest lifetime a key may be given, in seconds (100 years): a later instant could not be
+/// written as a date.
+pub const MAX_KEY_LIFETIME_SECS: u64 = 3_155_760_000;
 
 /// Longest key label.
 pub const MAX_KEY_NAME_LEN: usize = 128;
@@ -259,6 +265,11 @@ impl Service {
                 ));
             }
             (Some(at), None) => Some(parse_time(at)?),
+            (None, Some(secs)) if secs > MAX_KEY_LIFETIME_SECS => {
+                return Err(ServiceError::BadRequest(format!(
+                    "expires_in_secs is at most {MAX_KEY_LIFETIME_SECS} (100 years)"
+                )));
+            }
             (None, Some(secs)) => Some(now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))),
             (None, None) => None,
         };

@@ -37,7 +37,8 @@ mod tenants;
 mod usage;
 
 pub use admin::{
-    CreatedKey, KeyView, MAX_KEY_NAME_LEN, NewKeyRequest, NewTenant, TenantPatch, TenantView,
+    CreatedKey, KeyView, MAX_KEY_LIFETIME_SECS, MAX_KEY_NAME_LEN, NewKeyRequest, NewTenant,
+    TenantPatch, TenantView,
 };
 pub use background::USAGE_FLUSH_INTERVAL;
 pub use call::{CallContext, CallReport, CallRequest, Target};

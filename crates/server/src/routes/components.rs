@@ -1,12 +1,13 @@
 //! `/v1/components`: upload once, list, inspect, delete.
 
 use crate::caller::Authed;
-use crate::openapi::ErrorBody;
+use crate::error::ErrorBody;
+use crate::extract::{AppPath, AppQuery};
+use crate::openapi::{Absent, Late, Malformed, Refused, Throttled, TooLarge};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -41,24 +42,16 @@ pub(crate) struct Uploaded {
     responses(
         (status = 201, description = "stored", body = Uploaded),
         (status = 200, description = "these bytes were stored already", body = Uploaded),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 408, description = "the body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
         (status = 422, description = "a valid component of a world Warden does not serve", body = ErrorBody),
-        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, TooLarge, Throttled, Late,
     )
 )]
 pub(crate) async fn upload(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    query: Result<Query<UploadQuery>, QueryRejection>,
+    AppQuery(query): AppQuery<UploadQuery>,
     body: Body,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let name = query
         .name
         .as_deref()
@@ -126,19 +119,14 @@ pub(crate) struct ListQuery {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "a page", body = ComponentPage),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed,
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<Json<ComponentPage>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if !(1..=warden_registry::MAX_PAGE_SIZE).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -164,24 +152,18 @@ pub(crate) async fn list(
     path = "/v1/components/{reference}",
     tag = "components",
     summary = "One component",
-    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$")),
+    params(("reference" = inline(ComponentRef), Path, description = "`sha256:<hex>` or a name")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the component, and what each import may do under its effective grants", body = ComponentView),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(reference): Path<String>,
+    AppPath(reference): AppPath<ComponentRef>,
 ) -> Result<Json<ComponentView>, ApiError> {
-    let reference = ComponentRef::parse(&reference)?;
     let service = state.service();
     let record = service.component(&caller, &reference).await?;
     let grants = service.component_grants(&caller, &reference).await?;
@@ -205,25 +187,19 @@ pub(crate) struct ComponentView {
     path = "/v1/components/{reference}/bytes",
     tag = "components",
     summary = "The component's bytes, as uploaded",
-    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$")),
+    params(("reference" = inline(ComponentRef), Path, description = "`sha256:<hex>` or a name")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the .wasm bytes", content_type = "application/wasm", body = Vec<u8>),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn bytes(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(reference): Path<String>,
+    AppPath(reference): AppPath<ComponentRef>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let reference = ComponentRef::parse(&reference)?;
     let bytes = state.service().component_bytes(&caller, &reference).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/wasm")],
@@ -246,27 +222,20 @@ pub(crate) struct DeleteQuery {
     path = "/v1/components/{reference}",
     tag = "components",
     summary = "Delete a component (409 while named, unless force)",
-    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$"), DeleteQuery),
+    params(("reference" = inline(ComponentRef), Path, description = "`sha256:<hex>` or a name"), DeleteQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "deleted", body = Deleted),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
         (status = 409, description = "names still point at it", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(reference): Path<String>,
-    query: Result<Query<DeleteQuery>, QueryRejection>,
+    AppPath(reference): AppPath<ComponentRef>,
+    AppQuery(query): AppQuery<DeleteQuery>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let reference = ComponentRef::parse(&reference)?;
     let (record, names) = state
         .service()
         .delete(&caller, &reference, query.force)

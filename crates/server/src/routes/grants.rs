@@ -4,19 +4,15 @@
 //! own).
 
 use crate::caller::Authed;
-use crate::openapi::ErrorBody;
+use crate::error::ErrorBody;
+use crate::extract::{AppJson, AppPath};
+use crate::openapi::{Absent, GrantRefusals, Malformed, Refused, TooLarge};
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use warden_registry::{ComponentRef, TenantId};
 use warden_runtime::Grants;
 use warden_service::ComponentGrants;
-
-fn body(body: Result<Json<Grants>, JsonRejection>) -> Result<Grants, ApiError> {
-    body.map(|Json(grants)| grants)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
-}
 
 /// `PUT /v1/tenants/{tenant}/grants`.
 #[utoipa::path(
@@ -24,28 +20,21 @@ fn body(body: Result<Json<Grants>, JsonRejection>) -> Result<Grants, ApiError> {
     path = "/v1/tenants/{tenant}/grants",
     tag = "grants",
     summary = "Set a tenant's capability grants: the ceiling of its components' (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     request_body(content = Grants, content_type = "application/json"),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the tenant's grants", body = Grants),
         (status = 400, description = "malformed or unusable grants", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Absent, TooLarge,
     )
 )]
 pub(crate) async fn put_tenant(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(tenant): Path<String>,
-    grants: Result<Json<Grants>, JsonRejection>,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(grants): AppJson<Grants>,
 ) -> Result<Json<Grants>, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
-    let grants = body(grants)?;
     Ok(Json(
         state
             .service()
@@ -60,24 +49,18 @@ pub(crate) async fn put_tenant(
     path = "/v1/tenants/{tenant}/grants",
     tag = "grants",
     summary = "A tenant's capability grants (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the tenant's grants", body = Grants),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn show_tenant(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(tenant): Path<String>,
+    AppPath(tenant): AppPath<TenantId>,
 ) -> Result<Json<Grants>, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
     Ok(Json(state.service().tenant_grants(&caller, &tenant).await?))
 }
 
@@ -87,28 +70,20 @@ pub(crate) async fn show_tenant(
     path = "/v1/tenants/{tenant}/run-grants",
     tag = "grants",
     summary = "Set what component bytes posted to /run by the tenant run with (admin; default none, within the tenant's grants)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     request_body(content = Grants, content_type = "application/json"),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the tenant's run grants", body = Grants),
-        (status = 400, description = "malformed or unusable grants", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this, or beyond the tenant's grants", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        GrantRefusals, Absent, TooLarge,
     )
 )]
 pub(crate) async fn put_run(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(tenant): Path<String>,
-    grants: Result<Json<Grants>, JsonRejection>,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(grants): AppJson<Grants>,
 ) -> Result<Json<Grants>, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
-    let grants = body(grants)?;
     Ok(Json(
         state
             .service()
@@ -123,24 +98,18 @@ pub(crate) async fn put_run(
     path = "/v1/tenants/{tenant}/run-grants",
     tag = "grants",
     summary = "What component bytes posted to /run by the tenant run with (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the tenant's run grants", body = Grants),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn show_run(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(tenant): Path<String>,
+    AppPath(tenant): AppPath<TenantId>,
 ) -> Result<Json<Grants>, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
     Ok(Json(state.service().run_grants(&caller, &tenant).await?))
 }
 
@@ -150,28 +119,20 @@ pub(crate) async fn show_run(
     path = "/v1/components/{reference}/grants",
     tag = "grants",
     summary = "Narrow one component's capability grants (never beyond the tenant's: 403)",
-    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$")),
+    params(("reference" = inline(ComponentRef), Path, description = "`sha256:<hex>` or a name")),
     request_body(content = Grants, content_type = "application/json"),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the component's grants, as set and in effect", body = ComponentGrants),
-        (status = 400, description = "malformed or unusable grants", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "beyond the tenant's grants, or the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        GrantRefusals, Absent, TooLarge,
     )
 )]
 pub(crate) async fn put_component(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(reference): Path<String>,
-    grants: Result<Json<Grants>, JsonRejection>,
+    AppPath(reference): AppPath<ComponentRef>,
+    AppJson(grants): AppJson<Grants>,
 ) -> Result<Json<ComponentGrants>, ApiError> {
-    let reference = ComponentRef::parse(&reference)?;
-    let grants = body(grants)?;
     Ok(Json(
         state
             .service()
@@ -186,24 +147,18 @@ pub(crate) async fn put_component(
     path = "/v1/components/{reference}/grants",
     tag = "grants",
     summary = "One component's capability grants, as set and in effect",
-    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$")),
+    params(("reference" = inline(ComponentRef), Path, description = "`sha256:<hex>` or a name")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the component's grants", body = ComponentGrants),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn show_component(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(reference): Path<String>,
+    AppPath(reference): AppPath<ComponentRef>,
 ) -> Result<Json<ComponentGrants>, ApiError> {
-    let reference = ComponentRef::parse(&reference)?;
     Ok(Json(
         state
             .service()
@@ -239,23 +194,17 @@ pub(crate) struct SecretNames {
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "stored"),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
         (status = 409, description = "the server keeps no secrets (no secrets_key)", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
         (status = 429, description = "the tenant keeps as many secrets as it may", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, TooLarge,
     )
 )]
 pub(crate) async fn put_secret(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(key): Path<String>,
-    value: Result<Json<SecretValue>, JsonRejection>,
+    AppPath(key): AppPath<String>,
+    AppJson(value): AppJson<SecretValue>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let Json(value) = value.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     state
         .service()
         .set_secret(&caller, &key, &value.value)
@@ -272,10 +221,7 @@ pub(crate) async fn put_secret(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the names", body = SecretNames),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused,
     )
 )]
 pub(crate) async fn secret_names(
@@ -296,17 +242,13 @@ pub(crate) async fn secret_names(
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "deleted"),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Absent,
     )
 )]
 pub(crate) async fn delete_secret(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(key): Path<String>,
+    AppPath(key): AppPath<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     state.service().delete_secret(&caller, &key).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)

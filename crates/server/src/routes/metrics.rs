@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus metrics in the OpenMetrics text format. Open mode: open.
 //! Secured mode: the admin token or `metrics.token`.
 
-use crate::openapi::ErrorBody;
+use crate::openapi::{Absent, Refused};
 use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -19,11 +19,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the metrics", content_type = "application/openmetrics-text", body = String),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Absent,
     )
 )]
 pub(crate) async fn metrics(

@@ -12,6 +12,7 @@ pub(crate) mod tenants;
 pub(crate) mod wit;
 
 use crate::AppState;
+use crate::extract::MAX_JSON_BODY_BYTES;
 use axum::Json;
 use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -37,15 +38,10 @@ const WALL_HEADER: HeaderName = HeaderName::from_static("warden-wall-us");
 /// Raw responses: number of log lines (fetch them with `Accept: application/json`).
 const LOG_LINES_HEADER: HeaderName = HeaderName::from_static("warden-log-lines");
 
-/// Largest JSON request body (names), in bytes. Component bodies are capped separately by
-/// `engine.max_component_bytes` in `body::BodyRules::read`.
-const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
-
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .merge(operations())
+        .merge(administration())
         .route("/run", post(run::run_bytes))
         .route(
             "/v1/components",
@@ -64,30 +60,6 @@ pub(crate) fn router() -> Router<AppState> {
         .route(
             "/v1/names/{name}",
             put(names::put).get(names::show).delete(names::delete),
-        )
-        .route("/v1/tenants", post(tenants::create).get(tenants::list))
-        .route(
-            "/v1/tenants/{tenant}",
-            get(tenants::show)
-                .patch(tenants::update)
-                .delete(tenants::delete),
-        )
-        .route(
-            "/v1/tenants/{tenant}/keys",
-            post(tenants::create_key).get(tenants::keys),
-        )
-        .route(
-            "/v1/tenants/{tenant}/keys/{key}",
-            axum::routing::delete(tenants::revoke_key),
-        )
-        .route("/v1/tenants/{tenant}/usage", get(tenants::tenant_usage))
-        .route(
-            "/v1/tenants/{tenant}/grants",
-            put(grants::put_tenant).get(grants::show_tenant),
-        )
-        .route(
-            "/v1/tenants/{tenant}/run-grants",
-            put(grants::put_run).get(grants::show_run),
         )
         .route(
             "/v1/components/{reference}/grants",
@@ -133,9 +105,22 @@ pub(crate) fn router() -> Router<AppState> {
 /// administration, reachable even when `listen` is flooded.
 pub(crate) fn admin_router() -> Router<AppState> {
     Router::new()
+        .merge(operations())
+        .merge(administration())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+}
+
+/// Health, metrics and the API's document: on both listeners.
+fn operations() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(crate::openapi::openapi_json))
+}
+
+/// Tenants, their keys, usage and grants (the admin token): on both listeners.
+fn administration() -> Router<AppState> {
+    Router::new()
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/v1/tenants/{tenant}",
@@ -160,7 +145,6 @@ pub(crate) fn admin_router() -> Router<AppState> {
             "/v1/tenants/{tenant}/run-grants",
             put(grants::put_run).get(grants::show_run),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
 }
 
 /// A completed call, as answered: HTTP 200 whatever the outcome, the outcome also in a header.

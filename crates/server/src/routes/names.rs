@@ -2,11 +2,11 @@
 //! pointing the name at an earlier digest again.
 
 use crate::caller::Authed;
-use crate::openapi::ErrorBody;
+use crate::extract::{AppJson, AppPath};
+use crate::openapi::{Absent, Malformed, Refused, TooLarge};
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use warden_registry::{ComponentName, ComponentRef, NameRecord};
@@ -26,27 +26,20 @@ pub(crate) struct PointName {
     path = "/v1/names/{name}",
     tag = "names",
     summary = "Point a name at a component (every change is kept)",
-    params(("name" = String, Path, description = "the name", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("name" = inline(ComponentName), Path, description = "the name")),
     request_body(content = PointName, content_type = "application/json"),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the name", body = NameRecord),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent, TooLarge,
     )
 )]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(name): Path<String>,
-    body: Result<Json<PointName>, JsonRejection>,
+    AppPath(name): AppPath<ComponentName>,
+    AppJson(body): AppJson<PointName>,
 ) -> Result<Json<NameRecord>, ApiError> {
-    let name = ComponentName::parse(&name)?;
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let target = ComponentRef::parse(&body.digest)?;
     Ok(Json(
         state.service().set_name(&caller, &name, &target).await?,
@@ -59,24 +52,18 @@ pub(crate) async fn put(
     path = "/v1/names/{name}",
     tag = "names",
     summary = "A name's target and history",
-    params(("name" = String, Path, description = "the name", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("name" = inline(ComponentName), Path, description = "the name")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the name", body = NameRecord),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<ComponentName>,
 ) -> Result<Json<NameRecord>, ApiError> {
-    let name = ComponentName::parse(&name)?;
     Ok(Json(state.service().name(&caller, &name).await?))
 }
 
@@ -86,24 +73,18 @@ pub(crate) async fn show(
     path = "/v1/names/{name}",
     tag = "names",
     summary = "Remove a name (the component stays)",
-    params(("name" = String, Path, description = "the name", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("name" = inline(ComponentName), Path, description = "the name")),
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "removed"),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<ComponentName>,
 ) -> Result<StatusCode, ApiError> {
-    let name = ComponentName::parse(&name)?;
     state.service().delete_name(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,13 +11,14 @@
 
 use crate::body::PacedBody;
 use crate::caller::Authed;
-use crate::openapi::{Binary, ErrorBody};
+use crate::error::ErrorBody;
+use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::openapi::{Absent, Binary, Malformed, Refused, Throttled, TooLarge};
 use crate::request_id::RequestIds;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -27,8 +28,6 @@ use warden_registry::{PipelineName, PipelineRecord, PipelineSpec};
 use warden_service::pipelines::PipelineView;
 use warden_service::{CallContext, Framing, RunSummary};
 
-/// Largest pipeline definition, in bytes (every JSON body's cap).
-pub(crate) const MAX_PIPELINE_JSON_BYTES: usize = super::MAX_JSON_BODY_BYTES;
 /// Most bytes of records a JSON answer collects (the rest are counted, not returned).
 pub(crate) const MAX_JSON_RECORD_BYTES: usize = 16 * 1024 * 1024;
 /// What each record a JSON answer keeps counts beyond its bytes.
@@ -49,32 +48,17 @@ const OUTPUT_RECORDS_IN_FLIGHT: usize = 256;
     security((), ("bearer" = [])),
     responses(
         (status = 201, description = "the pipeline with its new current version", body = PipelineView),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
         (status = 422, description = "the pipeline cannot run (invalid_pipeline names the node or edge)", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, TooLarge,
     )
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    body: Result<Json<PipelineSpec>, JsonRejection>,
+    AppJson(spec): AppJson<PipelineSpec>,
 ) -> Result<(StatusCode, Json<PipelineView>), ApiError> {
-    let Json(spec) = body.map_err(json_error)?;
     let view = state.service().create_pipeline(&caller, spec).await?;
     Ok((StatusCode::CREATED, Json(view)))
-}
-
-fn json_error(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::BytesRejection(_) => ApiError::TooLarge(format!(
-            "a pipeline definition is at most {MAX_PIPELINE_JSON_BYTES} bytes"
-        )),
-        other => ApiError::BadRequest(other.body_text()),
-    }
 }
 
 /// `GET /v1/pipelines`.
@@ -86,10 +70,7 @@ fn json_error(rejection: JsonRejection) -> ApiError {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the pipelines, by name", body = Vec<PipelineRecord>),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused,
     )
 )]
 pub(crate) async fn list(
@@ -105,24 +86,18 @@ pub(crate) async fn list(
     path = "/v1/pipelines/{name}",
     tag = "pipelines",
     summary = "A pipeline: its current version and history",
-    params(("name" = String, Path, description = "the pipeline", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("name" = inline(PipelineName), Path, description = "the pipeline")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the pipeline", body = PipelineView),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<PipelineName>,
 ) -> Result<Json<PipelineView>, ApiError> {
-    let name = PipelineName::parse(&name)?;
     Ok(Json(state.service().pipeline(&caller, &name, None).await?))
 }
 
@@ -133,26 +108,20 @@ pub(crate) async fn show(
     tag = "pipelines",
     summary = "One version of a pipeline",
     params(
-        ("name" = String, Path, description = "the pipeline", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"),
+        ("name" = inline(PipelineName), Path, description = "the pipeline"),
         ("version" = u32, Path, description = "the version, from 1", minimum = 1),
     ),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the pipeline with that version", body = PipelineView),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn version(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path((name, version)): Path<(String, String)>,
+    AppPath((name, version)): AppPath<(PipelineName, String)>,
 ) -> Result<Json<PipelineView>, ApiError> {
-    let name = PipelineName::parse(&name)?;
     let version = parse_version(&version)?;
     Ok(Json(
         state
@@ -184,28 +153,20 @@ pub(crate) struct CurrentVersion {
     path = "/v1/pipelines/{name}/current",
     tag = "pipelines",
     summary = "Choose the version that runs (roll back or forward)",
-    params(("name" = String, Path, description = "the pipeline", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("name" = inline(PipelineName), Path, description = "the pipeline")),
     request_body(content = CurrentVersion, content_type = "application/json"),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the pipeline with its new current version", body = PipelineView),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent, TooLarge,
     )
 )]
 pub(crate) async fn set_current(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(name): Path<String>,
-    body: Result<Json<CurrentVersion>, JsonRejection>,
+    AppPath(name): AppPath<PipelineName>,
+    AppJson(body): AppJson<CurrentVersion>,
 ) -> Result<Json<PipelineView>, ApiError> {
-    let name = PipelineName::parse(&name)?;
-    let Json(body) = body.map_err(json_error)?;
     Ok(Json(
         state
             .service()
@@ -220,24 +181,18 @@ pub(crate) async fn set_current(
     path = "/v1/pipelines/{name}",
     tag = "pipelines",
     summary = "Delete a pipeline with every version",
-    params(("name" = String, Path, description = "the pipeline", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("name" = inline(PipelineName), Path, description = "the pipeline")),
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "deleted"),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(name): Path<String>,
+    AppPath(name): AppPath<PipelineName>,
 ) -> Result<StatusCode, ApiError> {
-    let name = PipelineName::parse(&name)?;
     state.service().delete_pipeline(&caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -289,7 +244,7 @@ pub(crate) struct RunDocument {
     path = "/v1/pipelines/{name}/run",
     tag = "pipelines",
     summary = "Run a pipeline over the body's records, streaming the sinks' records back",
-    params(("name" = String, Path, description = "the pipeline", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"), RunOptions),
+    params(("name" = inline(PipelineName), Path, description = "the pipeline"), RunOptions),
     request_body(description = "records: NDJSON (application/x-ndjson), CSV (text/csv) or one record (anything else); at least one byte", content(
         (inline(Binary) = "application/x-ndjson"),
         (inline(Binary) = "text/csv"),
@@ -302,27 +257,20 @@ pub(crate) struct RunDocument {
             (RunDocument = "application/json"),
         )),
         (status = 400, description = "malformed input, or no body (empty_body)", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
         (status = 408, description = "a CSV header did not arrive in time (request_timeout)", body = ErrorBody),
         (status = 422, description = "the stored pipeline cannot run, or a CSV header is over the record cap (invalid_input)", body = ErrorBody),
-        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Absent, Throttled,
     )
 )]
 pub(crate) async fn run(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,
     Authed(caller): Authed,
-    Path(name): Path<String>,
-    options: Result<Query<RunOptions>, QueryRejection>,
+    AppPath(name): AppPath<PipelineName>,
+    AppQuery(options): AppQuery<RunOptions>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = PipelineName::parse(&name)?;
-    let Query(options) = options.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let header_text = |name: header::HeaderName| {
         headers
             .get(name)

@@ -5,12 +5,13 @@
 
 use super::ExecutionResponse;
 use crate::caller::Authed;
-use crate::openapi::ErrorBody;
+use crate::error::ErrorBody;
+use crate::extract::{AppPath, Overrides};
+use crate::openapi::{Absent, Late, Malformed, Refused, Throttled, TooLarge};
 use crate::request_id::RequestIds;
 use crate::{ApiError, AppState};
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Extension, Path, Query, RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -29,25 +30,17 @@ use warden_service::{CallContext, CallRequest, Caller, Target};
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the call ran (whatever its outcome)", body = ExecutionResponse),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 408, description = "the body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
         (status = 422, description = "not a runner component", body = ErrorBody),
-        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, TooLarge, Throttled, Late,
     )
 )]
 pub(crate) async fn run_bytes(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,
     Authed(caller): Authed,
-    overrides: Result<Query<LimitOverrides>, QueryRejection>,
+    Overrides(overrides): Overrides,
     body: Body,
 ) -> Result<ExecutionResponse, ApiError> {
-    let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
     state.service().may_call(&caller)?;
     let max = state.config().engine.max_component_bytes;
     let body = state.body_rules().read(body, max, "component").await?;
@@ -62,29 +55,22 @@ pub(crate) async fn run_bytes(
     path = "/v1/components/{reference}/run",
     tag = "calls",
     summary = "Run a stored runner component",
-    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$"), LimitOverrides),
+    params(("reference" = inline(ComponentRef), Path, description = "`sha256:<hex>` or a name"), LimitOverrides),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the call ran (whatever its outcome)", body = ExecutionResponse),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
         (status = 422, description = "not a runner component", body = ErrorBody),
-        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent, Throttled,
     )
 )]
 pub(crate) async fn run_stored(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,
     Authed(caller): Authed,
-    Path(reference): Path<String>,
-    overrides: Result<Query<LimitOverrides>, QueryRejection>,
+    AppPath(reference): AppPath<ComponentRef>,
+    Overrides(overrides): Overrides,
 ) -> Result<ExecutionResponse, ApiError> {
-    let Query(overrides) = overrides.map_err(|e| ApiError::InvalidLimit(e.body_text()))?;
-    let target = Target::Stored(ComponentRef::parse(&reference)?);
+    let target = Target::Stored(reference);
     let config = GuestConfig::default();
     call(&state, ids, &caller, target, None, overrides, config).await
 }
@@ -98,7 +84,7 @@ pub(crate) async fn run_stored(
     path = "/v1/components/{reference}/invoke",
     tag = "calls",
     summary = "Call a stored transformer with the body as its input",
-    params(("reference" = String, Path, description = "`sha256:<hex>` or a name", pattern = r"^(sha256:[0-9a-fA-F]{64}|[a-z0-9][a-z0-9._-]{0,63})$"), LimitOverrides),
+    params(("reference" = inline(ComponentRef), Path, description = "`sha256:<hex>` or a name"), LimitOverrides),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the input"),
     security((), ("bearer" = [])),
     responses(
@@ -106,23 +92,15 @@ pub(crate) async fn run_stored(
             (ExecutionResponse = "application/json"),
             (Vec<u8> = "application/octet-stream"),
         )),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 408, description = "the body did not arrive in time", body = ErrorBody),
-        (status = 413, description = "the body is larger than its cap", body = ErrorBody),
         (status = 422, description = "not a transformer component", body = ErrorBody),
-        (status = 429, description = "a tenant quota, rate or share is used up; see Retry-After", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent, TooLarge, Throttled, Late,
     )
 )]
 pub(crate) async fn invoke_stored(
     State(state): State<AppState>,
     Extension(ids): Extension<RequestIds>,
     Authed(caller): Authed,
-    Path(reference): Path<String>,
+    AppPath(reference): AppPath<ComponentRef>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -131,7 +109,7 @@ pub(crate) async fn invoke_stored(
     let overrides: LimitOverrides = serde_urlencoded::from_str(&query)
         .map_err(|e| ApiError::InvalidLimit(format!("Failed to deserialize query string: {e}")))?;
     let config = config_from_query(&query)?;
-    let target = Target::Stored(ComponentRef::parse(&reference)?);
+    let target = Target::Stored(reference);
     let max_input = state.service().may_call(&caller)?.max_input_bytes;
     let input = state.body_rules().read(body, max_input, "input").await?;
     let input = Some(input.bytes.as_ref());

@@ -2,11 +2,11 @@
 //! A tenant reads its own; the admin token names a tenant with `?tenant=ID`.
 
 use crate::caller::Authed;
-use crate::openapi::ErrorBody;
+use crate::extract::{AppPath, AppQuery};
+use crate::openapi::{Absent, Malformed, Refused};
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -83,20 +83,14 @@ fn tenant(text: Option<&str>) -> Result<Option<TenantId>, ApiError> {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "a page", body = RunsPage),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    query: Result<Query<RunsQuery>, QueryRejection>,
+    AppQuery(query): AppQuery<RunsQuery>,
 ) -> Result<Json<RunsPage>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let service = state.service();
     let tenant = tenant(query.tenant.as_deref())?;
     let component = query
@@ -156,26 +150,19 @@ pub(crate) async fn list(
     path = "/v1/runs/{id}",
     tag = "runs",
     summary = "One invocation record",
-    params(("id" = String, Path, description = "the run id (Warden-Run-Id)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"), TenantQuery),
+    params(("id" = inline(RunId), Path, description = "the run id (Warden-Run-Id)"), TenantQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the record", body = RunRecord),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
-    query: Result<Query<TenantQuery>, QueryRejection>,
+    AppPath(id): AppPath<RunId>,
+    AppQuery(query): AppQuery<TenantQuery>,
 ) -> Result<Json<RunRecord>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let id = RunId::parse(&id)?;
     let tenant = tenant(query.tenant.as_deref())?;
     Ok(Json(
         state
@@ -191,26 +178,19 @@ pub(crate) async fn show(
     path = "/v1/runs/{id}/input",
     tag = "runs",
     summary = "The input kept with a record",
-    params(("id" = String, Path, description = "the run id (Warden-Run-Id)", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"), TenantQuery),
+    params(("id" = inline(RunId), Path, description = "the run id (Warden-Run-Id)"), TenantQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the input bytes", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn input(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(id): Path<String>,
-    query: Result<Query<TenantQuery>, QueryRejection>,
+    AppPath(id): AppPath<RunId>,
+    AppQuery(query): AppQuery<TenantQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let id = RunId::parse(&id)?;
     let tenant = tenant(query.tenant.as_deref())?;
     let bytes = state
         .service()

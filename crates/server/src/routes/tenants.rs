@@ -1,23 +1,19 @@
 //! Tenants, keys and usage: `/v1/tenants…` for the admin token (secured mode only),
 //! `/v1/me` and `/v1/usage` for a tenant's own key.
 
-use crate::caller::Authed;
-use crate::openapi::ErrorBody;
+use crate::caller::{Admin, Authed};
+use crate::error::ErrorBody;
+use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::openapi::{Absent, Malformed, Refused, TooLarge};
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use warden_registry::{KeyId, Tenant, TenantId};
 use warden_service::{
     CreatedKey, KeyView, Me, NewKeyRequest, NewTenant, TenantPatch, TenantView, UsageReport,
 };
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(body)| body)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
-}
 
 /// `POST /v1/tenants` with `{"id":"acme","limits":{…},"quotas":{…}}`: 201.
 #[utoipa::path(
@@ -29,21 +25,15 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     security((), ("bearer" = [])),
     responses(
         (status = 201, description = "created", body = TenantView),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
         (status = 409, description = "the tenant exists", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, TooLarge,
     )
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Authed(caller): Authed,
-    body: Result<Json<NewTenant>, JsonRejection>,
+    Admin(caller): Admin,
+    AppJson(new): AppJson<NewTenant>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
-    state.service().may_administer(&caller)?;
-    let new = json_body(body)?;
     let view = state.service().create_tenant(&caller, new).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -57,10 +47,7 @@ pub(crate) async fn create(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the tenants", body = TenantList),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused,
     )
 )]
 pub(crate) async fn list(
@@ -77,24 +64,18 @@ pub(crate) async fn list(
     path = "/v1/tenants/{tenant}",
     tag = "tenants",
     summary = "One tenant, with its effective limits (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the tenant", body = TenantView),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(tenant): Path<String>,
+    AppPath(tenant): AppPath<TenantId>,
 ) -> Result<Json<TenantView>, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
     Ok(Json(state.service().tenant(&caller, &tenant).await?))
 }
 
@@ -104,28 +85,20 @@ pub(crate) async fn show(
     path = "/v1/tenants/{tenant}",
     tag = "tenants",
     summary = "Change a tenant's limits, quotas or recording policy (a merge patch; admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     request_body(content = TenantPatch, content_type = "application/json"),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the tenant", body = TenantView),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent, TooLarge,
     )
 )]
 pub(crate) async fn update(
     State(state): State<AppState>,
-    Authed(caller): Authed,
-    Path(tenant): Path<String>,
-    body: Result<Json<TenantPatch>, JsonRejection>,
+    Admin(caller): Admin,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(patch): AppJson<TenantPatch>,
 ) -> Result<Json<TenantView>, ApiError> {
-    state.service().may_administer(&caller)?;
-    let tenant = TenantId::parse(&tenant)?;
-    let patch = json_body(body)?;
     Ok(Json(
         state
             .service()
@@ -140,25 +113,19 @@ pub(crate) async fn update(
     path = "/v1/tenants/{tenant}",
     tag = "tenants",
     summary = "Delete a tenant with its keys, names, components and records (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "deleted"),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
         (status = 409, description = "the default tenant cannot be deleted", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(tenant): Path<String>,
+    AppPath(tenant): AppPath<TenantId>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
     state.service().delete_tenant(&caller, &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -169,28 +136,20 @@ pub(crate) async fn delete(
     path = "/v1/tenants/{tenant}/keys",
     tag = "keys",
     summary = "Create an API key; the token is in this answer only (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     request_body(content = NewKeyRequest, content_type = "application/json"),
     security((), ("bearer" = [])),
     responses(
         (status = 201, description = "created", body = CreatedKey),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent, TooLarge,
     )
 )]
 pub(crate) async fn create_key(
     State(state): State<AppState>,
-    Authed(caller): Authed,
-    Path(tenant): Path<String>,
-    body: Result<Json<NewKeyRequest>, JsonRejection>,
+    Admin(caller): Admin,
+    AppPath(tenant): AppPath<TenantId>,
+    AppJson(request): AppJson<NewKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    state.service().may_administer(&caller)?;
-    let tenant = TenantId::parse(&tenant)?;
-    let request = json_body(body)?;
     let created = state.service().create_key(&caller, &tenant, request)?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -201,24 +160,18 @@ pub(crate) async fn create_key(
     path = "/v1/tenants/{tenant}/keys",
     tag = "keys",
     summary = "A tenant's keys, never their tokens (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the keys", body = KeyList),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn keys(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(tenant): Path<String>,
+    AppPath(tenant): AppPath<TenantId>,
 ) -> Result<Json<KeyList>, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
     let keys: Vec<KeyView> = state.service().keys(&caller, &tenant)?;
     Ok(Json(KeyList { keys }))
 }
@@ -229,25 +182,18 @@ pub(crate) async fn keys(
     path = "/v1/tenants/{tenant}/keys/{key}",
     tag = "keys",
     summary = "Revoke a key (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"), ("key" = String, Path, description = "the key id", pattern = r"^[0-9a-f]{16}$")),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id"), ("key" = inline(KeyId), Path, description = "the key id")),
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "revoked"),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path((tenant, key)): Path<(String, String)>,
+    AppPath((tenant, key)): AppPath<(TenantId, KeyId)>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
-    let key = KeyId::parse(&key)?;
     state.service().revoke_key(&caller, &tenant, &key)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -282,26 +228,19 @@ pub(crate) struct UsageQuery {
     path = "/v1/tenants/{tenant}/usage",
     tag = "usage",
     summary = "A tenant's usage (admin)",
-    params(("tenant" = String, Path, description = "the tenant id", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"), UsageQuery),
+    params(("tenant" = inline(TenantId), Path, description = "the tenant id"), UsageQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the usage", body = UsageReport),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 404, description = "no such object for this caller", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed, Absent,
     )
 )]
 pub(crate) async fn tenant_usage(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    Path(tenant): Path<String>,
-    query: Result<Query<UsageQuery>, QueryRejection>,
+    AppPath(tenant): AppPath<TenantId>,
+    AppQuery(query): AppQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let tenant = TenantId::parse(&tenant)?;
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let report = state
         .service()
         .usage(
@@ -324,19 +263,14 @@ pub(crate) async fn tenant_usage(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the usage", body = UsageReport),
-        (status = 400, description = "malformed input", body = ErrorBody),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused, Malformed,
     )
 )]
 pub(crate) async fn usage(
     State(state): State<AppState>,
     Authed(caller): Authed,
-    query: Result<Query<UsageQuery>, QueryRejection>,
+    AppQuery(query): AppQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let report = state
         .service()
         .usage(&caller, None, query.from.as_deref(), query.to.as_deref())
@@ -353,10 +287,7 @@ pub(crate) async fn usage(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "the caller", body = Me),
-        (status = 401, description = "no or invalid credentials (secured mode)", body = ErrorBody),
-        (status = 403, description = "the credentials may not do this", body = ErrorBody),
-        (status = 500, description = "a bug in Warden (details in the server log)", body = ErrorBody),
-        (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
+        Refused,
     )
 )]
 pub(crate) async fn me(

@@ -8,9 +8,9 @@
 //! OCI clients read; every other route keeps Warden's own error shape.
 
 use crate::ApiError;
-use crate::openapi::ErrorBody;
+use crate::error::ErrorBody;
+use crate::extract::AppPath;
 use axum::Json;
-use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -102,7 +102,7 @@ pub(crate) async fn list() -> Json<WitPackages> {
     )
 )]
 pub(crate) async fn show(
-    Path(reference): Path<String>,
+    AppPath(reference): AppPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let served = Contract::get().find(&reference).ok_or_else(|| {
@@ -191,7 +191,7 @@ pub(crate) struct TagList {
         (status = 503, description = "overloaded or shutting down; see Retry-After", body = ErrorBody),
     )
 )]
-pub(crate) async fn oci_tags(Path((namespace, name)): Path<(String, String)>) -> Response {
+pub(crate) async fn oci_tags(AppPath((namespace, name)): AppPath<(String, String)>) -> Response {
     let repository = format!("{namespace}/{name}");
     match Contract::get().tags(&repository) {
         Some(tags) => (
@@ -225,7 +225,7 @@ pub(crate) async fn oci_tags(Path((namespace, name)): Path<(String, String)>) ->
     )
 )]
 pub(crate) async fn oci_manifest(
-    Path((namespace, name, reference)): Path<(String, String, String)>,
+    AppPath((namespace, name, reference)): AppPath<(String, String, String)>,
 ) -> Response {
     let contract = Contract::get();
     let repository = format!("{namespace}/{name}");
@@ -272,7 +272,7 @@ pub(crate) async fn oci_manifest(
     )
 )]
 pub(crate) async fn oci_blob(
-    Path((namespace, name, digest)): Path<(String, String, String)>,
+    AppPath((namespace, name, digest)): AppPath<(String, String, String)>,
 ) -> Response {
     let contract = Contract::get();
     let repository = format!("{namespace}/{name}");
