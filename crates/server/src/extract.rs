@@ -61,7 +61,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
         }
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| JsonRejection::from(rejection))?;
+            .map_err(JsonRejection::from)?;
         if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::BadRequest(
                 "the body must be a JSON object".into(),
