@@ -69,9 +69,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let report = match service.call(&context, request).await {
         Ok(report) => report,
         Err(ServiceError::Registry(RegistryError::Compile(error)))
-            if !matches!(error, CompileError::Internal(_)) =>
+            if !matches!(error, CompileError::Internal { .. }) =>
         {
-            eprintln!("rejected: {error}");
+            eprintln!("rejected: {}", warden_runtime::describe(&error));
             return Ok(EXIT_REJECTED);
         }
         Err(error @ ServiceError::WrongWorld { .. }) => {
@@ -147,9 +147,9 @@ pub(crate) async fn compile_file(
     let runtime = Runtime::new(engine)?;
     match runtime.compile(Arc::from(bytes)).await {
         Ok(prepared) => Ok(Some((runtime, prepared))),
-        Err(error @ CompileError::Internal(_)) => Err(error.into()),
+        Err(error @ CompileError::Internal { .. }) => Err(error.into()),
         Err(error) => {
-            eprintln!("rejected: {error}");
+            eprintln!("rejected: {}", warden_runtime::describe(&error));
             Ok(None)
         }
     }

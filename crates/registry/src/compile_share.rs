@@ -139,7 +139,10 @@ impl CompileShares {
         let turn = running
             .acquire_owned()
             .await
-            .map_err(|_| CompileError::Internal("compile share closed".into()))?;
+            .map_err(|e| CompileError::Internal {
+                context: "a tenant's compile share closed",
+                source: Some(e.into()),
+            })?;
         Ok(SharePermit {
             _turn: Some(turn),
             _admission: Some(admission),

@@ -13,7 +13,7 @@
 use crate::long_calls::LowPriority;
 use crate::sandbox::Sandbox;
 use crate::world::{self, ComponentInfo, IncompatibleWorld};
-use crate::{Runtime, Tier};
+use crate::{Cause, Runtime, Tier};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -44,18 +44,40 @@ pub enum CompileError {
     /// A serialized wasmtime artifact: tenant bytes are never deserialized.
     #[error("precompiled artifacts are not accepted: upload the component's .wasm bytes")]
     Precompiled,
-    /// Not a valid component (random bytes, a core module, corrupt or truncated input).
-    #[error("{0}")]
-    Invalid(String),
+    /// Not a valid component (random bytes, a core module, corrupt or truncated input): what is
+    /// wrong, and wasmtime's reason when it found the fault.
+    #[error("{reason}")]
+    Invalid {
+        /// What is wrong, for the sender of the bytes.
+        reason: &'static str,
+        /// wasmtime's error, when it refused the bytes.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A valid component that does not implement a world Warden serves.
     #[error(transparent)]
     IncompatibleWorld(#[from] IncompatibleWorld),
     /// Too many compilations are running or waiting; retry later.
     #[error("too many compilations in progress; retry later")]
     Overloaded,
-    /// Something failed inside Warden.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Something failed inside Warden: what it was doing, and the error underneath.
+    #[error("internal error: {context}")]
+    Internal {
+        /// What failed.
+        context: &'static str,
+        /// The error underneath, if any.
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl CompileError {
+    fn internal(context: &'static str, source: impl Into<Cause>) -> CompileError {
+        CompileError::Internal {
+            context,
+            source: Some(source.into()),
+        }
+    }
 }
 
 /// Which compiler made a [`Prepared`].
@@ -114,13 +136,14 @@ impl Prepared {
     /// [`CompileError::Internal`] if wasmtime cannot serialize it.
     pub fn serialize(&self) -> Result<Vec<u8>, CompileError> {
         if self.tier == CompileTier::Baseline {
-            return Err(CompileError::Internal(
-                "baseline (Winch) code is never cached".into(),
-            ));
+            return Err(CompileError::Internal {
+                context: "baseline (Winch) code is never cached",
+                source: None,
+            });
         }
         self.component
             .serialize()
-            .map_err(|e| CompileError::Internal(format!("serializing a compiled component: {e}")))
+            .map_err(|e| CompileError::internal("serializing a compiled component", e))
     }
 }
 
@@ -221,16 +244,17 @@ impl Runtime {
             return Err(CompileError::Precompiled);
         }
         if bytes.starts_with(&CORE_MODULE_HEADER) {
-            return Err(CompileError::Invalid(
-                "this is a core wasm module, not a component: wrap it with `wasm-tools component \
-                 new` or build for the wasm32-wasip2 target"
-                    .into(),
-            ));
+            return Err(CompileError::Invalid {
+                reason: "this is a core wasm module, not a component: wrap it with `wasm-tools \
+                         component new` or build for the wasm32-wasip2 target",
+                source: None,
+            });
         }
         if !bytes.starts_with(&WASM_MAGIC) {
-            return Err(CompileError::Invalid(
-                "not a WebAssembly component (missing the \\0asm magic number)".into(),
-            ));
+            return Err(CompileError::Invalid {
+                reason: "not a WebAssembly component (missing the \\0asm magic number)",
+                source: None,
+            });
         }
         Ok(())
     }
@@ -241,7 +265,7 @@ async fn turn(slots: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, CompileErr
     Arc::clone(slots)
         .acquire_owned()
         .await
-        .map_err(|_| CompileError::Internal("compile pool closed".into()))
+        .map_err(|e| CompileError::internal("the compile pool closed", e))
 }
 
 /// Runs a compile on its own blocking thread. The thread keeps `permits` until the compiler
@@ -256,7 +280,7 @@ async fn on_compile_thread<P: Send + 'static>(
         work()
     })
     .await
-    .map_err(|e| CompileError::Internal(format!("compile thread failed: {e}")))?
+    .map_err(|e| CompileError::internal("the compile thread failed", e))?
 }
 
 impl Tier {
@@ -264,8 +288,10 @@ impl Tier {
     /// thread.
     fn compile(&self, bytes: &[u8]) -> Result<Prepared, CompileError> {
         let started = Instant::now();
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| CompileError::Invalid(format!("invalid component: {e:#}")))?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| CompileError::Invalid {
+            reason: "invalid component",
+            source: Some(e.into()),
+        })?;
         self.link(component, started.elapsed())
     }
 
@@ -294,5 +320,5 @@ fn deserialize_trusted(engine: &Engine, path: &Path) -> Result<Component, Compil
     // rename, and the caller checks the file's recorded digest before calling this function.
     // Tenant-supplied bytes never reach this path (`check_bytes` rejects serialized artifacts).
     unsafe { Component::deserialize_file(engine, path) }
-        .map_err(|e| CompileError::Internal(format!("loading a compiled artifact: {e:#}")))
+        .map_err(|e| CompileError::internal("loading a compiled artifact", e))
 }

@@ -109,9 +109,15 @@ pub enum InvokeError {
         /// The world the component implements.
         found: WorldKind,
     },
-    /// The thread running the call failed (a bug in Warden).
-    #[error("execution thread failed: {0}")]
-    Internal(String),
+    /// Something failed inside Warden (a bug): what it was doing, and the error underneath.
+    #[error("internal error: {context}")]
+    Internal {
+        /// What failed.
+        context: &'static str,
+        /// The error underneath, if any.
+        #[source]
+        source: Option<crate::Cause>,
+    },
 }
 
 /// What the guest handed back before the store is dropped.
@@ -338,7 +344,10 @@ impl Runtime {
         // releases its slot and memory) whenever its thread next runs.
         tokio::select! {
             joined = &mut in_lane => {
-                joined.map(|execution| (execution, None)).map_err(|e| InvokeError::Internal(e.to_string()))
+                joined.map(|execution| (execution, None)).map_err(|e| InvokeError::Internal {
+                    context: "the execution thread failed",
+                    source: Some(e.into()),
+                })
             }
             () = tokio::time::sleep_until((deadline + STARVED_GRACE).into()) => {
                 // The late call still ends on its own (at its next turn of the CPU).

@@ -202,7 +202,10 @@ impl Reused {
             }
         }
         let Some(live) = self.live.as_mut() else {
-            return Err(InvokeError::Internal("no live instance".into()));
+            return Err(InvokeError::Internal {
+                context: "a reused worker has no live instance",
+                source: None,
+            });
         };
         live.calls += 1;
         let store = &mut live.store;

@@ -28,6 +28,27 @@ mod records;
 mod sandbox;
 mod world;
 
+/// An error underneath another, kept whole (with its own causes) for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// `error` and every error under it, joined by `: ` (the whole chain, as a log line or a
+/// client message shows it).
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        // A cause that already ends the text (an error that formats its source too) is said
+        // once.
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 pub use capture::{LogLevel, LogLine, TRUNCATION_MARKER, escape_for_log};
 pub use compile::{CompileError, CompileTier, Prepared};
 pub use config::{

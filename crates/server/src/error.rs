@@ -9,8 +9,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use warden_registry::RegistryError;
-use warden_runtime::{CompileError, InvokeError, WorldKind};
+use warden_runtime::{Cause, CompileError, InvokeError, WorldKind, describe};
 use warden_service::ServiceError;
+
+/// An internal error's whole chain (escaped for the log), left on its response for the
+/// request's trace layer, which logs it once with the request's span.
+#[derive(Clone, Debug)]
+pub(crate) struct InternalError(pub(crate) String);
 
 /// Seconds a client should wait before retrying an overloaded server.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -105,9 +110,10 @@ pub enum ApiError {
     /// 503 `overloaded`, with `Retry-After`.
     #[error("{0}")]
     Overloaded(String),
-    /// 500 `internal`: the detail is logged, never sent.
-    #[error("{0}")]
-    Internal(String),
+    /// 500 `internal`: the error, with its causes, is logged (by the request's trace layer),
+    /// never sent.
+    #[error("internal error")]
+    Internal(#[source] Cause),
 }
 
 impl ApiError {
@@ -144,12 +150,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = match &self {
-            ApiError::Internal(detail) => {
-                tracing::error!(detail = %warden_runtime::escape_for_log(detail), "internal error");
-                "internal error; see the server log".to_owned()
-            }
-            other => other.to_string(),
+        let (message, logged) = match &self {
+            ApiError::Internal(error) => (
+                "internal error; see the server log".to_owned(),
+                Some(InternalError(warden_runtime::escape_for_log(
+                    &warden_runtime::describe(error.as_ref()),
+                ))),
+            ),
+            other => (other.to_string(), None),
         };
         let body = Json(ErrorBody {
             error: ErrorDetail { code, message },
@@ -162,6 +170,9 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let mut response = (status, body).into_response();
+        if let Some(logged) = logged {
+            response.extensions_mut().insert(logged);
+        }
         let headers = response.headers_mut();
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, seconds);
@@ -178,15 +189,15 @@ impl IntoResponse for ApiError {
 
 impl From<CompileError> for ApiError {
     fn from(error: CompileError) -> Self {
-        let text = error.to_string();
+        let text = describe(&error);
         match error {
             CompileError::Empty => ApiError::EmptyBody(text),
             CompileError::TooLarge { .. } => ApiError::TooLarge(text),
             CompileError::Precompiled => ApiError::PrecompiledRejected(text),
-            CompileError::Invalid(_) => ApiError::InvalidComponent(text),
+            CompileError::Invalid { .. } => ApiError::InvalidComponent(text),
             CompileError::IncompatibleWorld(_) => ApiError::IncompatibleWorld(text),
             CompileError::Overloaded => ApiError::Overloaded(text),
-            CompileError::Internal(_) => ApiError::Internal(text),
+            internal @ CompileError::Internal { .. } => ApiError::Internal(internal.into()),
         }
     }
 }
@@ -203,7 +214,9 @@ impl From<RegistryError> for ApiError {
                 message,
                 retry_after: None,
             },
-            RegistryError::Storage(_) | RegistryError::Io(_) => ApiError::Internal(text),
+            failed @ (RegistryError::Storage(_) | RegistryError::Io(_)) => {
+                ApiError::Internal(failed.into())
+            }
         }
     }
 }
@@ -216,7 +229,7 @@ impl From<InvokeError> for ApiError {
             InvokeError::InputTooLarge { .. } => ApiError::TooLarge(text),
             InvokeError::MemoryAboveEngine { .. } => ApiError::InvalidLimit(text),
             InvokeError::WrongWorld { .. } => ApiError::WrongWorld(text),
-            InvokeError::Internal(_) => ApiError::Internal(text),
+            internal @ InvokeError::Internal { .. } => ApiError::Internal(internal.into()),
         }
     }
 }
@@ -261,7 +274,7 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Registry(error) => error.into(),
             ServiceError::Invoke(error) => error.into(),
-            ServiceError::Internal(_) => ApiError::Internal(text),
+            internal @ ServiceError::Internal(_) => ApiError::Internal(internal.into()),
         }
     }
 }
@@ -299,5 +312,41 @@ impl From<warden_registry::InvalidId> for ApiError {
 impl From<warden_runtime::InvalidLimit> for ApiError {
     fn from(error: warden_runtime::InvalidLimit) -> Self {
         ApiError::InvalidLimit(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_answers_generically_and_leaves_its_whole_chain_for_the_log() {
+        let io = std::io::Error::other("disk on fire at /var/lib/warden");
+        let error: ApiError = RegistryError::Io(io).into();
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let InternalError(chain) = response.extensions().get::<InternalError>().unwrap();
+        assert!(chain.contains("disk on fire"), "{chain}");
+        assert_eq!(
+            chain.matches("disk on fire").count(),
+            1,
+            "said once: {chain}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_carries_its_causes_to_the_client_and_nothing_to_the_log() {
+        let refused = CompileError::Invalid {
+            reason: "invalid component",
+            source: Some("unexpected end of section".into()),
+        };
+        let error: ApiError = refused.into();
+        assert_eq!(
+            error.to_string(),
+            "invalid component: unexpected end of section"
+        );
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.extensions().get::<InternalError>().is_none());
     }
 }

@@ -107,8 +107,26 @@ fn with_layers(router: Router<AppState>, state: AppState) -> Router {
             state.clone(),
             request_id::tag,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_response(log_internal_errors))
         .with_state(state)
+}
+
+/// The trace layer's answer hook: an internal error is logged here, once, with its whole
+/// chain, in the request's span (and tower-http's own answer line, at debug level).
+fn log_internal_errors<B>(
+    response: &axum::http::Response<B>,
+    latency: Duration,
+    span: &tracing::Span,
+) {
+    if let Some(error::InternalError(chain)) = response.extensions().get() {
+        tracing::error!(parent: span, error = %chain, latency_ms = latency.as_millis(), "internal error");
+    }
+    tower_http::trace::OnResponse::on_response(
+        tower_http::trace::DefaultOnResponse::default(),
+        response,
+        latency,
+        span,
+    );
 }
 
 /// Validates `config`, starts the runtime, binds `config.listen`, calls `on_ready` with the

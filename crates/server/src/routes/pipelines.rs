@@ -332,9 +332,7 @@ pub(crate) async fn run(
                 false => truncated = true,
             }
         }
-        let summary = finished
-            .await
-            .map_err(|e| ApiError::Internal(format!("the pipeline run failed: {e}")))?;
+        let summary = finished.await.map_err(|e| ApiError::Internal(e.into()))?;
         let document = json_document(summary, records, truncated);
         let mut response = Json(document).into_response();
         if let Some(id) = run_id {
