@@ -14,7 +14,7 @@ use crate::ids::TenantId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use warden_runtime::CompileError;
+use warden_runtime::{CompileError, InvalidSetting};
 
 /// How many compiles one tenant may have at once on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +39,21 @@ impl CompileShare {
     /// more waiting as half the queue.
     ///
     /// # Errors
-    /// A message when `running` is zero, or takes every slot of two or more.
-    pub fn of(slots: u32, queue: u32, running: Option<u32>) -> Result<CompileShare, String> {
+    /// `max_concurrent_compiles` when `running` is zero, or takes every slot of two or more.
+    pub fn of(
+        slots: u32,
+        queue: u32,
+        running: Option<u32>,
+    ) -> Result<CompileShare, InvalidSetting> {
         let running = running.unwrap_or_else(|| Self::default_running(slots));
-        if running == 0 {
-            return Err("max_concurrent_compiles must be at least 1".into());
-        }
+        InvalidSetting::check_positive(&[("max_concurrent_compiles", u64::from(running))])?;
         if slots >= 2 && running >= slots {
-            return Err(format!(
-                "max_concurrent_compiles ({running}) must leave at least one of the engine's \
-                 {slots} compile slots to other tenants"
+            return Err(InvalidSetting::new(
+                "max_concurrent_compiles",
+                format!(
+                    "({running}) must leave at least one of the engine's {slots} compile slots \
+                     to other tenants"
+                ),
             ));
         }
         Ok(CompileShare {

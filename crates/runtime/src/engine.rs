@@ -110,33 +110,71 @@ impl Default for EngineConfig {
     }
 }
 
+/// A setting that cannot work: which one, as the configuration names it, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} {reason}")]
+pub struct InvalidSetting {
+    /// The setting (`max_memory_mb`; `engine.max_memory_mb` once placed in its table).
+    pub setting: String,
+    /// What it must be.
+    pub reason: String,
+}
+
+impl InvalidSetting {
+    /// `setting` cannot work: it `reason` (e.g. "must be greater than zero").
+    pub fn new(setting: impl Into<String>, reason: impl Into<String>) -> InvalidSetting {
+        InvalidSetting {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The first of `settings` that is zero, as "must be greater than zero".
+    ///
+    /// # Errors
+    /// That setting.
+    pub fn check_positive(settings: &[(&str, u64)]) -> Result<(), InvalidSetting> {
+        match settings.iter().find(|(_, value)| *value == 0) {
+            Some((name, _)) => Err(InvalidSetting::new(*name, "must be greater than zero")),
+            None => Ok(()),
+        }
+    }
+
+    /// The same setting, named within `table` (`engine` makes `engine.max_memory_mb`).
+    #[must_use]
+    pub fn within(mut self, table: &str) -> InvalidSetting {
+        self.setting = format!("{table}.{}", self.setting);
+        self
+    }
+}
+
 impl EngineConfig {
     /// Checks the settings before anything is built.
     ///
     /// # Errors
-    /// A message naming the first setting that cannot work.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_concurrent_runs == 0
-            || self.max_concurrent_compiles == 0
-            || self.max_long_calls == 0
-        {
-            return Err(
-                "max_concurrent_runs, max_concurrent_compiles and max_long_calls must be at \
-                 least 1"
-                    .into(),
-            );
-        }
-        if self.max_queue_wait_ms == 0 {
-            return Err("max_queue_wait_ms must be greater than zero".into());
-        }
-        if self.max_component_bytes == 0 {
-            return Err("max_component_bytes must be greater than zero".into());
-        }
+    /// The first setting that cannot work.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_positive(&[
+            ("max_concurrent_runs", u64::from(self.max_concurrent_runs)),
+            (
+                "max_concurrent_compiles",
+                u64::from(self.max_concurrent_compiles),
+            ),
+            ("max_long_calls", u64::from(self.max_long_calls)),
+            ("max_queue_wait_ms", self.max_queue_wait_ms),
+            ("max_component_bytes", self.max_component_bytes),
+        ])?;
         if !(16..=16 * 1024).contains(&self.max_wasm_stack_kib) {
-            return Err("max_wasm_stack_kib must be between 16 and 16384".into());
+            return Err(InvalidSetting::new(
+                "max_wasm_stack_kib",
+                "must be between 16 and 16384",
+            ));
         }
         if !(1..=4096).contains(&self.max_memory_mb) {
-            return Err("max_memory_mb must be between 1 and 4096".into());
+            return Err(InvalidSetting::new(
+                "max_memory_mb",
+                "must be between 1 and 4096",
+            ));
         }
         Ok(())
     }

@@ -55,7 +55,7 @@ pub use config::{
     GuestConfig, InvalidConfig, MAX_CONFIG_KEY_BYTES, MAX_CONFIG_KEYS, MAX_CONFIG_VALUE_BYTES,
 };
 pub use egress::{OutboundRequest, restricted};
-pub use engine::{Allocator, EPOCH_TICK, EngineConfig};
+pub use engine::{Allocator, EPOCH_TICK, EngineConfig, InvalidSetting};
 pub use engine::{
     DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_MAX_CONCURRENT_COMPILES, DEFAULT_MAX_CONCURRENT_RUNS,
     DEFAULT_MAX_MEMORY_MB, DEFAULT_MAX_QUEUED_COMPILES, DEFAULT_MAX_QUEUED_RUNS,
@@ -128,7 +128,8 @@ struct Tier {
 impl Tier {
     /// Links WASI and the host interfaces for `engine` and starts its epoch ticker.
     fn new(engine: Engine, kind: CompileTier) -> Result<Tier, StartError> {
-        let linker = linker::build_linker(&engine).map_err(|e| StartError(format!("{e:#}")))?;
+        let linker =
+            linker::build_linker(&engine).map_err(|e| StartError::new("building the linker", e))?;
         engine::start_epoch_ticker(&engine);
         Ok(Tier {
             engine,
@@ -155,8 +156,23 @@ pub struct Load {
 
 /// The process cannot build a runtime (bad settings, or wasmtime refused the configuration).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start the runtime: {0}")]
-pub struct StartError(String);
+#[error("cannot start the runtime: {context}")]
+pub struct StartError {
+    /// What could not be done.
+    context: &'static str,
+    /// Why.
+    #[source]
+    source: Cause,
+}
+
+impl StartError {
+    fn new(context: &'static str, source: impl Into<Cause>) -> StartError {
+        StartError {
+            context,
+            source: source.into(),
+        }
+    }
+}
 
 impl Runtime {
     /// Builds the engine (pooling allocator if the address space allows, else on-demand),
@@ -165,9 +181,11 @@ impl Runtime {
     /// # Errors
     /// [`StartError`] when the settings are invalid or wasmtime rejects them.
     pub fn new(config: EngineConfig) -> Result<Runtime, StartError> {
-        config.validate().map_err(StartError)?;
-        let (engine, allocator) =
-            engine::build_engine(&config).map_err(|e| StartError(format!("{e:#}")))?;
+        config
+            .validate()
+            .map_err(|e| StartError::new("invalid engine settings", e))?;
+        let (engine, allocator) = engine::build_engine(&config)
+            .map_err(|e| StartError::new("wasmtime refused the engine", e))?;
         let optimized = Tier::new(engine, CompileTier::Optimized)?;
         let baseline = engine::build_baseline_engine(&config)
             .map(|engine| Tier::new(engine, CompileTier::Baseline))

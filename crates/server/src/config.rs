@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use warden_runtime::{EngineConfig, Limits};
+use warden_runtime::{EngineConfig, InvalidSetting, Limits};
 use warden_service::{PipelinesConfig, RecordsConfig, Secret, ServiceConfig, TenantDefaults};
 
 /// Default listen address: loopback only, so a fresh install is not exposed.
@@ -194,8 +194,8 @@ impl Default for HttpConfig {
 }
 
 impl HttpConfig {
-    fn validate(&self) -> Result<(), String> {
-        let positive = [
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_positive(&[
             ("header_timeout_ms", self.header_timeout_ms),
             ("body_grace_ms", self.body_grace_ms),
             ("body_min_bytes_per_sec", self.body_min_bytes_per_sec),
@@ -211,12 +211,12 @@ impl HttpConfig {
                 "h2_max_concurrent_streams",
                 u64::from(self.h2_max_concurrent_streams),
             ),
-        ];
-        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
-            return Err(format!("http.{name} must be greater than zero"));
-        }
+        ])?;
         if self.max_header_bytes < 8 * 1024 {
-            return Err("http.max_header_bytes must be at least 8192".into());
+            return Err(InvalidSetting::new(
+                "max_header_bytes",
+                "must be at least 8192",
+            ));
         }
         Ok(())
     }
@@ -249,50 +249,60 @@ impl ServerConfig {
     ///
     /// # Errors
     /// A message naming the first invalid setting.
-    pub fn validate(&self) -> Result<(), String> {
-        self.http.validate()?;
-        if self.prepared_cache_entries == 0 {
-            return Err("prepared_cache_entries must be at least 1".into());
-        }
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.http.validate().map_err(|e| e.within("http"))?;
+        InvalidSetting::check_positive(&[(
+            "prepared_cache_entries",
+            self.prepared_cache_entries as u64,
+        )])?;
         if self.admin_token.is_none() && !self.listen.ip().is_loopback() && !self.insecure {
-            return Err(format!(
-                "listen = {} is not loopback, and no admin_token is set: anyone who can reach \
-                 it could run code and read every component. Set admin_token (secured mode), \
-                 or insecure = true to accept that",
-                self.listen
+            return Err(InvalidSetting::new(
+                "listen",
+                format!(
+                    "= {} is not loopback, and no admin_token is set: anyone who can reach it \
+                     could run code and read every component. Set admin_token (secured mode), \
+                     or insecure = true to accept that",
+                    self.listen
+                ),
             ));
         }
         if let Some(admin_listen) = self.http.admin_listen
             && self.admin_token.is_none()
             && !admin_listen.ip().is_loopback()
         {
-            return Err(format!(
-                "http.admin_listen = {admin_listen} is not loopback, and no admin_token is set: \
-                 anyone who can reach it could administer the server. Set admin_token, or \
-                 listen on a loopback address (insecure does not cover the admin listener)"
+            return Err(InvalidSetting::new(
+                "http.admin_listen",
+                format!(
+                    "= {admin_listen} is not loopback, and no admin_token is set: anyone who can \
+                     reach it could administer the server. Set admin_token, or listen on a \
+                     loopback address (insecure does not cover the admin listener)"
+                ),
             ));
         }
         if self.admin_token.is_some() && !self.http.allowed_hosts.is_empty() {
-            return Err(
-                "http.allowed_hosts applies to open mode only (secured mode does not \
-                 check Host); remove it"
-                    .into(),
-            );
+            return Err(InvalidSetting::new(
+                "http.allowed_hosts",
+                "applies to open mode only (secured mode does not check Host); remove it",
+            ));
         }
         crate::edge::OriginPolicy::new(self)?;
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
-            return Err(format!(
-                "telemetry.otlp_endpoint must be an http:// or https:// URL, not `{endpoint}`"
+            return Err(InvalidSetting::new(
+                "telemetry.otlp_endpoint",
+                format!("must be an http:// or https:// URL, not `{endpoint}`"),
             ));
         }
         if let Some(token) = &self.metrics.token
             && token.expose().len() < warden_service::MIN_ADMIN_TOKEN_LEN
         {
-            return Err(format!(
-                "metrics.token must be at least {} characters",
-                warden_service::MIN_ADMIN_TOKEN_LEN
+            return Err(InvalidSetting::new(
+                "metrics.token",
+                format!(
+                    "must be at least {} characters",
+                    warden_service::MIN_ADMIN_TOKEN_LEN
+                ),
             ));
         }
         self.service().validate()

@@ -325,7 +325,10 @@ mod tests {
         let error: ApiError = RegistryError::Io(io).into();
         let response = error.into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let InternalError(chain) = response.extensions().get::<InternalError>().unwrap();
+        let InternalError(chain) = response
+            .extensions()
+            .get::<InternalError>()
+            .expect("the chain is left for the log");
         assert!(chain.contains("disk on fire"), "{chain}");
         assert_eq!(
             chain.matches("disk on fire").count(),

@@ -346,7 +346,7 @@ impl Service {
     pub(crate) fn check_tenant(&self, tenant: &Tenant) -> Result<(), ServiceError> {
         let config = &self.inner.config;
         tenants::check_profile(&tenant.limits, &config.limits, &config.engine)
-            .map_err(ServiceError::InvalidLimit)?;
+            .map_err(|e| ServiceError::InvalidLimit(e.to_string()))?;
         let zero = [
             ("max_components", tenant.quotas.max_components),
             ("max_stored_bytes", tenant.quotas.max_stored_bytes),

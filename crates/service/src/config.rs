@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use warden_registry::{LimitProfile, Quotas, RecordInputs, RecordPolicy};
 
-use warden_runtime::{EngineConfig, Limits};
+use warden_runtime::{EngineConfig, InvalidSetting, Limits};
 
 /// A secret from the configuration (the admin token): never printed, never logged.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -165,52 +165,59 @@ impl ServiceConfig {
     /// Checks the settings the service adds to the runtime's.
     ///
     /// # Errors
-    /// A message naming the first invalid setting.
-    pub fn validate(&self) -> Result<(), String> {
-        self.limits.validate().map_err(|e| format!("limits: {e}"))?;
-        self.engine.validate().map_err(|e| format!("engine: {e}"))?;
-        if self.prepared_cache_mb == 0 {
-            return Err("prepared_cache_mb must be at least 1".into());
-        }
-        self.compile_share(true)
-            .map_err(|e| format!("tenants.{e}"))?;
+    /// The first invalid setting.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.limits
+            .validate()
+            .map_err(|e| InvalidSetting::new("limits", e.to_string()))?;
+        self.engine.validate().map_err(|e| e.within("engine"))?;
+        InvalidSetting::check_positive(&[("prepared_cache_mb", self.prepared_cache_mb)])?;
+        self.compile_share(true).map_err(|e| e.within("tenants"))?;
         if self.limits.memory_mb > self.engine.max_memory_mb {
-            return Err(format!(
-                "limits.memory_mb ({}) exceeds engine.max_memory_mb ({})",
-                self.limits.memory_mb, self.engine.max_memory_mb
+            return Err(InvalidSetting::new(
+                "limits.memory_mb",
+                format!(
+                    "({}) exceeds engine.max_memory_mb ({})",
+                    self.limits.memory_mb, self.engine.max_memory_mb
+                ),
             ));
         }
         if self.limits.max_output_bytes > self.engine.max_component_bytes.max(64 * 1024 * 1024) {
-            return Err("limits.max_output_bytes is unreasonably large (over 64 MiB)".into());
-        }
-        if let Some(token) = &self.admin_token
-            && token.expose().len() < MIN_ADMIN_TOKEN_LEN
-        {
-            return Err(format!(
-                "admin_token must be at least {MIN_ADMIN_TOKEN_LEN} characters"
+            return Err(InvalidSetting::new(
+                "limits.max_output_bytes",
+                "is unreasonably large (over 64 MiB)",
             ));
+        }
+        let short = |secret: &Option<Secret>| {
+            secret
+                .as_ref()
+                .is_some_and(|secret| secret.expose().len() < MIN_ADMIN_TOKEN_LEN)
+        };
+        for (setting, secret) in [
+            ("admin_token", &self.admin_token),
+            ("secrets_key", &self.secrets_key),
+        ] {
+            if short(secret) {
+                return Err(InvalidSetting::new(
+                    setting,
+                    format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters"),
+                ));
+            }
         }
         let records = &self.records;
-        if records.queue_capacity == 0 || records.batch_size == 0 || records.flush_interval_ms == 0
-        {
-            return Err(
-                "records.queue_capacity, batch_size and flush_interval_ms must be above zero"
-                    .into(),
-            );
-        }
-        if records.retention_days == 0 || records.max_per_tenant == 0 {
-            return Err("records.retention_days and max_per_tenant must be above zero".into());
-        }
-        self.pipelines.validate()?;
-        if let Some(key) = &self.secrets_key
-            && key.expose().len() < MIN_ADMIN_TOKEN_LEN
-        {
-            return Err(format!(
-                "secrets_key must be at least {MIN_ADMIN_TOKEN_LEN} characters"
-            ));
-        }
+        InvalidSetting::check_positive(&[
+            ("queue_capacity", records.queue_capacity as u64),
+            ("batch_size", records.batch_size as u64),
+            ("flush_interval_ms", records.flush_interval_ms),
+            ("retention_days", records.retention_days),
+            ("max_per_tenant", records.max_per_tenant),
+        ])
+        .map_err(|e| e.within("records"))?;
+        self.pipelines
+            .validate()
+            .map_err(|e| e.within("pipelines"))?;
         crate::tenants::check_profile(&self.tenants.limits, &self.limits, &self.engine)
-            .map_err(|e| format!("tenants.limits: {e}"))
+            .map_err(|e| e.within("tenants.limits"))
     }
 }
 
@@ -219,11 +226,11 @@ impl ServiceConfig {
     /// default share when `secured`; `None` in open mode unless set.
     ///
     /// # Errors
-    /// A message when the setting is zero or takes every compile slot.
+    /// `max_concurrent_compiles` when it is zero or takes every compile slot.
     pub fn compile_share(
         &self,
         secured: bool,
-    ) -> Result<Option<warden_registry::CompileShare>, String> {
+    ) -> Result<Option<warden_registry::CompileShare>, InvalidSetting> {
         let configured = self.tenants.max_concurrent_compiles;
         if configured.is_none() && !secured {
             return Ok(None);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warden_registry::{LimitProfile, Quotas, Tenant};
-use warden_runtime::{EngineConfig, Limits};
+use warden_runtime::{EngineConfig, InvalidSetting, Limits};
 
 /// Seconds a client should wait after `concurrency_limit`.
 const CONCURRENCY_RETRY_SECS: u64 = 1;
@@ -359,24 +359,29 @@ fn apply(profile: &LimitProfile, server: &Limits) -> Limits {
 /// Checks that a profile makes usable limits on this server.
 ///
 /// # Errors
-/// A message naming the first unusable field.
+/// The first unusable field (its message, without a table: the caller places it).
 pub(crate) fn check_profile(
     profile: &LimitProfile,
     server: &Limits,
     engine: &EngineConfig,
-) -> Result<(), String> {
+) -> Result<(), InvalidSetting> {
     let limits = apply(profile, server);
-    limits.validate().map_err(|e| e.0)?;
+    limits
+        .validate()
+        .map_err(|e| InvalidSetting::new("limits", e.to_string()))?;
     if limits.memory_mb > engine.max_memory_mb {
-        return Err(format!(
-            "memory_mb ({}) exceeds the engine's max_memory_mb ({})",
-            limits.memory_mb, engine.max_memory_mb
+        return Err(InvalidSetting::new(
+            "memory_mb",
+            format!(
+                "({}) exceeds the engine's max_memory_mb ({})",
+                limits.memory_mb, engine.max_memory_mb
+            ),
         ));
     }
-    if profile.max_concurrent_runs == Some(0) {
-        return Err("max_concurrent_runs must be greater than zero".into());
-    }
-    Ok(())
+    InvalidSetting::check_positive(&[(
+        "max_concurrent_runs",
+        u64::from(profile.max_concurrent_runs.unwrap_or(1)),
+    )])
 }
 
 /// Today, UTC, as `YYYY-MM-DD`.

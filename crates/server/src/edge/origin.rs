@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
+use warden_runtime::InvalidSetting;
 
 /// Methods an allowed origin may use (answered to its preflight).
 const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
@@ -76,8 +77,7 @@ impl AllowedHost {
             });
         if !valid {
             return Err(format!(
-                "http.allowed_hosts: `{text}` is not a host name or an IP address (no scheme, \
-                 no port)"
+                "has `{text}`, which is not a host name or an IP address (no scheme, no port)"
             ));
         }
         Ok(AllowedHost::Name(name.to_ascii_lowercase()))
@@ -161,9 +161,7 @@ fn without_port<'a>(authority: &'a str, port: &str) -> &'a str {
 /// in lower case, the port unless it is the scheme's default; no path.
 fn parse_origin(text: &str) -> Result<String, String> {
     let invalid = |why: &str| {
-        format!(
-            "http.cors_allowed_origins: `{text}` is not an origin ({why}), e.g. http://localhost:5173"
-        )
+        format!("has `{text}`, which is not an origin ({why}), e.g. http://localhost:5173")
     };
     let lower = text.to_ascii_lowercase();
     let (scheme, authority) = lower
@@ -229,21 +227,22 @@ impl OriginPolicy {
     /// The policy of `config`.
     ///
     /// # Errors
-    /// A message naming the first malformed `http.allowed_hosts` or `http.cors_allowed_origins`
-    /// entry.
-    pub(crate) fn new(config: &ServerConfig) -> Result<OriginPolicy, String> {
+    /// The first malformed `http.allowed_hosts` or `http.cors_allowed_origins` entry.
+    pub(crate) fn new(config: &ServerConfig) -> Result<OriginPolicy, InvalidSetting> {
         let allowed_hosts = config
             .http
             .allowed_hosts
             .iter()
             .map(|host| AllowedHost::parse(host))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .map_err(|reason| InvalidSetting::new("http.allowed_hosts", reason))?;
         let cors_allowed_origins = config
             .http
             .cors_allowed_origins
             .iter()
             .map(|origin| parse_origin(origin))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .map_err(|reason| InvalidSetting::new("http.cors_allowed_origins", reason))?;
         Ok(OriginPolicy {
             check_host: config.admin_token.is_none(),
             allowed_hosts,

@@ -19,7 +19,7 @@ use warden_registry::{
     ComponentRef, NodeId, NodeSpec, PinnedNode, PipelineName, PipelineRecord, PipelineSpec,
     PipelineVersion, RegistryError, Scope, StoreErrorKind, TenantId, on_blocking_thread,
 };
-use warden_runtime::{GuestConfig, LimitOverrides, Limits, WorldKind};
+use warden_runtime::{GuestConfig, InvalidSetting, LimitOverrides, Limits, WorldKind};
 
 /// What each record held in flight costs beyond its bytes, in a run's in-flight budget: the
 /// host's bookkeeping of one record (its buffer, its place in a round).
@@ -89,9 +89,9 @@ impl PipelinesConfig {
     /// Checks every setting is usable.
     ///
     /// # Errors
-    /// A message naming the first setting that is zero.
-    pub fn validate(&self) -> Result<(), String> {
-        let fields = [
+    /// The first setting that is zero.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_positive(&[
             ("max_pipeline_nodes", u64::from(self.max_pipeline_nodes)),
             ("max_state_bytes", self.max_state_bytes),
             ("timeout_ms", self.timeout_ms),
@@ -103,11 +103,7 @@ impl PipelinesConfig {
             ("slots_per_run", u64::from(self.slots_per_run)),
             ("max_in_flight_bytes", self.max_in_flight_bytes),
             ("max_produced_records", self.max_produced_records),
-        ];
-        match fields.iter().find(|(_, value)| *value == 0) {
-            Some((name, _)) => Err(format!("pipelines.{name} must be greater than zero")),
-            None => Ok(()),
-        }
+        ])
     }
 }
 
