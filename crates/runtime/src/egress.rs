@@ -583,6 +583,9 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
             "::127.0.0.1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "198.19.255.254",
         ] {
             assert!(
                 restricted(ip(refused)).is_some(),
@@ -597,6 +600,9 @@ mod tests {
             "64:ff9b::808:808",
             "2001:4860:4860::8888",
             "2001:db9::1",
+            "192.0.1.1",
+            "198.20.0.1",
+            "198.17.255.254",
         ] {
             assert_eq!(restricted(ip(public)), None, "{public} is public");
         }

@@ -192,6 +192,70 @@ pub(crate) fn classify(error: &wasmtime::Error, memory_limit_hit: bool) -> (Outc
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OutboundRequest;
+
+    #[test]
+    fn output_length_counts_bytes_without_separators() {
+        let records = Output::Records(vec![b"ab".to_vec(), Vec::new(), b"c".to_vec()]);
+        assert_eq!(records.len(), 3);
+        assert!(!records.is_empty());
+        assert!(Output::Records(vec![Vec::new(), Vec::new()]).is_empty());
+        assert_eq!(Output::Text("héllo".into()).len(), 6);
+        assert!(Output::Bytes(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn only_requests_the_remote_end_answered_count() {
+        let request = |status| OutboundRequest {
+            method: "GET".into(),
+            origin: "https://example.com:443".into(),
+            address: None,
+            status,
+            error: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            duration_us: 0,
+        };
+        let execution = Execution {
+            outcome: Outcome::Ok,
+            output: None,
+            error: None,
+            logs: Vec::new(),
+            logs_truncated: false,
+            stdout: String::new(),
+            stderr: String::new(),
+            outbound: vec![request(Some(200)), request(None), request(Some(503))],
+            stats: Stats::default(),
+        };
+        assert_eq!(execution.answered_requests(), 2);
+    }
+
+    #[test]
+    fn traps_and_interrupts_are_classified_by_kind_and_a_hit_limit_says_so() {
+        let trap = |trap: Trap| wasmtime::Error::from(trap);
+        assert_eq!(classify(&trap(Trap::Interrupt), false).0, Outcome::Timeout);
+        assert_eq!(
+            classify(&trap(Trap::OutOfFuel), true).0,
+            Outcome::FuelExhausted
+        );
+        assert_eq!(
+            classify(&trap(Trap::StackOverflow), false).0,
+            Outcome::StackOverflow
+        );
+        let (outcome, text) = classify(&trap(Trap::UnreachableCodeReached), true);
+        assert_eq!(outcome, Outcome::MemoryLimit);
+        assert!(text.starts_with("memory limit reached"), "{text}");
+        let (outcome, text) = classify(&trap(Trap::UnreachableCodeReached), false);
+        assert_eq!(outcome, Outcome::Trap);
+        assert!(!text.contains("memory limit"), "{text}");
+        let (outcome, _) = classify(&wasmtime::Error::new(DeadlineExceeded), false);
+        assert_eq!(outcome, Outcome::Timeout);
+    }
+}
+
+#[cfg(test)]
 mod names {
     use super::Outcome;
 
