@@ -31,7 +31,7 @@ const WASM_MAGIC: [u8; 4] = [0x00, 0x61, 0x73, 0x6d];
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
     /// No bytes at all.
-    #[error("the request body is empty: send the component's bytes")]
+    #[error("no bytes: a component cannot be empty")]
     Empty,
     /// More bytes than the configured maximum.
     #[error("the component is {size} bytes; the limit is {max} bytes")]

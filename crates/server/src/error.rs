@@ -191,7 +191,9 @@ impl From<CompileError> for ApiError {
     fn from(error: CompileError) -> Self {
         let text = describe(&error);
         match error {
-            CompileError::Empty => ApiError::EmptyBody(text),
+            CompileError::Empty => {
+                ApiError::EmptyBody("the request body is empty: send the component's bytes".into())
+            }
             CompileError::TooLarge { .. } => ApiError::TooLarge(text),
             CompileError::Precompiled => ApiError::PrecompiledRejected(text),
             CompileError::Invalid { .. } => ApiError::InvalidComponent(text),
