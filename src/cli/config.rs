@@ -3,8 +3,8 @@
 //! Environment keys mirror the file: `WARDEN_LISTEN`, `WARDEN_DATA_DIR`,
 //! `WARDEN_LIMITS__TIMEOUT_MS`, `WARDEN_ENGINE__MAX_CONCURRENT_RUNS`, `WARDEN_ADMIN_TOKEN` (a double underscore
 //! descends into a table). Variables under a top-level key of the file are settings; the CLI's
-//! own (`WARDEN_CONFIG`, `WARDEN_SERVER`, `WARDEN_KEY`, `WARDEN_TOOLS`, …) are left to it; any
-//! other `WARDEN_*` variable is refused like an unknown key in the file.
+//! own (`WARDEN_CONFIG`, `WARDEN_SERVER`, `WARDEN_KEY`, `WARDEN_TOOLS`, `WARDEN_CACHE_DIR`, …)
+//! are left to it; any other `WARDEN_*` variable is refused like an unknown key in the file.
 
 use anyhow::Context;
 use figment::Figment;
@@ -14,7 +14,7 @@ use warden_server::ServerConfig;
 
 /// `WARDEN_*` variables the CLI reads itself, besides its flags' (`WARDEN_CONFIG`,
 /// `WARDEN_SERVER`, … come from clap's command tree).
-const CLI_ONLY_VARIABLES: [&str; 1] = ["WARDEN_TOOLS"];
+const CLI_ONLY_VARIABLES: [&str; 2] = ["WARDEN_TOOLS", super::local::CACHE_DIR_VARIABLE];
 
 /// The top-level keys of `ServerConfig`, as they appear in the file: read from its own
 /// `Deserialize` (serde hands a struct's field names to the deserializer), so a new setting can
@@ -179,6 +179,7 @@ mod tests {
             "WARDEN_SERVER",
             "WARDEN_KEY",
             "WARDEN_TOOLS",
+            "WARDEN_CACHE_DIR",
             "WARDEN_LOG_FORMAT",
             "PATH",
         ])

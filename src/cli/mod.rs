@@ -10,6 +10,7 @@ mod check;
 mod client;
 mod config;
 mod grants;
+mod local;
 mod pipeline;
 mod run;
 mod runs;
@@ -63,7 +64,8 @@ enum Command {
     /// Create, list, show and run pipelines (on a server, or locally with `run --local`).
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
-    /// Start a plugin project from a template (`--lang rust|js|python|c`, `--world …`).
+    /// Start a plugin project at PATH, named after its last component, from a template
+    /// (`--lang rust|js|python|c`, `--world …`).
     New(author::new::NewArgs),
     /// Build the plugin project in DIR (default `.`) into `dist/NAME.wasm`, and check it.
     Build(author::build::BuildArgs),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use warden_registry::PipelineSpec;
 use warden_runtime::Outcome;
-use warden_service::{CallContext, Framing, RunSummary, Service};
+use warden_service::{CallContext, Framing, RunSummary};
 
 #[derive(clap::Subcommand)]
 pub(crate) enum PipelineCommand {
@@ -257,7 +257,7 @@ async fn run_local(args: RunArgs) -> anyhow::Result<u8> {
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     let mut spec: PipelineSpec =
         serde_json::from_str(&text).context("the definition is not a valid pipeline")?;
-    let service = Service::local(config::load(args.config.as_deref())?.service())?;
+    let service = super::local::service(&config::load(args.config.as_deref())?)?;
     let caller = service.authenticate(None)?;
     let base = file.parent().unwrap_or(Path::new("."));
     for node in &mut spec.nodes {
@@ -281,7 +281,9 @@ async fn run_local(args: RunArgs) -> anyhow::Result<u8> {
     }
     let summary = finished.await.context("the run failed")?;
     reader.abort();
-    report(&summary, args.json)
+    let code = report(&summary, args.json);
+    super::local::finish(&service).await;
+    code
 }
 
 /// Reads a file (or stdin) in chunks into the run's input.

@@ -1,14 +1,14 @@
 //! `warden run FILE.wasm`: the server's runtime and defaults, locally, for plugin authors.
 
 use super::out;
-use super::{EXIT_REJECTED, config, exit_code};
+use super::{EXIT_REJECTED, config, exit_code, local};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
 use warden_registry::RegistryError;
 use warden_runtime::{CompileError, LimitOverrides, Output, Runtime};
 use warden_server::ExecutionDocument;
-use warden_service::{CallContext, CallRequest, Service, ServiceError, Target};
+use warden_service::{CallContext, CallRequest, ServiceError, Target};
 
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
@@ -51,7 +51,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let input = args.input.as_deref().map(read_input).transpose()?;
     // The server's own path, on a throwaway store: same limits, same checks, same report.
-    let service = Service::local(config.service())?;
+    let service = local::service(&config)?;
     if let Some(path) = &args.grants {
         let grants = read_grants(path)?;
         let default = warden_registry::TenantId::default_tenant();
@@ -88,6 +88,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if args.json {
         let document = ExecutionDocument::new(report);
         out!("{}", serde_json::to_string_pretty(&document)?);
+        local::finish(&service).await;
         return Ok(exit_code(outcome));
     }
     let execution = report.execution;
@@ -109,6 +110,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         None => (None, None),
     };
     print_result(outcome, bytes, text, execution.error.as_deref())?;
+    local::finish(&service).await;
     Ok(exit_code(outcome))
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use warden_registry::{Payload, RunRecord};
 use warden_runtime::{GuestConfig, Outcome};
-use warden_service::{CallContext, CallRequest, Service, Target};
+use warden_service::{CallContext, CallRequest, Target};
 
 /// Exit code of a replay whose outcome differs from the record's.
 const EXIT_MISMATCH: u8 = 4;
@@ -199,7 +199,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     config.limits = record.limits;
     config.engine.max_memory_mb = config.engine.max_memory_mb.max(record.limits.memory_mb);
     config.engine.max_component_bytes = config.engine.max_component_bytes.max(bytes.len() as u64);
-    let service = Service::local(config.service())?;
+    let service = super::local::service(&config)?;
     let context = CallContext::new(service.authenticate(None)?);
     let report = service
         .call(
@@ -251,6 +251,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     if let Some(error) = &execution.error {
         eprintln!("replayed error: {error}");
     }
+    super::local::finish(&service).await;
     // Fuel is deterministic: every outcome but `timeout` (wall clock) must match exactly.
     let same = record.outcome == execution.outcome
         && (record.outcome == Outcome::Timeout

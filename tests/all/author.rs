@@ -17,6 +17,7 @@ fn warden(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env_remove("WARDEN_CONFIG")
+        .env("WARDEN_CACHE_DIR", crate::support::local_cache())
         // One cargo target directory for every Rust template built by the tests (wit-bindgen
         // compiles once), kept between runs.
         .env(
@@ -277,6 +278,53 @@ async fn new_refuses_a_full_directory_and_test_shows_a_diff() {
     assert!(shown.contains("FAIL  zz-wrong"), "{shown}");
     assert!(shown.contains("-not what it answers"), "{shown}");
     assert!(shown.contains("1 failed"), "{shown}");
+}
+
+/// Like `cargo new`: the argument is a path (parents created), the plugin is named after its
+/// last component, and a last component that cannot name a plugin is refused by name.
+#[test]
+fn new_takes_a_path_and_names_the_plugin_after_its_last_component() {
+    let work = tempfile::tempdir().unwrap();
+    let new = warden(
+        work.path(),
+        &[
+            "new",
+            "some/dir/my-plugin",
+            "--lang",
+            "rust",
+            "--world",
+            "transformer",
+        ],
+    );
+    assert!(new.status.success(), "{}", text(&new));
+    let project = work.path().join("some/dir/my-plugin");
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("name = \"my-plugin\""), "{manifest}");
+    assert!(project.join("wit/world.wit").is_file());
+    assert!(
+        String::from_utf8_lossy(&new.stdout).contains("cd some/dir/my-plugin"),
+        "{}",
+        text(&new)
+    );
+
+    let refused = warden(
+        work.path(),
+        &[
+            "new",
+            "some/dir/My_Plugin",
+            "--lang",
+            "rust",
+            "--world",
+            "transformer",
+        ],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("`My_Plugin`") && said.contains("cannot name a plugin"),
+        "{said}"
+    );
+    assert!(!work.path().join("some/dir/My_Plugin").exists());
 }
 
 /// The WIT of `wit/` as printed by wit-component: the form two packages are compared in.

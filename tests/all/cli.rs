@@ -6,7 +6,10 @@ use std::process::Command;
 
 fn warden() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_warden"));
-    command.env_remove("WARDEN_CONFIG").env("RUST_LOG", "warn");
+    command
+        .env_remove("WARDEN_CONFIG")
+        .env("RUST_LOG", "warn")
+        .env("WARDEN_CACHE_DIR", crate::support::local_cache());
     command
 }
 

@@ -6,6 +6,7 @@ mod abuse;
 mod author;
 mod cli;
 mod compile_shares;
+mod defaults;
 mod docs;
 mod edge;
 mod errors;

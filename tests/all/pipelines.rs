@@ -596,6 +596,7 @@ async fn the_three_language_example_runs_over_http_and_locally() {
         ])
         .current_dir(&dir)
         .env_remove("WARDEN_CONFIG")
+        .env("WARDEN_CACHE_DIR", crate::support::local_cache())
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&local.stderr);

@@ -21,7 +21,7 @@ impl ServerProcess {
     }
 
     /// Starts on an existing data directory (which outlives the process).
-    fn start_in(data_dir: &std::path::Path, env: &[(&str, &str)]) -> ServerProcess {
+    pub(crate) fn start_in(data_dir: &std::path::Path, env: &[(&str, &str)]) -> ServerProcess {
         Self::spawn(data_dir, env, tempfile::tempdir().unwrap())
     }
 
@@ -34,6 +34,7 @@ impl ServerProcess {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env_remove("WARDEN_CONFIG")
+            .env_remove("WARDEN_SECRETS_KEY")
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -77,7 +78,7 @@ impl ServerProcess {
     }
 
     /// Kills the server (SIGKILL) and returns everything it wrote to stderr (its log).
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let _ = self.child.kill();
         let mut log = String::new();
         if let Some(mut stderr) = self.child.stderr.take() {

@@ -185,6 +185,7 @@ async fn inputs_are_kept_on_failure_and_a_recorded_failure_replays_locally() {
         Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["replay", id, "--server", &server.base])
             .env_remove("WARDEN_CONFIG")
+            .env("WARDEN_CACHE_DIR", crate::support::local_cache())
             .output()
             .expect("warden replay runs")
     };
@@ -224,6 +225,7 @@ async fn a_fuel_exhausted_call_replays_to_the_same_fuel() {
     let id = run_id(&answered);
     let replayed = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["replay", &id, "--server", &server.base])
+        .env("WARDEN_CACHE_DIR", crate::support::local_cache())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&replayed.stdout);

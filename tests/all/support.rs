@@ -164,6 +164,13 @@ pub fn guest(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// The compiled-artifact cache of the `warden` commands the tests start (`run`, `test`,
+/// `replay`, `pipeline run --local`): in the build directory, kept between test runs, never the
+/// user's own.
+pub fn local_cache() -> PathBuf {
+    crate::fixtures::repo_root().join("target/warden-cache")
+}
+
 /// The committed quick-start component.
 pub fn example_hello() -> Vec<u8> {
     std::fs::read(crate::fixtures::repo_root().join("examples/hello.wasm"))

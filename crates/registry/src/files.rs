@@ -9,7 +9,13 @@
 //! Every file is written to a temporary name, synced, then renamed into place, so a process
 //! killed at any moment leaves either the whole file or none. An artifact is loaded only if its
 //! bytes still hash to the recorded digest; otherwise it is deleted and recompiled.
+//!
+//! Local commands keep their artifacts in a [`SharedArtifacts`] directory instead of
+//! `data/compiled/`: the same files, checked the same way, kept for every component they
+//! compile (not only stored ones) and between processes. There, writing is best effort (a
+//! failure costs a compile next time, never the command) and the directory is bounded.
 
+use crate::SharedArtifacts;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +27,8 @@ const TEMP_MARKER: &str = ".tmp-";
 pub(crate) struct Files {
     components: PathBuf,
     compiled: PathBuf,
+    /// Set when `compiled` is a directory shared with other processes.
+    shared: Option<SharedArtifacts>,
 }
 
 /// Hex SHA-256 of `bytes`.
@@ -29,23 +37,38 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Files {
-    /// Creates the directories if needed and removes temporary files left by a killed process.
-    pub(crate) fn open(data_dir: &Path) -> std::io::Result<Files> {
+    /// Creates the directories if needed and removes temporary files left by a killed process
+    /// (in a shared directory, only those old enough that no live process can be writing them).
+    /// Artifacts go to `shared` when given, else to `data_dir/compiled`.
+    pub(crate) fn open(data_dir: &Path, shared: Option<SharedArtifacts>) -> std::io::Result<Files> {
         let files = Files {
             components: data_dir.join("components"),
-            compiled: data_dir.join("compiled"),
+            compiled: shared
+                .as_ref()
+                .map_or_else(|| data_dir.join("compiled"), |s| s.dir().to_owned()),
+            shared,
         };
-        for dir in [&files.components, &files.compiled] {
-            std::fs::create_dir_all(dir)?;
-            for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
-                if entry.file_name().to_string_lossy().contains(TEMP_MARKER) {
-                    tracing::info!(file = %entry.path().display(), "removing an unfinished write");
-                    std::fs::remove_file(entry.path())?;
+        std::fs::create_dir_all(&files.components)?;
+        remove_unfinished_writes(&files.components, |_| true)?;
+        match files.shared {
+            None => {
+                std::fs::create_dir_all(&files.compiled)?;
+                remove_unfinished_writes(&files.compiled, |_| true)?;
+            }
+            Some(_) => {
+                if let Err(error) =
+                    remove_unfinished_writes(&files.compiled, SharedArtifacts::abandoned)
+                {
+                    tracing::warn!(%error, "cleaning the shared artifact directory");
                 }
             }
         }
         Ok(files)
+    }
+
+    /// Whether every compiled component's artifact is kept, not only stored components'.
+    pub(crate) fn keeps_every_artifact(&self) -> bool {
+        self.shared.is_some()
     }
 
     fn component_path(&self, hex: &str) -> PathBuf {
@@ -74,7 +97,8 @@ impl Files {
     }
 
     /// Stores a compiled artifact, then its digest (so a digest file always describes a whole
-    /// artifact).
+    /// artifact). In a shared directory a failure is only logged, and older artifacts are
+    /// removed past the directory's size.
     pub(crate) fn write_artifact(
         &self,
         hex: &str,
@@ -82,8 +106,19 @@ impl Files {
         bytes: &[u8],
     ) -> std::io::Result<()> {
         let path = self.artifact_path(hex, engine);
-        atomic_write(&path, bytes)?;
-        atomic_write(&digest_path(&path), sha256_hex(bytes).as_bytes())
+        let written = atomic_write(&path, bytes)
+            .and_then(|()| atomic_write(&digest_path(&path), sha256_hex(bytes).as_bytes()));
+        let Some(shared) = &self.shared else {
+            return written;
+        };
+        if let Err(error) = written.and_then(|()| shared.prune()) {
+            tracing::warn!(
+                artifact = %path.display(),
+                %error,
+                "caching a compiled artifact failed; the next run compiles again"
+            );
+        }
+        Ok(())
     }
 
     /// The artifact's path if it exists and matches its recorded digest. A missing digest file
@@ -93,6 +128,9 @@ impl Files {
         let recorded = std::fs::read_to_string(digest_path(&path)).ok()?;
         let actual = std::fs::read(&path).ok().map(|bytes| sha256_hex(&bytes));
         if actual.as_deref() == Some(recorded.trim()) {
+            if self.shared.is_some() {
+                SharedArtifacts::touch(&path);
+            }
             return Some(path);
         }
         tracing::warn!(
@@ -104,9 +142,13 @@ impl Files {
         None
     }
 
-    /// Removes a component's bytes and every artifact compiled from it.
+    /// Removes a component's bytes and every artifact compiled from it (but not from a shared
+    /// directory, whose artifacts belong to no one store).
     pub(crate) fn remove(&self, hex: &str) -> std::io::Result<()> {
         remove_if_present(&self.component_path(hex))?;
+        if self.shared.is_some() {
+            return Ok(());
+        }
         for entry in std::fs::read_dir(&self.compiled)? {
             let entry = entry?;
             if entry
@@ -121,7 +163,21 @@ impl Files {
     }
 }
 
-fn digest_path(artifact: &Path) -> PathBuf {
+/// Removes the unfinished writes in `dir` that `may_go` allows.
+fn remove_unfinished_writes(dir: &Path, may_go: impl Fn(&Path) -> bool) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().contains(TEMP_MARKER) && may_go(&path) {
+            tracing::info!(file = %path.display(), "removing an unfinished write");
+            remove_if_present(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The file recording an artifact's digest.
+pub(crate) fn digest_path(artifact: &Path) -> PathBuf {
     let mut name = artifact.as_os_str().to_owned();
     name.push(".sha256");
     PathBuf::from(name)

@@ -12,6 +12,9 @@
 //! Every compile is charged to its tenant's share of the compile slots first
 //! ([`CompileShare`]); the memory it keeps is bounded by entries and by bytes of compiled code
 //! ([`CacheUsage`]), and so is the queue of background optimizing compiles.
+//!
+//! Local commands give the registry a [`SharedArtifacts`] directory: the same artifacts, kept
+//! for every component they compile and found again by the next process.
 
 mod compile_share;
 pub mod conformance;
@@ -21,6 +24,7 @@ mod optimize_queue;
 pub mod pipelines;
 mod prepared_cache;
 pub mod records;
+mod shared_artifacts;
 pub mod sqlite;
 pub mod store;
 
@@ -39,6 +43,7 @@ pub use records::{
     DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, NewRecord, Payload, RecordByteLimits, RecordInputs,
     RecordQuery, RecordStore, Retention, RunRecord, RunStats, stored_bytes,
 };
+pub use shared_artifacts::{DEFAULT_SHARED_ARTIFACT_BYTES, SharedArtifacts};
 pub use store::{
     Backend, ComponentRecord, ComponentStore, DeleteResult, GrantStore, GrantsOf, Inserted,
     KeyRecord, LimitProfile, NameChange, NameRecord, Quotas, RecordPolicy, Scope, StorageQuota,
@@ -66,8 +71,8 @@ pub const DEFAULT_PREPARED_CACHE_ENTRIES: usize = 256;
 /// Default bytes of compiled code kept in memory (prepared components).
 pub const DEFAULT_PREPARED_CACHE_BYTES: u64 = 512 * 1024 * 1024;
 
-/// How much the registry keeps in memory and compiles at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How much the registry keeps in memory and compiles at once, and where its artifacts go.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryConfig {
     /// Prepared components kept in memory, at most (least recently used evicted). Default
     /// [`DEFAULT_PREPARED_CACHE_ENTRIES`].
@@ -84,6 +89,10 @@ pub struct RegistryConfig {
     /// Bytes of components those compiles may hold, at most. Default
     /// [`DEFAULT_MAX_PENDING_OPTIMIZE_BYTES`].
     pub max_pending_optimize_bytes: u64,
+    /// Keep compiled artifacts in this directory shared with other processes, for every
+    /// component compiled (bytes sent with a request too), instead of in the data directory
+    /// for stored components only. Default `None`. For local commands, not servers.
+    pub shared_artifacts: Option<SharedArtifacts>,
 }
 
 impl Default for RegistryConfig {
@@ -94,6 +103,7 @@ impl Default for RegistryConfig {
             compile_share: None,
             max_pending_optimizations: DEFAULT_MAX_PENDING_OPTIMIZATIONS,
             max_pending_optimize_bytes: DEFAULT_MAX_PENDING_OPTIMIZE_BYTES,
+            shared_artifacts: None,
         }
     }
 }
@@ -203,7 +213,8 @@ struct Inner {
 const MAX_RESOLUTIONS: usize = 10_000;
 
 impl Registry {
-    /// A registry on `store`, keeping component files and compiled artifacts in `data_dir`.
+    /// A registry on `store`, keeping component files in `data_dir`, and compiled artifacts
+    /// there too unless `config` names a shared directory.
     ///
     /// # Errors
     /// [`RegistryError`] when the directory cannot be prepared.
@@ -213,7 +224,7 @@ impl Registry {
         store: Arc<dyn ComponentStore>,
         config: RegistryConfig,
     ) -> Result<Registry, RegistryError> {
-        let files = Files::open(data_dir)?;
+        let files = Files::open(data_dir, config.shared_artifacts)?;
         Ok(Registry {
             inner: Arc::new(Inner {
                 engine: runtime.compatibility_hash(),
@@ -277,12 +288,13 @@ impl Registry {
                     .map_or("no limit".into(), |n| n.to_string()),
             )));
         }
-        let prepared = match self.cached(&digest) {
-            Some(prepared) => prepared,
+        let (prepared, source) = match self.cached_or_stored(&digest).await {
+            Some(resolved) => (resolved.prepared, resolved.source),
             None => {
                 let share = self.inner.shares.charge(tenant).await?;
                 let bytes = Arc::clone(&bytes);
-                self.inner.runtime.compile_holding(bytes, share).await?
+                let prepared = self.inner.runtime.compile_holding(bytes, share).await?;
+                (prepared, CacheSource::None)
             }
         };
         let info = prepared.info();
@@ -296,9 +308,9 @@ impl Registry {
             created_at: timestamp(),
         };
         // Baseline code is never cached on disk: its artifact is written once Cranelift's is.
-        let artifact = match prepared.tier() {
-            CompileTier::Optimized => Some(prepared.serialize()?),
-            CompileTier::Baseline => None,
+        let artifact = match (prepared.tier(), source) {
+            (_, CacheSource::Disk) | (CompileTier::Baseline, _) => None,
+            (CompileTier::Optimized, _) => Some(prepared.serialize()?),
         };
         let registry = self.clone();
         let (tenant_owned, name_owned) = (tenant.clone(), name.cloned());
@@ -533,7 +545,7 @@ impl Registry {
     /// The prepared component for `bytes` that `tenant` sent with a request (`POST /run`):
     /// found by digest in memory or on disk when these bytes were seen before, else compiled
     /// within the tenant's compile share, like an upload, and kept in memory (not stored: only
-    /// uploads are persisted).
+    /// uploads are persisted; but its artifact goes to a shared directory, if there is one).
     ///
     /// # Errors
     /// [`RegistryError::Compile`] for unacceptable bytes, or `Overloaded` past the tenant's
@@ -548,7 +560,9 @@ impl Registry {
             return Ok(resolved);
         }
         let share = self.inner.shares.charge(tenant).await?;
-        self.compile_and_keep(&digest, bytes, false, share).await
+        let write_artifact = self.inner.files.keeps_every_artifact();
+        self.compile_and_keep(&digest, bytes, write_artifact, share)
+            .await
     }
 
     /// What the memory cache of prepared components holds now.
@@ -563,6 +577,13 @@ impl Registry {
     /// Background optimizing compiles waiting or running now, and the bytes they hold.
     pub fn pending_optimizations(&self) -> (usize, u64) {
         self.inner.optimizing.usage()
+    }
+
+    /// Waits until no background optimizing compile is waiting or running (each has swapped
+    /// its code in and written its artifact, or failed): what a local command waits for before
+    /// it exits, so that its next run finds the optimized artifact.
+    pub async fn optimizations_finished(&self) {
+        self.inner.optimizing.emptied().await;
     }
 
     async fn cached_or_stored(&self, digest: &Digest) -> Option<Resolved> {
@@ -632,7 +653,8 @@ impl Registry {
         })
     }
 
-    /// Writes the compiled artifact of a stored component (optimized code only).
+    /// Writes the compiled artifact of a stored component, or of any component to a shared
+    /// directory (optimized code only).
     async fn write_artifact(
         &self,
         digest: &Digest,
@@ -645,7 +667,7 @@ impl Registry {
             let inner = &registry.inner;
             // A component deleted meanwhile gets no artifact (its files are gone).
             let _blobs = inner.blobs.lock().unwrap_or_else(PoisonError::into_inner);
-            if inner.store.digest_in_use(&digest)? {
+            if inner.files.keeps_every_artifact() || inner.store.digest_in_use(&digest)? {
                 inner
                     .files
                     .write_artifact(digest.hex(), &inner.engine, &artifact)?;

@@ -10,6 +10,7 @@
 use crate::ids::Digest;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::Notify;
 
 /// Default number of optimizing compiles waiting or running at once.
 pub const DEFAULT_MAX_PENDING_OPTIMIZATIONS: usize = 16;
@@ -21,6 +22,8 @@ pub(crate) struct OptimizeQueue {
     max_pending: usize,
     max_bytes: u64,
     pending: Arc<Mutex<Pending>>,
+    /// Woken whenever the queue becomes empty.
+    emptied: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -42,6 +45,7 @@ pub(crate) enum Entered {
 /// A component's place in the queue, given back when dropped.
 pub(crate) struct QueuePlace {
     pending: Arc<Mutex<Pending>>,
+    emptied: Arc<Notify>,
     digest: Digest,
     bytes: u64,
 }
@@ -51,6 +55,9 @@ impl Drop for QueuePlace {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         pending.digests.remove(&self.digest);
         pending.bytes -= self.bytes;
+        if pending.digests.is_empty() {
+            self.emptied.notify_waiters();
+        }
     }
 }
 
@@ -61,6 +68,7 @@ impl OptimizeQueue {
             max_pending,
             max_bytes,
             pending: Arc::default(),
+            emptied: Arc::default(),
         }
     }
 
@@ -79,6 +87,7 @@ impl OptimizeQueue {
         pending.bytes += bytes;
         Entered::Queued(QueuePlace {
             pending: Arc::clone(&self.pending),
+            emptied: Arc::clone(&self.emptied),
             digest: digest.clone(),
             bytes,
         })
@@ -88,6 +97,18 @@ impl OptimizeQueue {
     pub(crate) fn usage(&self) -> (usize, u64) {
         let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         (pending.digests.len(), pending.bytes)
+    }
+
+    /// Waits until no component is queued (every place given back).
+    pub(crate) async fn emptied(&self) {
+        loop {
+            // Registered before the check, so an emptying in between still wakes it.
+            let emptied = self.emptied.notified();
+            if self.usage().0 == 0 {
+                return;
+            }
+            emptied.await;
+        }
     }
 }
 
@@ -125,5 +146,25 @@ mod tests {
         assert!(matches!(queue.enter(&digest(3), 40), Entered::Queued(_)));
         drop(second);
         assert_eq!(queue.usage(), (0, 0), "a dropped place is given back");
+    }
+
+    #[tokio::test]
+    async fn emptied_waits_for_the_last_place() {
+        let queue = Arc::new(OptimizeQueue::new(2, 100));
+        queue.emptied().await;
+        let Entered::Queued(place) = queue.enter(&Digest::of(b"a"), 1) else {
+            panic!("an empty queue takes it")
+        };
+        let waiter = tokio::spawn({
+            let queue = Arc::clone(&queue);
+            async move { queue.emptied().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "a place is still held");
+        drop(place);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken when the last place is given back")
+            .expect("the waiter ran");
     }
 }

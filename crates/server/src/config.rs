@@ -58,8 +58,9 @@ pub struct ServerConfig {
     /// Pipelines (`[pipelines]`): nodes, state, run-wide limits, batches.
     pub pipelines: PipelinesConfig,
     /// The key tenants' secrets are sealed with (at least 24 characters; also
-    /// `WARDEN_SECRETS_KEY`). Unset (the default): the server keeps no secrets. Printed as
-    /// `<set>`.
+    /// `WARDEN_SECRETS_KEY`). Printed as `<set>`. Unset (the default): `warden serve` uses the
+    /// key in `<data_dir>/secrets.key`, generated there (mode 0600) on the first start; losing
+    /// that file loses the stored secrets. In production, set it from a secret manager.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secrets_key: Option<Secret>,
     /// Trace export (`[telemetry]`).
@@ -323,6 +324,7 @@ impl ServerConfig {
             metrics: self.metrics.enabled,
             pipelines: self.pipelines,
             secrets_key: self.secrets_key.clone(),
+            shared_artifacts: None,
         }
     }
 }

@@ -14,10 +14,12 @@ mod extract;
 mod openapi;
 pub mod request_id;
 pub(crate) mod routes;
+mod secrets_key;
 
 pub use config::ServerConfig;
 pub use error::ApiError;
 pub use routes::ExecutionResponse as ExecutionDocument;
+pub use secrets_key::SECRETS_KEY_FILE;
 
 use anyhow::Context;
 use axum::Router;
@@ -129,13 +131,19 @@ fn log_internal_errors<B>(
     );
 }
 
-/// Validates `config`, starts the runtime, binds `config.listen`, calls `on_ready` with the
-/// bound address, and serves until SIGTERM / ctrl-c (a second one exits at once). SIGHUP
-/// reloads the TLS certificate.
+/// Validates `config`, takes its secrets key (configured, or the data directory's, generated
+/// on the first start: [`ServerConfig::with_secrets_key`]), starts the runtime, binds
+/// `config.listen`, calls `on_ready` with the bound address, and serves until SIGTERM / ctrl-c
+/// (a second one exits at once). SIGHUP reloads the TLS certificate.
 ///
 /// # Errors
-/// When the configuration is invalid, the runtime cannot start, or the address can't be bound.
+/// When the configuration is invalid, the secrets key file is unreadable or malformed, the
+/// runtime cannot start, or the address can't be bound.
 pub async fn serve(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let config = config.with_secrets_key()?;
     let listen = config.listen;
     if config.admin_token.is_none()
         && !listen.ip().is_loopback()

@@ -48,6 +48,7 @@ fn service() -> Service {
         metrics: true,
         pipelines: PipelinesConfig::default(),
         secrets_key: None,
+        shared_artifacts: None,
     };
     Service::local(config).expect("service")
 }

@@ -172,9 +172,11 @@ impl Service {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         // A tenant never learns from the cache that another tenant ran the same bytes: its
         // first run of bytes it sent is reported as compiled, with the compile's real cost.
+        // (A local command's shared artifacts are one user's own: reported as they are.)
+        let shared = self.inner.config.shared_artifacts.is_some();
         let (cache, took) = match (seen_before, resolved.source) {
             (false, CacheSource::Memory | CacheSource::Disk)
-                if !self.stores(tenant, &resolved.digest).await =>
+                if !shared && !self.stores(tenant, &resolved.digest).await =>
             {
                 (CacheSource::None, resolved.prepared.compile_time())
             }

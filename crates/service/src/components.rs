@@ -32,6 +32,13 @@ impl Service {
         Ok((record, created))
     }
 
+    /// Waits until the background optimizing compiles are done (their code swapped in, their
+    /// artifacts written): a local command waits for this before it exits, so its next run
+    /// loads the optimized code from the cache instead of compiling again.
+    pub async fn optimizations_finished(&self) {
+        self.inner.registry.optimizations_finished().await;
+    }
+
     /// Whether the caller may upload `declared` bytes, asked before the body is read: the
     /// scope, and a size no stored-bytes quota could ever take.
     ///

@@ -156,9 +156,14 @@ pub struct ServiceConfig {
     pub metrics: bool,
     /// Pipelines and their runs.
     pub pipelines: crate::PipelinesConfig,
-    /// The key tenants' secrets are sealed with (at least 24 characters). `None`: the server
-    /// keeps no secrets.
+    /// The key tenants' secrets are sealed with (at least 24 characters). `None`: the service
+    /// keeps no secrets (`warden serve` always has one: configured, or generated into its data
+    /// directory; a local command's throwaway service has none).
     pub secrets_key: Option<Secret>,
+    /// Keep compiled artifacts in this directory shared between processes (the user's cache
+    /// of `warden run` and `warden test`), for every component compiled. `None` (a server):
+    /// in the data directory, for stored components only.
+    pub shared_artifacts: Option<warden_registry::SharedArtifacts>,
 }
 
 impl ServiceConfig {

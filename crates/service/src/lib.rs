@@ -139,6 +139,7 @@ impl Service {
             compile_share: config
                 .compile_share(config.admin_token.is_some())
                 .map_err(|e| anyhow::anyhow!("invalid configuration: tenants.{e}"))?,
+            shared_artifacts: config.shared_artifacts.clone(),
             ..warden_registry::RegistryConfig::default()
         };
         let registry = Registry::new(data_dir, runtime.clone(), component_store, registry_config)?;

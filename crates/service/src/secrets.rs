@@ -1,5 +1,6 @@
 //! Tenants' secrets: sealed with ChaCha20-Poly1305 under a key from the configuration
-//! (`secrets_key`, or `WARDEN_SECRETS_KEY`) before they reach a store, bound to their tenant and
+//! (`secrets_key`, or `WARDEN_SECRETS_KEY`; `warden serve` generates one into its data directory
+//! when neither is set) before they reach a store, bound to their tenant and
 //! name, write-only through the API (set, list names, delete), and readable only by the
 //! components whose grants name them, through `host.config` — redacted wherever a guest writes
 //! one to its log or output streams.

@@ -1,11 +1,12 @@
-//! `warden new NAME --lang L --world W`: a ready plugin project from the templates built into
-//! the binary (`templates/` in the repository), with the WIT contract it targets.
+//! `warden new PATH --lang L --world W`: a ready plugin project from the templates built into
+//! the binary (`templates/` in the repository), with the WIT contract it targets. Like
+//! `cargo new`, the project is written at PATH and named after its last component.
 
 use super::super::out;
 use super::{Lang, World};
 use anyhow::{Context, bail};
 use include_dir::{Dir, include_dir};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use warden_runtime::contract::WitPackage;
 
 /// The project templates: `<lang>/` holds what every project of a language shares,
@@ -16,17 +17,15 @@ static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 #[derive(clap::Args)]
 pub(crate) struct NewArgs {
-    /// The plugin's name: lowercase letters, digits and `-`, starting with a letter.
-    name: String,
+    /// Where to write the project (missing or empty); its last component is the plugin's name:
+    /// lowercase letters, digits and `-`, starting with a letter.
+    path: std::path::PathBuf,
     /// The language of the project.
     #[arg(long, value_enum)]
     lang: Lang,
     /// The world the plugin implements.
     #[arg(long, value_enum)]
     world: World,
-    /// Where to write it (default `./NAME`). Must be missing or empty.
-    #[arg(long)]
-    dir: Option<PathBuf>,
 }
 
 /// Whether `name` can name a project (and a Rust crate, an npm package, a WIT world).
@@ -51,14 +50,28 @@ pub(crate) fn available() -> Vec<String> {
     pairs
 }
 
-pub(crate) fn new(args: NewArgs) -> anyhow::Result<u8> {
-    if !valid_name(&args.name) {
+/// The plugin's name: the last component of `path`, checked.
+fn name_of(path: &Path) -> anyhow::Result<String> {
+    let Some(name) = path.file_name() else {
         bail!(
-            "`{}` cannot name a plugin: use lowercase letters, digits and single `-`, starting \
-             with a letter (at most 64)",
-            args.name
+            "{} does not end in a name for the plugin: give the project's path, e.g. \
+             plugins/my-plugin",
+            path.display()
+        );
+    };
+    let name = name.to_string_lossy();
+    if !valid_name(&name) {
+        bail!(
+            "`{name}` (the last component of {}) cannot name a plugin: use lowercase letters, \
+             digits and single `-`, starting with a letter (at most 64)",
+            path.display()
         );
     }
+    Ok(name.into_owned())
+}
+
+pub(crate) fn new(args: NewArgs) -> anyhow::Result<u8> {
+    let name = name_of(&args.path)?;
     let pair = format!("{}-{}", args.lang.as_str(), args.world.as_str());
     let (Some(shared), Some(particular)) = (
         TEMPLATES.get_dir(args.lang.as_str()),
@@ -69,22 +82,19 @@ pub(crate) fn new(args: NewArgs) -> anyhow::Result<u8> {
             available().join(", ")
         );
     };
-    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args.path;
     if dir.exists() {
         let empty = std::fs::read_dir(&dir)
             .with_context(|| format!("reading {}", dir.display()))?
             .next()
             .is_none();
         if !empty {
-            bail!(
-                "{} is not empty: choose another name or --dir",
-                dir.display()
-            );
+            bail!("{} is not empty: choose another path", dir.display());
         }
     }
     let names = [
-        ("{{name}}", args.name.clone()),
-        ("{{name_snake}}", args.name.replace('-', "_")),
+        ("{{name}}", name.clone()),
+        ("{{name_snake}}", name.replace('-', "_")),
     ];
     for template in [shared, particular] {
         write_tree(template, template.path(), &dir, &names)?;
@@ -93,13 +103,9 @@ pub(crate) fn new(args: NewArgs) -> anyhow::Result<u8> {
     out!("created {} ({pair})", dir.display());
     out!("next:");
     out!("  cd {}", dir.display());
-    out!("  warden build          # writes dist/{}.wasm", args.name);
+    out!("  warden build          # writes dist/{name}.wasm");
     out!("  warden test           # runs tests/*.input against tests/*.expected");
-    out!(
-        "  warden push dist/{}.wasm --name {} --server URL",
-        args.name,
-        args.name
-    );
+    out!("  warden push dist/{name}.wasm --name {name} --server URL");
     Ok(0)
 }
 
@@ -186,6 +192,20 @@ mod tests {
         }
         for bad in ["", "My", "2x", "a_b", "a-", "a--b", "a b", &"a".repeat(65)] {
             assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_name_is_the_paths_last_component() {
+        let name = |path: &str| name_of(Path::new(path)).map_err(|e| e.to_string());
+        assert_eq!(name("my-plugin").as_deref(), Ok("my-plugin"));
+        assert_eq!(name("some/dir/my-plugin/").as_deref(), Ok("my-plugin"));
+        assert_eq!(name("/abs/rule2").as_deref(), Ok("rule2"));
+        let refused = name("some/dir/My_Plugin").expect_err("not a name");
+        assert!(refused.contains("`My_Plugin`"), "{refused}");
+        assert!(refused.contains("some/dir/My_Plugin"), "{refused}");
+        for no_name in [".", "..", "/", "some/.."] {
+            assert!(name(no_name).is_err(), "{no_name}");
         }
     }
 

@@ -14,7 +14,7 @@
 //! An expected file whose first line is `OUTCOME: message` (e.g. `guest_error: empty input`)
 //! expects that outcome and exactly that error message instead of output.
 
-use super::super::{config, out};
+use super::super::{config, local, out};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -126,7 +126,7 @@ pub(crate) async fn test(args: TestArgs) -> anyhow::Result<u8> {
         })?,
     };
     let cases = cases(&dir)?;
-    let service = Service::local(config::load(args.config.as_deref())?.service())?;
+    let service = local::service(&config::load(args.config.as_deref())?)?;
     let grants = args
         .grants
         .clone()
@@ -181,6 +181,7 @@ pub(crate) async fn test(args: TestArgs) -> anyhow::Result<u8> {
         }
     }
     out!("{} passed, {failed} failed", cases.len() - failed);
+    local::finish(&service).await;
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
