@@ -7,7 +7,7 @@ use crate::{EffectiveRecording, Service, ServiceError};
 use serde::{Deserialize, Serialize};
 use warden_registry::{
     KeyId, KeyRecord, LimitProfile, Quotas, RecordPolicy, Scope, StorageUsed, StoreErrorKind,
-    Tenant, TenantId, on_blocking_thread,
+    Tenant, TenantId,
 };
 use warden_runtime::Limits;
 
@@ -139,13 +139,13 @@ impl Service {
             created_at: warden_registry::timestamp(),
         };
         self.check_tenant(&tenant)?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.create_tenant(&tenant)).map_err(|error| match error.kind {
-            StoreErrorKind::Conflict => {
-                ServiceError::Conflict(format!("tenant `{}` exists already", tenant.id))
-            }
-            _ => error.into(),
-        })?;
+        self.store(|store| store.create_tenant(&tenant))
+            .map_err(|error| match error.kind {
+                StoreErrorKind::Conflict => {
+                    ServiceError::Conflict(format!("tenant `{}` exists already", tenant.id))
+                }
+                _ => error.into(),
+            })?;
         self.forget_tenant(&tenant.id);
         self.tenant_view(&tenant.id).await
     }
@@ -156,8 +156,7 @@ impl Service {
     /// `Forbidden` unless the admin.
     pub fn tenants(&self, caller: &Caller) -> Result<Vec<Tenant>, ServiceError> {
         self.admin(caller)?;
-        let store = &self.inner.store;
-        Ok(on_blocking_thread(|| store.list_tenants())?)
+        Ok(self.store(|store| store.list_tenants())?)
     }
 
     /// One tenant, with its effective limits and storage.
@@ -204,8 +203,7 @@ impl Service {
             tenant.recording = merge_patch(&tenant.recording, changes, "recording")?;
         }
         self.check_tenant(&tenant)?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.update_tenant(&tenant))?;
+        self.store(|store| store.update_tenant(&tenant))?;
         self.forget_tenant(id);
         self.tenant_view(id).await
     }
@@ -222,9 +220,9 @@ impl Service {
                 "the default tenant owns the data of open mode; it cannot be deleted".into(),
             ));
         }
-        let store = &self.inner.store;
-        let digests =
-            on_blocking_thread(|| store.delete_tenant(id)).map_err(|error| match error.kind {
+        let digests = self
+            .store(|store| store.delete_tenant(id))
+            .map_err(|error| match error.kind {
                 StoreErrorKind::NotFound => no_tenant(id),
                 _ => error.into(),
             })?;
@@ -269,11 +267,11 @@ impl Service {
         }
         let key = auth::new_key(tenant, request.name, request.scope, expires_at)
             .map_err(|e| ServiceError::Internal(format!("random source failed: {e}")))?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.insert_key(&key.record)).map_err(|error| match error.kind {
-            StoreErrorKind::NotFound => no_tenant(tenant),
-            _ => error.into(),
-        })?;
+        self.store(|store| store.insert_key(&key.record))
+            .map_err(|error| match error.kind {
+                StoreErrorKind::NotFound => no_tenant(tenant),
+                _ => error.into(),
+            })?;
         Ok(CreatedKey {
             record: self.key_view(&key.record),
             key: key.token,
@@ -287,8 +285,7 @@ impl Service {
     pub fn keys(&self, caller: &Caller, tenant: &TenantId) -> Result<Vec<KeyView>, ServiceError> {
         self.admin(caller)?;
         self.existing_tenant(tenant)?;
-        let store = &self.inner.store;
-        let keys = on_blocking_thread(|| store.list_keys(tenant))?;
+        let keys = self.store(|store| store.list_keys(tenant))?;
         Ok(keys.iter().map(|key| self.key_view(key)).collect())
     }
 
@@ -303,8 +300,7 @@ impl Service {
         key: &KeyId,
     ) -> Result<(), ServiceError> {
         self.admin(caller)?;
-        let store = &self.inner.store;
-        let revoked = on_blocking_thread(|| store.revoke_key(tenant, key))?;
+        let revoked = self.store(|store| store.revoke_key(tenant, key))?;
         self.inner.keys.clear();
         match revoked {
             true => Ok(()),
@@ -328,8 +324,8 @@ impl Service {
     }
 
     pub(crate) fn existing_tenant(&self, id: &TenantId) -> Result<Tenant, ServiceError> {
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.tenant(id))?.ok_or_else(|| no_tenant(id))
+        self.store(|store| store.tenant(id))?
+            .ok_or_else(|| no_tenant(id))
     }
 
     pub(crate) fn check_tenant(&self, tenant: &Tenant) -> Result<(), ServiceError> {

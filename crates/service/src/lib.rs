@@ -62,7 +62,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use tenants::TenantState;
 use warden_registry::{
-    Backend, Digest, LimitProfile, Quotas, RecordPolicy, Registry, StoreErrorKind, Tenant, TenantId,
+    Backend, Digest, LimitProfile, Quotas, RecordPolicy, Registry, StoreError, StoreErrorKind,
+    Tenant, TenantId,
 };
 use warden_runtime::{LongCallHint, Runtime};
 
@@ -201,5 +202,18 @@ impl Service {
     /// Every metric in the OpenMetrics text format, as of now.
     pub fn render_metrics(&self) -> String {
         self.inner.metrics.render(self.inner.runtime.load())
+    }
+
+    /// Runs one store call (a statement or a transaction) off the async workers: the one
+    /// place a request reaches the store, so the hop is chosen here once (today tokio's
+    /// `block_in_place`, through [`warden_registry::on_blocking_thread`]). Background writers
+    /// own their batches and use `spawn_blocking` instead. Why the traits stay synchronous:
+    /// `docs/ARCHITECTURE.md`, "The store traits and an async driver".
+    pub(crate) fn store<T>(
+        &self,
+        work: impl FnOnce(&dyn Backend) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let store = self.inner.store.as_ref();
+        warden_registry::on_blocking_thread(|| work(store))
     }
 }

@@ -9,7 +9,7 @@
 //! (Over 600 lines with its unit tests, which are a third of it.)
 
 use crate::Service;
-use warden_registry::{GrantsOf, TenantId, on_blocking_thread};
+use warden_registry::{GrantsOf, TenantId};
 
 use crate::ServiceError;
 use crate::config::TenantDefaults;
@@ -413,12 +413,11 @@ impl Service {
         {
             return Ok(Arc::clone(state));
         }
-        let store = &self.inner.store;
-        let tenant = on_blocking_thread(|| store.tenant(id))?.ok_or_else(|| {
+        let tenant = self.store(|store| store.tenant(id))?.ok_or_else(|| {
             ServiceError::Unauthorized("the API key's tenant no longer exists".into())
         })?;
         let today = today();
-        let stored = on_blocking_thread(|| store.usage(id, &today, &today))?;
+        let stored = self.store(|store| store.usage(id, &today, &today))?;
         let fuel: u64 = self
             .inner
             .meter
@@ -426,8 +425,11 @@ impl Service {
             .iter()
             .map(|row| row.counters.fuel)
             .sum();
-        let grants = on_blocking_thread(|| store.grants(id, GrantsOf::Tenant))?.unwrap_or_default();
-        let posted = on_blocking_thread(|| store.grants(id, GrantsOf::PostedCode))?
+        let grants = self
+            .store(|store| store.grants(id, GrantsOf::Tenant))?
+            .unwrap_or_default();
+        let posted = self
+            .store(|store| store.grants(id, GrantsOf::PostedCode))?
             .map(|posted| posted.intersect(&grants))
             .unwrap_or_default();
         let engine_slots = self
