@@ -9,7 +9,7 @@ use crate::{Caller, Service, ServiceError};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sha2::{Digest as _, Sha256};
-use warden_registry::{Scope, TenantId};
+use warden_registry::{Scope, StoreErrorKind, TenantId};
 use warden_runtime::MAX_CONFIG_VALUE_BYTES;
 
 /// Most secrets one tenant may store.
@@ -95,15 +95,15 @@ impl Service {
             )));
         }
         let sealed = self.sealer()?.seal(tenant, key, value)?;
-        let names = self.store(|store| store.secret_names(tenant))?;
-        if names.len() >= MAX_SECRETS_PER_TENANT && !names.iter().any(|n| n == key) {
-            return Err(ServiceError::QuotaExceeded {
-                message: format!("a tenant keeps at most {MAX_SECRETS_PER_TENANT} secrets"),
-                retry_after_secs: None,
-            });
-        }
-        self.store(|store| store.set_secret(tenant, key, &sealed))?;
-        Ok(())
+        let max = MAX_SECRETS_PER_TENANT as u64;
+        self.store(|store| store.put_secret(tenant, key, &sealed, max))
+            .map_err(|error| match error.kind {
+                StoreErrorKind::OverQuota => ServiceError::QuotaExceeded {
+                    message: format!("a tenant keeps at most {MAX_SECRETS_PER_TENANT} secrets"),
+                    retry_after_secs: None,
+                },
+                _ => error.into(),
+            })
     }
 
     /// The names of the caller's secrets (never their values).

@@ -1,0 +1,87 @@
+//! Races that must stay closed (issue 27): concurrent secret writes never pass the cap,
+//! concurrent tenant patches never lose a field, a tenant's cached state never outlives a
+//! change, and a daily fuel quota holds across two nodes on one store. Each test runs the
+//! racing operations at once, against real servers on a real data directory.
+
+use crate::support::{Reply, TestServer, request_json, spawn_server_with};
+use futures::future::join_all;
+use reqwest::Method;
+use serde_json::{Value, json};
+use warden_server::ServerConfig;
+use warden_service::{MAX_SECRETS_PER_TENANT, Secret};
+
+const ADMIN: &str = "admin-token-for-the-race-tests-01234";
+
+fn secured(config: &mut ServerConfig) {
+    config.admin_token = Some(Secret::new(ADMIN));
+    config.secrets_key = Some(Secret::new("a-secrets-key-for-the-race-tests-0123"));
+}
+
+async fn admin(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> Reply {
+    request_json(server, Some(ADMIN), method, path, body).await
+}
+
+/// Creates tenant `id` with `settings` (limits/quotas) and a `manage` key; answers the token.
+async fn tenant_with_key(server: &TestServer, id: &str, settings: Value) -> String {
+    let mut body = settings;
+    body["id"] = json!(id);
+    let created = admin(server, Method::POST, "/v1/tenants", Some(body)).await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let key = admin(
+        server,
+        Method::POST,
+        &format!("/v1/tenants/{id}/keys"),
+        Some(json!({ "name": "races", "scope": "manage" })),
+    )
+    .await;
+    assert_eq!(key.status, 201, "{}", key.json);
+    key.json["key"].as_str().unwrap().to_owned()
+}
+
+async fn put_secret(server: &TestServer, token: &str, name: &str) -> Reply {
+    request_json(
+        server,
+        Some(token),
+        Method::PUT,
+        &format!("/v1/secrets/{name}"),
+        Some(json!({ "value": "v" })),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_secret_puts_never_pass_the_cap() {
+    let server = spawn_server_with(secured).await;
+    let token = tenant_with_key(&server, "keeper", json!({})).await;
+    const FREE: usize = 4;
+    for i in 0..MAX_SECRETS_PER_TENANT - FREE {
+        let stored = put_secret(&server, &token, &format!("s{i}")).await;
+        assert_eq!(stored.status, 204, "{}", stored.json);
+    }
+    // Many more new names than there is room for, all at once.
+    let puts: Vec<_> = (0..8 * FREE)
+        .map(|i| {
+            let (server, token) = (&server, &token);
+            async move { put_secret(server, token, &format!("new{i}")).await }
+        })
+        .collect();
+    let replies = join_all(puts).await;
+    let stored = replies.iter().filter(|r| r.status == 204).count();
+    for refused in replies.iter().filter(|r| r.status != 204) {
+        assert_eq!(
+            (refused.status.as_u16(), refused.error_code()),
+            (429, "quota_exceeded"),
+            "{}",
+            refused.json
+        );
+    }
+    assert_eq!(stored, FREE, "exactly the free places are taken");
+    let names = request_json(&server, Some(&token), Method::GET, "/v1/secrets", None).await;
+    assert_eq!(
+        names.json["names"].as_array().unwrap().len(),
+        MAX_SECRETS_PER_TENANT
+    );
+    // At the cap, an existing name can still be replaced; a new one cannot be added.
+    assert_eq!(put_secret(&server, &token, "s0").await.status, 204);
+    assert_eq!(put_secret(&server, &token, "one-more").await.status, 429);
+}
