@@ -2,9 +2,12 @@
 //!
 //! A backend's test calls [`run_all`] with a function that makes a fresh, empty backend; each
 //! check gets its own. SQLite runs it in `tests/all/stores.rs`; a PostgreSQL backend runs the
-//! same suite. A failed check panics with what it expected.
+//! same suite. A failed check panics with what it expected. The checks of each trait are here,
+//! except [`GrantStore`](crate::store::GrantStore)'s, in `conformance/grants.rs`.
 
 #![allow(clippy::unwrap_used)]
+
+mod grants;
 
 use crate::ids::RunId;
 use crate::ids::{ComponentName, Digest, KeyId, NodeId, PipelineName, TenantId};
@@ -59,6 +62,22 @@ pub const CHECKS: &[(&str, Check)] = &[
     (
         "pipelines are versioned per tenant",
         pipelines_are_versioned_per_tenant,
+    ),
+    (
+        "grants are kept per set and per tenant",
+        grants::grants_are_kept_per_set_and_per_tenant,
+    ),
+    (
+        "secrets are put, replaced, listed and deleted",
+        grants::secrets_are_put_replaced_listed_and_deleted,
+    ),
+    (
+        "concurrent secret puts respect the cap",
+        grants::concurrent_secret_puts_respect_the_cap,
+    ),
+    (
+        "deleting a tenant removes its grants and secrets",
+        grants::deleting_a_tenant_removes_its_grants_and_secrets,
     ),
 ];
 
