@@ -85,3 +85,52 @@ async fn concurrent_secret_puts_never_pass_the_cap() {
     assert_eq!(put_secret(&server, &token, "s0").await.status, 204);
     assert_eq!(put_secret(&server, &token, "one-more").await.status, 429);
 }
+
+/// Four patches of four different fields, one round's values.
+fn patches(round: u64) -> [Value; 4] {
+    [
+        json!({ "limits": { "fuel": 1_000_000 + round } }),
+        json!({ "limits": { "timeout_ms": 1_000 + round } }),
+        json!({ "quotas": { "max_components": 100 + round } }),
+        json!({ "quotas": { "runs_per_minute": 1_000 + round } }),
+    ]
+}
+
+/// Whether `tenant` (a stored tenant's JSON) carries every field of round `round`'s patches.
+fn has_round(tenant: &Value, round: u64) -> bool {
+    tenant["limits"]["fuel"] == 1_000_000 + round
+        && tenant["limits"]["timeout_ms"] == 1_000 + round
+        && tenant["quotas"]["max_components"] == 100 + round
+        && tenant["quotas"]["runs_per_minute"] == 1_000 + round
+}
+
+/// Sends round `round`'s four patches at once; each must succeed.
+async fn patch_all_at_once(server: &TestServer, id: &str, round: u64) {
+    let path = format!("/v1/tenants/{id}");
+    let sent: Vec<_> = patches(round)
+        .into_iter()
+        .map(|patch| admin(server, Method::PATCH, &path, Some(patch)))
+        .collect();
+    for patched in join_all(sent).await {
+        assert_eq!(patched.status, 200, "{}", patched.json);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_of_different_fields_all_survive() {
+    let server = spawn_server_with(secured).await;
+    tenant_with_key(&server, "busy", json!({})).await;
+    for round in 1..=25 {
+        patch_all_at_once(&server, "busy", round).await;
+        // What is stored (the list reads the store, not a node's cached state).
+        let listed = admin(&server, Method::GET, "/v1/tenants", None).await;
+        let tenants = listed.json["tenants"]
+            .as_array()
+            .expect("a list of tenants");
+        let busy = tenants.iter().find(|t| t["id"] == "busy").unwrap();
+        assert!(
+            has_round(busy, round),
+            "round {round}: a patch was lost: {busy}"
+        );
+    }
+}

@@ -352,6 +352,11 @@ pub struct Tenant {
     pub recording: RecordPolicy,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,
+    /// The stored row's version: changed by every [`TenantStore::update_tenant`], which is
+    /// conditional on it (so a read-modify-write never loses a concurrent change). Not part
+    /// of the API.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 /// What a tenant's records keep; unset fields inherit the server's tenant defaults.
@@ -429,10 +434,14 @@ pub trait TenantStore: Send + Sync + 'static {
     /// [`StoreError`] when the backend fails.
     fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
 
-    /// Replaces a tenant's limits and quotas.
+    /// Replaces a tenant's limits, quotas and recording policy if its stored version is still
+    /// `tenant.version` (a compare-and-swap: one conditional `UPDATE … WHERE version = ?`),
+    /// and changes the version.
     ///
     /// # Errors
-    /// [`StoreErrorKind::NotFound`] when it does not exist; `Backend` when the backend fails.
+    /// [`StoreErrorKind::NotFound`] when it does not exist; `Conflict` when it changed since
+    /// `tenant` was read (nothing was written: read it again); `Backend` when the backend
+    /// fails.
     fn update_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
 
     /// Deletes a tenant with everything it owns but its usage (kept for billing): keys,

@@ -89,6 +89,11 @@ fn manage() -> Scope {
 /// Longest key label.
 pub const MAX_KEY_NAME_LEN: usize = 128;
 
+/// Times [`Service::update_tenant`] reads, merges and writes a tenant before it answers
+/// `Conflict`: each retry means another change landed in between, so this many concurrent
+/// changes of one tenant can all be merged.
+pub const TENANT_UPDATE_ATTEMPTS: usize = 8;
+
 /// A key as listed: never its token or hash.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -137,6 +142,7 @@ impl Service {
             quotas: new.quotas,
             recording: new.recording,
             created_at: warden_registry::timestamp(),
+            version: 0,
         };
         self.check_tenant(&tenant)?;
         self.store(|store| store.create_tenant(&tenant))
@@ -183,8 +189,14 @@ impl Service {
     /// Changes a tenant's limits or quotas (a merge patch; `null` restores the default).
     /// Calls admitted after this answer use the new values.
     ///
+    /// The patch is merged into the tenant as read and written only if the tenant has not
+    /// changed since (the store's compare-and-swap on its version); when it has, the patch is
+    /// merged again into what is stored now, up to [`TENANT_UPDATE_ATTEMPTS`] times. Two
+    /// concurrent patches of different fields therefore both survive.
+    ///
     /// # Errors
-    /// `Forbidden` unless the admin; `NotFound`; `BadRequest`; `InvalidLimit`.
+    /// `Forbidden` unless the admin; `NotFound`; `BadRequest`; `InvalidLimit`; `Conflict` when
+    /// the tenant changed under every attempt.
     pub async fn update_tenant(
         &self,
         caller: &Caller,
@@ -192,20 +204,30 @@ impl Service {
         patch: TenantPatch,
     ) -> Result<TenantView, ServiceError> {
         self.admin(caller)?;
-        let mut tenant = self.existing_tenant(id)?;
-        if let Some(changes) = patch.limits {
-            tenant.limits = merge_patch(&tenant.limits, changes, "limits")?;
+        for _ in 0..TENANT_UPDATE_ATTEMPTS {
+            let mut tenant = self.existing_tenant(id)?;
+            if let Some(changes) = &patch.limits {
+                tenant.limits = merge_patch(&tenant.limits, changes.clone(), "limits")?;
+            }
+            if let Some(changes) = &patch.quotas {
+                tenant.quotas = merge_patch(&tenant.quotas, changes.clone(), "quotas")?;
+            }
+            if let Some(changes) = &patch.recording {
+                tenant.recording = merge_patch(&tenant.recording, changes.clone(), "recording")?;
+            }
+            self.check_tenant(&tenant)?;
+            match self.store(|store| store.update_tenant(&tenant)) {
+                Ok(()) => {
+                    self.forget_tenant(id);
+                    return self.tenant_view(id).await;
+                }
+                Err(error) if error.kind == StoreErrorKind::Conflict => continue,
+                Err(error) => return Err(error.into()),
+            }
         }
-        if let Some(changes) = patch.quotas {
-            tenant.quotas = merge_patch(&tenant.quotas, changes, "quotas")?;
-        }
-        if let Some(changes) = patch.recording {
-            tenant.recording = merge_patch(&tenant.recording, changes, "recording")?;
-        }
-        self.check_tenant(&tenant)?;
-        self.store(|store| store.update_tenant(&tenant))?;
-        self.forget_tenant(id);
-        self.tenant_view(id).await
+        Err(ServiceError::Conflict(format!(
+            "tenant `{id}` kept changing while this patch was applied; send it again"
+        )))
     }
 
     /// Deletes a tenant with its keys, names and components (bytes no other tenant stores are

@@ -37,7 +37,8 @@ mod tenants;
 mod usage;
 
 pub use admin::{
-    CreatedKey, KeyView, MAX_KEY_NAME_LEN, NewKeyRequest, NewTenant, TenantPatch, TenantView,
+    CreatedKey, KeyView, MAX_KEY_NAME_LEN, NewKeyRequest, NewTenant, TENANT_UPDATE_ATTEMPTS,
+    TenantPatch, TenantView,
 };
 pub use background::USAGE_FLUSH_INTERVAL;
 pub use call::{CallContext, CallReport, CallRequest, Target};
@@ -148,6 +149,7 @@ impl Service {
             quotas: Quotas::default(),
             recording: RecordPolicy::default(),
             created_at: warden_registry::timestamp(),
+            version: 0,
         };
         match store.create_tenant(&default) {
             Err(error) if error.kind != StoreErrorKind::Conflict => Err(error)?,

@@ -477,6 +477,7 @@ mod tests {
             quotas,
             recording: Default::default(),
             created_at: String::new(),
+            version: 0,
         };
         TenantState::new(
             tenant,
