@@ -134,3 +134,43 @@ async fn concurrent_patches_of_different_fields_all_survive() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_after_a_patch_sees_the_new_limits() {
+    let server = spawn_server_with(secured).await;
+    let token = tenant_with_key(&server, "live", json!({})).await;
+    for round in 1..=60 {
+        // Callers keep building the tenant's state while the patches land.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let (server, token, stop) = (&server, &token, &stop);
+                async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let me =
+                            request_json(server, Some(token), Method::GET, "/v1/me", None).await;
+                        assert_eq!(me.status, 200, "{}", me.json);
+                    }
+                }
+            })
+            .collect();
+        let patching = async {
+            patch_all_at_once(&server, "live", round).await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        };
+        tokio::join!(patching, join_all(callers));
+        let me = request_json(&server, Some(&token), Method::GET, "/v1/me", None).await;
+        let seen = json!({ "limits": me.json["limits"], "quotas": me.json["quotas"] });
+        assert!(
+            has_round(&seen, round),
+            "round {round}: the cached state is stale: {seen}"
+        );
+        let view = admin(&server, Method::GET, "/v1/tenants/live", None).await;
+        assert_eq!(
+            view.json["effective_limits"]["fuel"],
+            1_000_000 + round,
+            "{}",
+            view.json
+        );
+    }
+}

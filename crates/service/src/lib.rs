@@ -61,7 +61,6 @@ use anyhow::Context;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use tenants::TenantState;
 use warden_registry::{
     Backend, Digest, LimitProfile, Quotas, RecordPolicy, Registry, StoreError, StoreErrorKind,
     Tenant, TenantId,
@@ -80,7 +79,7 @@ struct Inner {
     store: Arc<dyn Backend>,
     config: ServiceConfig,
     keys: auth::KeyCache,
-    tenants: RwLock<HashMap<TenantId, Arc<TenantState>>>,
+    tenants: RwLock<tenants::TenantStates>,
     meter: usage::Meter,
     /// Per (tenant, component): whether its last call was long. Its presence also means the
     /// tenant has run this component on this node before.
@@ -168,7 +167,7 @@ impl Service {
                 store,
                 config,
                 keys: auth::KeyCache::default(),
-                tenants: RwLock::new(HashMap::new()),
+                tenants: RwLock::default(),
                 meter: usage::Meter::default(),
                 hints: Mutex::new(HashMap::new()),
                 component_grants: Mutex::new(HashMap::new()),

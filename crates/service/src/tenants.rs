@@ -4,7 +4,8 @@
 //! Concurrency and rate are counted per node (a cluster of N nodes admits up to N times a
 //! tenant's share); fuel per day is loaded from the usage store when the state is built and
 //! counted here after, so it holds across restarts. The service keeps one state per tenant
-//! (`Service::tenant_state`), rebuilt after any change to the tenant.
+//! (`Service::tenant_state`), rebuilt after any change to the tenant; a generation counter
+//! ([`TenantStates`]) keeps a state read before a change from being installed after it.
 //!
 //! (Over 600 lines with its unit tests, which are a third of it.)
 
@@ -13,6 +14,7 @@ use warden_registry::{GrantsOf, TenantId};
 
 use crate::ServiceError;
 use crate::config::TenantDefaults;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -401,18 +403,59 @@ fn seconds_to_midnight() -> u64 {
     (86_400 - seconds_today).max(1)
 }
 
+/// This node's tenant states, and a generation that every [`Service::forget_tenant`] bumps
+/// under the same lock: a state built from reads that began before a change was forgotten is
+/// never installed, so a stale state cannot outlive the change.
+#[derive(Default)]
+pub(crate) struct TenantStates {
+    states: HashMap<TenantId, Arc<TenantState>>,
+    generation: u64,
+}
+
+impl TenantStates {
+    /// The tenant's state, if built.
+    pub(crate) fn get(&self, id: &TenantId) -> Option<&Arc<TenantState>> {
+        self.states.get(id)
+    }
+}
+
+/// Times [`Service::tenant_state`] builds a state that a concurrent change made stale before
+/// it answers one without caching it.
+const STATE_BUILD_ATTEMPTS: usize = 3;
+
 impl Service {
-    /// The tenant's live state, built from the store on first use.
+    /// The tenant's live state, built from the store on first use and kept until the tenant
+    /// changes.
     pub(crate) fn tenant_state(&self, id: &TenantId) -> Result<Arc<TenantState>, ServiceError> {
-        if let Some(state) = self
-            .inner
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-        {
-            return Ok(Arc::clone(state));
+        for _ in 0..STATE_BUILD_ATTEMPTS {
+            let generation = {
+                let states = self
+                    .inner
+                    .tenants
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(state) = states.get(id) {
+                    return Ok(Arc::clone(state));
+                }
+                states.generation
+            };
+            let state = Arc::new(self.build_tenant_state(id)?);
+            let mut states = self
+                .inner
+                .tenants
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if states.generation == generation {
+                return Ok(Arc::clone(states.states.entry(id.clone()).or_insert(state)));
+            }
+            // A change was forgotten while this state was read: it may predate the change.
         }
+        // Changes keep landing: answer a state read after the last of them, uncached.
+        Ok(Arc::new(self.build_tenant_state(id)?))
+    }
+
+    /// A tenant's state as the store has it now.
+    fn build_tenant_state(&self, id: &TenantId) -> Result<TenantState, ServiceError> {
         let tenant = self.store(|store| store.tenant(id))?.ok_or_else(|| {
             ServiceError::Unauthorized("the API key's tenant no longer exists".into())
         })?;
@@ -444,21 +487,21 @@ impl Service {
         );
         state.grants = Arc::new(grants);
         state.posted_grants = Arc::new(posted);
-        let state = Arc::new(state);
-        let mut states = self
-            .inner
-            .tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(Arc::clone(states.entry(id.clone()).or_insert(state)))
+        Ok(state)
     }
 
+    /// Drops the tenant's state after a change (the next use builds it again), with the key
+    /// cache and the component grants.
     pub(crate) fn forget_tenant(&self, id: &TenantId) {
-        self.inner
-            .tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        {
+            let mut states = self
+                .inner
+                .tenants
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            states.states.remove(id);
+            states.generation = states.generation.wrapping_add(1);
+        }
         self.inner.keys.clear();
         self.forget_component_grants();
     }
