@@ -3,12 +3,14 @@
 //! change, and a daily fuel quota holds across two nodes on one store. Each test runs the
 //! racing operations at once, against real servers on a real data directory.
 
-use crate::support::{Reply, TestServer, request_json, spawn_server_with};
+use crate::fixtures::{V0_0_1, hello};
+use crate::support::{Reply, TestServer, request_json, spawn_server_in, spawn_server_with};
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 use warden_server::ServerConfig;
-use warden_service::{MAX_SECRETS_PER_TENANT, Secret};
+use warden_service::{MAX_SECRETS_PER_TENANT, Secret, USAGE_FLUSH_INTERVAL};
 
 const ADMIN: &str = "admin-token-for-the-race-tests-01234";
 
@@ -173,4 +175,64 @@ async fn a_call_after_a_patch_sees_the_new_limits() {
             view.json
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_fuel_holds_across_two_nodes_on_one_store() {
+    let data = tempfile::tempdir().unwrap();
+    let a = spawn_server_in(data.path(), secured).await;
+    let b = spawn_server_in(data.path(), secured).await;
+    let run = |server: &TestServer, token: &str| {
+        let request = server
+            .client
+            .post(server.url("/run"))
+            .bearer_auth(token)
+            .body(hello(V0_0_1));
+        async move { crate::support::reply(request.send().await.unwrap()).await }
+    };
+    // One call's fuel, measured on a tenant without a quota.
+    let probe = tenant_with_key(&a, "probe", json!({})).await;
+    let measured = run(&a, &probe).await;
+    assert_eq!(measured.outcome(), "ok", "{}", measured.json);
+    let fuel = measured.json["stats"]["fuel_used"].as_u64().unwrap();
+    let quota = 10 * fuel;
+    let token = tenant_with_key(
+        &a,
+        "metered",
+        json!({ "quotas": { "fuel_per_day": quota } }),
+    )
+    .await;
+
+    // Node B builds the tenant's state and uses a little of the day's fuel.
+    assert_eq!(run(&b, &token).await.outcome(), "ok");
+    // Node A uses the rest, until it refuses.
+    let mut refused_on_a = false;
+    for _ in 0..20 {
+        let ran = run(&a, &token).await;
+        if ran.status == 429 {
+            assert_eq!(ran.error_code(), "quota_exceeded", "{}", ran.json);
+            refused_on_a = true;
+            break;
+        }
+    }
+    assert!(refused_on_a, "node A enforces the quota");
+    // Once A's usage is in the store (B's usage report reads it) ...
+    let deadline = Instant::now() + 5 * USAGE_FLUSH_INTERVAL;
+    loop {
+        let usage = request_json(&b, Some(&token), Method::GET, "/v1/usage", None).await;
+        if usage.json["total"]["fuel"].as_u64().unwrap() >= quota {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A never flushed: {}", usage.json);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ... B refuses within one flush interval, though B itself used a tenth of the quota.
+    tokio::time::sleep(USAGE_FLUSH_INTERVAL).await;
+    let on_b = run(&b, &token).await;
+    assert_eq!(
+        (on_b.status.as_u16(), on_b.error_code()),
+        (429, "quota_exceeded"),
+        "{}",
+        on_b.json
+    );
 }
