@@ -594,8 +594,8 @@ pub trait GrantStore: Send + Sync + 'static {
     /// a secret's value. A new name is refused when the tenant keeps `max_secrets` already;
     /// replacing an existing one never is. The count and the write are one atomic step, so
     /// concurrent puts never leave more than `max_secrets` (SQLite: one `IMMEDIATE`
-    /// transaction; a server database: lock the tenant's secrets, e.g. its `tenants` row
-    /// `FOR UPDATE`, before counting).
+    /// transaction; PostgreSQL: a per-tenant lock such as `pg_advisory_xact_lock` before
+    /// counting, since the tenant need not have a `tenants` row).
     ///
     /// # Errors
     /// `OverQuota` when a new name would pass `max_secrets` (nothing changed); `Backend`.
