@@ -29,6 +29,7 @@ mod openapi;
 mod outcomes;
 mod pipelines;
 mod process;
+mod races;
 mod records;
 mod registry;
 mod stores;

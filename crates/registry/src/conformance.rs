@@ -2,9 +2,12 @@
 //!
 //! A backend's test calls [`run_all`] with a function that makes a fresh, empty backend; each
 //! check gets its own. SQLite runs it in `tests/all/stores.rs`; a PostgreSQL backend runs the
-//! same suite. A failed check panics with what it expected.
+//! same suite. A failed check panics with what it expected. The checks of each trait are here,
+//! except [`GrantStore`](crate::store::GrantStore)'s, in `conformance/grants.rs`.
 
 #![allow(clippy::unwrap_used)]
+
+mod grants;
 
 use crate::ids::RunId;
 use crate::ids::{ComponentName, Digest, KeyId, NodeId, PipelineName, TenantId};
@@ -39,6 +42,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("deleting a named component", deleting_a_named_component),
     ("tenants", tenants),
     (
+        "concurrent tenant updates from one read let one win",
+        concurrent_tenant_updates_from_one_read_let_one_win,
+    ),
+    (
         "deleting a tenant removes what it owns",
         deleting_a_tenant_removes_what_it_owns,
     ),
@@ -59,6 +66,22 @@ pub const CHECKS: &[(&str, Check)] = &[
     (
         "pipelines are versioned per tenant",
         pipelines_are_versioned_per_tenant,
+    ),
+    (
+        "grants are kept per set and per tenant",
+        grants::grants_are_kept_per_set_and_per_tenant,
+    ),
+    (
+        "secrets are put, replaced, listed and deleted",
+        grants::secrets_are_put_replaced_listed_and_deleted,
+    ),
+    (
+        "concurrent secret puts respect the cap",
+        grants::concurrent_secret_puts_respect_the_cap,
+    ),
+    (
+        "deleting a tenant removes its grants and secrets",
+        grants::deleting_a_tenant_removes_its_grants_and_secrets,
     ),
 ];
 
@@ -102,6 +125,7 @@ fn new_tenant(store: &dyn Backend, id: &str) -> TenantId {
             quotas: Quotas::default(),
             recording: Default::default(),
             created_at: crate::timestamp(),
+            version: 0,
         })
         .unwrap();
     id
@@ -310,19 +334,64 @@ fn tenants(store: Arc<dyn Backend>) {
     changed.limits.timeout_ms = Some(200);
     changed.quotas.runs_per_minute = Some(5);
     store.update_tenant(&changed).unwrap();
-    assert_eq!(store.tenant(&acme).unwrap(), Some(changed));
+    let stored = store.tenant(&acme).unwrap().unwrap();
+    assert_ne!(
+        stored.version, changed.version,
+        "an update changes the version"
+    );
+    assert_eq!(
+        stored,
+        Tenant {
+            version: stored.version,
+            ..changed.clone()
+        }
+    );
+    // An update of what was read before that change is refused, and changes nothing.
+    let mut stale = changed;
+    stale.limits.fuel = Some(9);
+    assert_eq!(
+        store.update_tenant(&stale).unwrap_err().kind,
+        StoreErrorKind::Conflict
+    );
+    assert_eq!(store.tenant(&acme).unwrap(), Some(stored));
     let missing = Tenant {
         id: tenant("nobody"),
         limits: LimitProfile::default(),
         quotas: Quotas::default(),
         recording: Default::default(),
         created_at: crate::timestamp(),
+        version: 0,
     };
     assert_eq!(
         store.update_tenant(&missing).unwrap_err().kind,
         StoreErrorKind::NotFound
     );
     assert_eq!(store.tenant(&missing.id).unwrap(), None);
+}
+
+fn concurrent_tenant_updates_from_one_read_let_one_win(store: Arc<dyn Backend>) {
+    let acme = new_tenant(store.as_ref(), "acme");
+    let read = store.tenant(&acme).unwrap().unwrap();
+    let threads: Vec<_> = (0..8u64)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let mut changed = read.clone();
+            changed.limits.fuel = Some(1_000 + i);
+            std::thread::spawn(move || store.update_tenant(&changed).map(|()| i))
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for thread in threads {
+        match thread.join().unwrap() {
+            Ok(i) => winners.push(i),
+            Err(error) => assert_eq!(error.kind, StoreErrorKind::Conflict, "{error}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one update per version: {winners:?}");
+    assert_eq!(
+        store.tenant(&acme).unwrap().unwrap().limits.fuel,
+        Some(1_000 + winners[0])
+    );
 }
 
 fn key(id: &str, tenant: &TenantId, scope: Scope) -> KeyRecord {

@@ -1,7 +1,8 @@
 //! The storage interfaces, one trait per concern: components and names ([`ComponentStore`]),
-//! tenants and keys ([`TenantStore`]), usage ([`UsageStore`]).
+//! tenants and keys ([`TenantStore`]), usage ([`UsageStore`]), invocation records
+//! ([`RecordStore`]), pipelines ([`PipelineStore`]), grants and secrets ([`GrantStore`]).
 //!
-//! A backend implements all three ([`Backend`]) and must pass [`crate::conformance`]. The
+//! A backend implements all six ([`Backend`]) and must pass [`crate::conformance`]. The
 //! embedded default is SQLite ([`crate::sqlite::SqliteStore`]); a PostgreSQL backend for many
 //! nodes implements the same traits. Calls are synchronous and short (one statement or one
 //! transaction); callers run them off the async workers. Every check-then-act (a name may only
@@ -19,8 +20,11 @@ use warden_runtime::Grants;
 pub enum StoreErrorKind {
     /// The object the call needs does not exist (at commit time).
     NotFound,
-    /// The object exists already, or the change contradicts what is stored.
+    /// The object exists already, or the change contradicts what is stored (for a
+    /// conditional write: what it was conditional on changed).
     Conflict,
+    /// The write would pass a ceiling the caller gave; nothing changed.
+    OverQuota,
     /// The backend itself failed (I/O, corruption, a bug): never the caller's input.
     Backend,
 }
@@ -57,6 +61,14 @@ impl StoreError {
     pub fn conflict(what: impl Into<String>) -> StoreError {
         StoreError {
             kind: StoreErrorKind::Conflict,
+            source: what.into().into(),
+        }
+    }
+
+    /// A refusal to pass a ceiling, described by `what`.
+    pub fn over_quota(what: impl Into<String>) -> StoreError {
+        StoreError {
+            kind: StoreErrorKind::OverQuota,
             source: what.into().into(),
         }
     }
@@ -340,6 +352,11 @@ pub struct Tenant {
     pub recording: RecordPolicy,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,
+    /// The stored row's version: changed by every [`TenantStore::update_tenant`], which is
+    /// conditional on it (so a read-modify-write never loses a concurrent change). Not part
+    /// of the API.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 /// What a tenant's records keep; unset fields inherit the server's tenant defaults.
@@ -417,14 +434,19 @@ pub trait TenantStore: Send + Sync + 'static {
     /// [`StoreError`] when the backend fails.
     fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
 
-    /// Replaces a tenant's limits and quotas.
+    /// Replaces a tenant's limits, quotas and recording policy if its stored version is still
+    /// `tenant.version` (a compare-and-swap: one conditional `UPDATE … WHERE version = ?`),
+    /// and changes the version.
     ///
     /// # Errors
-    /// [`StoreErrorKind::NotFound`] when it does not exist; `Backend` when the backend fails.
+    /// [`StoreErrorKind::NotFound`] when it does not exist; `Conflict` when it changed since
+    /// `tenant` was read (nothing was written: read it again); `Backend` when the backend
+    /// fails.
     fn update_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
 
-    /// Deletes a tenant with its keys, names and components, in one transaction; returns the
-    /// digests it stored (their bytes may now be unused).
+    /// Deletes a tenant with everything it owns but its usage (kept for billing): keys,
+    /// components, names and their history, records, pipelines, grants and secrets, in one
+    /// transaction; returns the digests it stored (their bytes may now be unused).
     ///
     /// # Errors
     /// [`StoreErrorKind::NotFound`] when it does not exist; `Backend` when the backend fails.
@@ -569,11 +591,21 @@ pub trait GrantStore: Send + Sync + 'static {
     fn grants(&self, tenant: &TenantId, of: GrantsOf<'_>) -> Result<Option<Grants>, StoreError>;
 
     /// Stores (or replaces) a tenant's secret, already sealed by the caller: stores never see
-    /// a secret's value.
+    /// a secret's value. A new name is refused when the tenant keeps `max_secrets` already;
+    /// replacing an existing one never is. The count and the write are one atomic step, so
+    /// concurrent puts never leave more than `max_secrets` (SQLite: one `IMMEDIATE`
+    /// transaction; PostgreSQL: a per-tenant lock such as `pg_advisory_xact_lock` before
+    /// counting, since the tenant need not have a `tenants` row).
     ///
     /// # Errors
-    /// `Backend`.
-    fn set_secret(&self, tenant: &TenantId, key: &str, sealed: &[u8]) -> Result<(), StoreError>;
+    /// `OverQuota` when a new name would pass `max_secrets` (nothing changed); `Backend`.
+    fn put_secret(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        sealed: &[u8],
+        max_secrets: u64,
+    ) -> Result<(), StoreError>;
 
     /// The names of a tenant's secrets, in order.
     ///

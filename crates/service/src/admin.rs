@@ -7,7 +7,7 @@ use crate::{EffectiveRecording, Service, ServiceError};
 use serde::{Deserialize, Serialize};
 use warden_registry::{
     KeyId, KeyRecord, LimitProfile, Quotas, RecordPolicy, Scope, StorageUsed, StoreErrorKind,
-    Tenant, TenantId, on_blocking_thread,
+    Tenant, TenantId,
 };
 use warden_runtime::Limits;
 
@@ -95,6 +95,11 @@ pub const MAX_KEY_LIFETIME_SECS: u64 = 3_155_760_000;
 /// Longest key label.
 pub const MAX_KEY_NAME_LEN: usize = 128;
 
+/// Times [`Service::update_tenant`] reads, merges and writes a tenant before it answers
+/// `Conflict`: each retry means another change landed in between, so this many concurrent
+/// changes of one tenant can all be merged.
+pub const TENANT_UPDATE_ATTEMPTS: usize = 8;
+
 /// A key as listed: never its token or hash.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -143,15 +148,16 @@ impl Service {
             quotas: new.quotas,
             recording: new.recording,
             created_at: warden_registry::timestamp(),
+            version: 0,
         };
         self.check_tenant(&tenant)?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.create_tenant(&tenant)).map_err(|error| match error.kind {
-            StoreErrorKind::Conflict => {
-                ServiceError::Conflict(format!("tenant `{}` exists already", tenant.id))
-            }
-            _ => error.into(),
-        })?;
+        self.store(|store| store.create_tenant(&tenant))
+            .map_err(|error| match error.kind {
+                StoreErrorKind::Conflict => {
+                    ServiceError::Conflict(format!("tenant `{}` exists already", tenant.id))
+                }
+                _ => error.into(),
+            })?;
         self.forget_tenant(&tenant.id);
         self.tenant_view(&tenant.id).await
     }
@@ -162,8 +168,7 @@ impl Service {
     /// `Forbidden` unless the admin.
     pub fn tenants(&self, caller: &Caller) -> Result<Vec<Tenant>, ServiceError> {
         self.admin(caller)?;
-        let store = &self.inner.store;
-        Ok(on_blocking_thread(|| store.list_tenants())?)
+        Ok(self.store(|store| store.list_tenants())?)
     }
 
     /// One tenant, with its effective limits and storage.
@@ -190,8 +195,14 @@ impl Service {
     /// Changes a tenant's limits or quotas (a merge patch; `null` restores the default).
     /// Calls admitted after this answer use the new values.
     ///
+    /// The patch is merged into the tenant as read and written only if the tenant has not
+    /// changed since (the store's compare-and-swap on its version); when it has, the patch is
+    /// merged again into what is stored now, up to [`TENANT_UPDATE_ATTEMPTS`] times. Two
+    /// concurrent patches of different fields therefore both survive.
+    ///
     /// # Errors
-    /// `Forbidden` unless the admin; `NotFound`; `BadRequest`; `InvalidLimit`.
+    /// `Forbidden` unless the admin; `NotFound`; `BadRequest`; `InvalidLimit`; `Conflict` when
+    /// the tenant changed under every attempt.
     pub async fn update_tenant(
         &self,
         caller: &Caller,
@@ -199,21 +210,30 @@ impl Service {
         patch: TenantPatch,
     ) -> Result<TenantView, ServiceError> {
         self.admin(caller)?;
-        let mut tenant = self.existing_tenant(id)?;
-        if let Some(changes) = patch.limits {
-            tenant.limits = merge_patch(&tenant.limits, changes, "limits")?;
+        for _ in 0..TENANT_UPDATE_ATTEMPTS {
+            let mut tenant = self.existing_tenant(id)?;
+            if let Some(changes) = &patch.limits {
+                tenant.limits = merge_patch(&tenant.limits, changes.clone(), "limits")?;
+            }
+            if let Some(changes) = &patch.quotas {
+                tenant.quotas = merge_patch(&tenant.quotas, changes.clone(), "quotas")?;
+            }
+            if let Some(changes) = &patch.recording {
+                tenant.recording = merge_patch(&tenant.recording, changes.clone(), "recording")?;
+            }
+            self.check_tenant(&tenant)?;
+            match self.store(|store| store.update_tenant(&tenant)) {
+                Ok(()) => {
+                    self.forget_tenant(id);
+                    return self.tenant_view(id).await;
+                }
+                Err(error) if error.kind == StoreErrorKind::Conflict => continue,
+                Err(error) => return Err(error.into()),
+            }
         }
-        if let Some(changes) = patch.quotas {
-            tenant.quotas = merge_patch(&tenant.quotas, changes, "quotas")?;
-        }
-        if let Some(changes) = patch.recording {
-            tenant.recording = merge_patch(&tenant.recording, changes, "recording")?;
-        }
-        self.check_tenant(&tenant)?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.update_tenant(&tenant))?;
-        self.forget_tenant(id);
-        self.tenant_view(id).await
+        Err(ServiceError::Conflict(format!(
+            "tenant `{id}` kept changing while this patch was applied; send it again"
+        )))
     }
 
     /// Deletes a tenant with its keys, names and components (bytes no other tenant stores are
@@ -228,9 +248,9 @@ impl Service {
                 "the default tenant owns the data of open mode; it cannot be deleted".into(),
             ));
         }
-        let store = &self.inner.store;
-        let digests =
-            on_blocking_thread(|| store.delete_tenant(id)).map_err(|error| match error.kind {
+        let digests = self
+            .store(|store| store.delete_tenant(id))
+            .map_err(|error| match error.kind {
                 StoreErrorKind::NotFound => no_tenant(id),
                 _ => error.into(),
             })?;
@@ -280,11 +300,11 @@ impl Service {
         }
         let key = auth::new_key(tenant, request.name, request.scope, expires_at)
             .map_err(|e| ServiceError::Internal(format!("random source failed: {e}")))?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.insert_key(&key.record)).map_err(|error| match error.kind {
-            StoreErrorKind::NotFound => no_tenant(tenant),
-            _ => error.into(),
-        })?;
+        self.store(|store| store.insert_key(&key.record))
+            .map_err(|error| match error.kind {
+                StoreErrorKind::NotFound => no_tenant(tenant),
+                _ => error.into(),
+            })?;
         Ok(CreatedKey {
             record: self.key_view(&key.record),
             key: key.token,
@@ -298,8 +318,7 @@ impl Service {
     pub fn keys(&self, caller: &Caller, tenant: &TenantId) -> Result<Vec<KeyView>, ServiceError> {
         self.admin(caller)?;
         self.existing_tenant(tenant)?;
-        let store = &self.inner.store;
-        let keys = on_blocking_thread(|| store.list_keys(tenant))?;
+        let keys = self.store(|store| store.list_keys(tenant))?;
         Ok(keys.iter().map(|key| self.key_view(key)).collect())
     }
 
@@ -314,8 +333,7 @@ impl Service {
         key: &KeyId,
     ) -> Result<(), ServiceError> {
         self.admin(caller)?;
-        let store = &self.inner.store;
-        let revoked = on_blocking_thread(|| store.revoke_key(tenant, key))?;
+        let revoked = self.store(|store| store.revoke_key(tenant, key))?;
         self.inner.keys.clear();
         match revoked {
             true => Ok(()),
@@ -339,8 +357,8 @@ impl Service {
     }
 
     pub(crate) fn existing_tenant(&self, id: &TenantId) -> Result<Tenant, ServiceError> {
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.tenant(id))?.ok_or_else(|| no_tenant(id))
+        self.store(|store| store.tenant(id))?
+            .ok_or_else(|| no_tenant(id))
     }
 
     pub(crate) fn check_tenant(&self, tenant: &Tenant) -> Result<(), ServiceError> {

@@ -7,7 +7,6 @@
 //! token) and `Service::admin` (the admin token only).
 
 use crate::{Service, ServiceError};
-use warden_registry::on_blocking_thread;
 use warden_runtime::Limits;
 
 use sha2::{Digest as _, Sha256};
@@ -221,8 +220,7 @@ impl Service {
         let record = match self.inner.keys.get(&id) {
             Some(record) => record,
             None => {
-                let store = &self.inner.store;
-                let record = on_blocking_thread(|| store.key(&id))?.ok_or_else(invalid)?;
+                let record = self.store(|store| store.key(&id))?.ok_or_else(invalid)?;
                 self.inner.keys.put(record.clone());
                 record
             }

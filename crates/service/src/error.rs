@@ -99,6 +99,10 @@ impl From<StoreError> for ServiceError {
         match error.kind {
             StoreErrorKind::NotFound => ServiceError::NotFound(error.to_string()),
             StoreErrorKind::Conflict => ServiceError::Conflict(error.to_string()),
+            StoreErrorKind::OverQuota => ServiceError::QuotaExceeded {
+                message: error.source.to_string(),
+                retry_after_secs: None,
+            },
             StoreErrorKind::Backend => ServiceError::Internal(error.to_string()),
         }
     }

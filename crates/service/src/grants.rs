@@ -7,7 +7,7 @@ use crate::tenants::TenantState;
 use crate::{Caller, Service, ServiceError};
 use serde::Serialize;
 use std::sync::{Arc, PoisonError};
-use warden_registry::{ComponentRef, Digest, GrantsOf, Scope, TenantId, on_blocking_thread};
+use warden_registry::{ComponentRef, Digest, GrantsOf, Scope, TenantId};
 use warden_runtime::{Capabilities, Grants, GuestConfig};
 
 /// A component's grants, as set and as in effect.
@@ -36,8 +36,7 @@ impl Service {
             .validate()
             .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         self.existing_tenant(tenant)?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.set_grants(tenant, GrantsOf::Tenant, &grants))?;
+        self.store(|store| store.set_grants(tenant, GrantsOf::Tenant, &grants))?;
         self.forget_tenant(tenant);
         self.forget_component_grants();
         Ok(grants)
@@ -79,8 +78,7 @@ impl Service {
         grants
             .check_within(&state.grants)
             .map_err(|e| ServiceError::Forbidden(e.to_string()))?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.set_grants(tenant, GrantsOf::PostedCode, &grants))?;
+        self.store(|store| store.set_grants(tenant, GrantsOf::PostedCode, &grants))?;
         self.forget_tenant(tenant);
         Ok(grants)
     }
@@ -106,8 +104,9 @@ impl Service {
     ) -> Result<Grants, ServiceError> {
         self.may_grant(caller, tenant)?;
         self.existing_tenant(tenant)?;
-        let store = &self.inner.store;
-        Ok(on_blocking_thread(|| store.grants(tenant, of))?.unwrap_or_default())
+        Ok(self
+            .store(|store| store.grants(tenant, of))?
+            .unwrap_or_default())
     }
 
     /// Sets one of the caller's components' grants: only narrower than the tenant's.
@@ -135,8 +134,7 @@ impl Service {
             .component(tenant, reference)
             .await?
             .digest;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.set_grants(tenant, GrantsOf::Component(&digest), &grants))?;
+        self.store(|store| store.set_grants(tenant, GrantsOf::Component(&digest), &grants))?;
         self.forget_component_grants();
         self.component_grants(caller, reference).await
     }
@@ -171,8 +169,7 @@ impl Service {
             .await?
             .digest;
         let state = self.tenant_state(tenant)?;
-        let store = &self.inner.store;
-        let own = on_blocking_thread(|| store.grants(tenant, GrantsOf::Component(&digest)))?;
+        let own = self.store(|store| store.grants(tenant, GrantsOf::Component(&digest)))?;
         let effective = effective(own.as_ref(), &state.grants);
         Ok(ComponentGrants { own, effective })
     }
@@ -282,9 +279,9 @@ impl Service {
         {
             return Ok(own.clone());
         }
-        let store = &self.inner.store;
-        let own =
-            on_blocking_thread(|| store.grants(tenant, GrantsOf::Component(digest)))?.map(Arc::new);
+        let own = self
+            .store(|store| store.grants(tenant, GrantsOf::Component(digest)))?
+            .map(Arc::new);
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_CACHED_GRANTS {
             cache.clear();

@@ -4,7 +4,6 @@ use crate::auth::Caller;
 use crate::{Service, ServiceError};
 use warden_registry::{
     ComponentRef, DEFAULT_RECORD_PAGE, MAX_RECORD_PAGE, RecordQuery, RunId, RunRecord, TenantId,
-    on_blocking_thread,
 };
 
 impl Service {
@@ -75,8 +74,7 @@ impl Service {
             )));
         }
         self.settle_records().await;
-        let store = &self.inner.store;
-        Ok(on_blocking_thread(|| store.records(&tenant, &query))?)
+        Ok(self.store(|store| store.records(&tenant, &query))?)
     }
 
     /// One of a tenant's records.
@@ -93,8 +91,7 @@ impl Service {
         if self.inner.recorder.holds(id) {
             self.settle_records().await;
         }
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.record(&tenant, id))?
+        self.store(|store| store.record(&tenant, id))?
             .ok_or_else(|| ServiceError::NotFound(format!("no run `{id}`")))
     }
 
@@ -112,8 +109,7 @@ impl Service {
         if self.inner.recorder.holds(id) {
             self.settle_records().await;
         }
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.record_input(&tenant, id))?
+        self.store(|store| store.record_input(&tenant, id))?
             .ok_or_else(|| ServiceError::NotFound(format!("run `{id}` has no recorded input")))
     }
 
@@ -123,7 +119,6 @@ impl Service {
     /// `Internal` when the store fails.
     pub fn prune_records(&self) -> Result<u64, ServiceError> {
         let retention = self.inner.recorder.retention();
-        let store = &self.inner.store;
-        Ok(on_blocking_thread(|| store.prune_records(&retention))?)
+        Ok(self.store(|store| store.prune_records(&retention))?)
     }
 }

@@ -10,7 +10,7 @@ use crate::{Caller, Service, ServiceError};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sha2::{Digest as _, Sha256};
-use warden_registry::{Scope, TenantId, on_blocking_thread};
+use warden_registry::{Scope, StoreErrorKind, TenantId};
 use warden_runtime::MAX_CONFIG_VALUE_BYTES;
 
 /// Most secrets one tenant may store.
@@ -96,16 +96,15 @@ impl Service {
             )));
         }
         let sealed = self.sealer()?.seal(tenant, key, value)?;
-        let store = &self.inner.store;
-        let names = on_blocking_thread(|| store.secret_names(tenant))?;
-        if names.len() >= MAX_SECRETS_PER_TENANT && !names.iter().any(|n| n == key) {
-            return Err(ServiceError::QuotaExceeded {
-                message: format!("a tenant keeps at most {MAX_SECRETS_PER_TENANT} secrets"),
-                retry_after_secs: None,
-            });
-        }
-        on_blocking_thread(|| store.set_secret(tenant, key, &sealed))?;
-        Ok(())
+        let max = MAX_SECRETS_PER_TENANT as u64;
+        self.store(|store| store.put_secret(tenant, key, &sealed, max))
+            .map_err(|error| match error.kind {
+                StoreErrorKind::OverQuota => ServiceError::QuotaExceeded {
+                    message: format!("a tenant keeps at most {MAX_SECRETS_PER_TENANT} secrets"),
+                    retry_after_secs: None,
+                },
+                _ => error.into(),
+            })
     }
 
     /// The names of the caller's secrets (never their values).
@@ -114,8 +113,7 @@ impl Service {
     /// `Forbidden` for the admin.
     pub async fn secret_names(&self, caller: &Caller) -> Result<Vec<String>, ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Run)?;
-        let store = &self.inner.store;
-        Ok(on_blocking_thread(|| store.secret_names(tenant))?)
+        Ok(self.store(|store| store.secret_names(tenant))?)
     }
 
     /// Removes one of the caller's secrets.
@@ -124,8 +122,7 @@ impl Service {
     /// `Forbidden` without `manage` scope; `NotFound`.
     pub async fn delete_secret(&self, caller: &Caller, key: &str) -> Result<(), ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
-        let store = &self.inner.store;
-        match on_blocking_thread(|| store.delete_secret(tenant, key))? {
+        match self.store(|store| store.delete_secret(tenant, key))? {
             true => Ok(()),
             false => Err(ServiceError::NotFound(format!("no secret `{key}`"))),
         }
@@ -140,8 +137,7 @@ impl Service {
         let Some(sealer) = self.inner.sealer.as_ref() else {
             return Ok(Vec::new());
         };
-        let store = &self.inner.store;
-        let sealed = on_blocking_thread(|| store.sealed_secrets(tenant, keys))?;
+        let sealed = self.store(|store| store.sealed_secrets(tenant, keys))?;
         Ok(sealed
             .into_iter()
             .filter_map(|(key, sealed)| {

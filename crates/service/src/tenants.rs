@@ -2,19 +2,24 @@
 //! its rate buckets (calls, and bytes posted to `/run`), and the fuel it used today.
 //!
 //! Concurrency and rate are counted per node (a cluster of N nodes admits up to N times a
-//! tenant's share); fuel per day is loaded from the usage store when the state is built and
-//! counted here after, so it holds across restarts. The service keeps one state per tenant
-//! (`Service::tenant_state`), rebuilt after any change to the tenant.
+//! tenant's share). Fuel per day is loaded from the usage store when the state is built,
+//! counted here after, and, under a daily quota, read again from the store at most every usage
+//! flush interval, so it holds across restarts and across nodes (other nodes' calls count once
+//! they have flushed them and this node has read them: within about two flush intervals).
+//!
+//! The service keeps one state per tenant, built on first use and rebuilt after any change to
+//! the tenant: that cache and its invalidation are in `states.rs`.
 //!
 //! (Over 600 lines with its unit tests, which are a third of it.)
 
-use crate::Service;
-use warden_registry::{GrantsOf, TenantId, on_blocking_thread};
+mod states;
+
+pub(crate) use states::TenantStates;
 
 use crate::ServiceError;
 use crate::config::TenantDefaults;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warden_registry::{LimitProfile, Quotas, Tenant};
 use warden_runtime::{EngineConfig, InvalidSetting, Limits};
@@ -79,9 +84,31 @@ impl Bucket {
     }
 }
 
+/// How often a tenant with a daily fuel quota reads the day's stored fuel again: other nodes'
+/// (and other processes') calls reach the store once per usage flush, so reading more often
+/// would find nothing new.
+const FUEL_READ_INTERVAL: Duration = crate::USAGE_FLUSH_INTERVAL;
+
+/// The fuel a tenant used on one UTC day.
 struct FuelDay {
     day: String,
+    /// Every node's fuel as of the last read of the store, plus this node's since.
     used: u64,
+    /// When the store was last read for `day` (`None`: not yet).
+    read_at: Option<Instant>,
+}
+
+impl FuelDay {
+    /// Moves to `today` if the day has changed (a new day starts at zero, due for a read).
+    fn roll(&mut self, today: String) {
+        if self.day != today {
+            *self = FuelDay {
+                day: today,
+                used: 0,
+                read_at: None,
+            };
+        }
+    }
 }
 
 /// A call admitted for a tenant: holds its slot until dropped.
@@ -130,6 +157,7 @@ impl TenantState {
             fuel_today: Mutex::new(FuelDay {
                 day: today(),
                 used: fuel_used_today,
+                read_at: Some(Instant::now()),
             }),
             tenant,
         }
@@ -270,11 +298,41 @@ impl TenantState {
             .fuel_today
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let now = today();
-        if day.day != now {
-            *day = FuelDay { day: now, used: 0 };
-        }
+        day.roll(today());
         day.used = day.used.saturating_add(fuel);
+    }
+
+    /// The day whose stored fuel is due to be read again, if any: only under a daily fuel
+    /// quota, at most every [`FUEL_READ_INTERVAL`], and at once on a new day. The read is
+    /// claimed here, so concurrent calls do not all make it.
+    pub(crate) fn fuel_read_due(&self) -> Option<String> {
+        self.quotas.fuel_per_day?;
+        let mut day = self
+            .fuel_today
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        day.roll(today());
+        if day
+            .read_at
+            .is_some_and(|at| at.elapsed() < FUEL_READ_INTERVAL)
+        {
+            return None;
+        }
+        day.read_at = Some(Instant::now());
+        Some(day.day.clone())
+    }
+
+    /// Takes in `used`, the fuel of `day` as stored plus this node's pending: every node's
+    /// calls, so the quota holds across nodes. It only ever raises the count (this node's
+    /// calls since the read are in it, or still on their way to the store).
+    pub(crate) fn fuel_read(&self, day: &str, used: u64) {
+        let mut fuel = self
+            .fuel_today
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if fuel.day == day {
+            fuel.used = fuel.used.max(used);
+        }
     }
 
     fn fuel_used_today(&self) -> u64 {
@@ -406,67 +464,6 @@ fn seconds_to_midnight() -> u64 {
     (86_400 - seconds_today).max(1)
 }
 
-impl Service {
-    /// The tenant's live state, built from the store on first use.
-    pub(crate) fn tenant_state(&self, id: &TenantId) -> Result<Arc<TenantState>, ServiceError> {
-        if let Some(state) = self
-            .inner
-            .tenants
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-        {
-            return Ok(Arc::clone(state));
-        }
-        let store = &self.inner.store;
-        let tenant = on_blocking_thread(|| store.tenant(id))?.ok_or_else(|| {
-            ServiceError::Unauthorized("the API key's tenant no longer exists".into())
-        })?;
-        let today = today();
-        let stored = on_blocking_thread(|| store.usage(id, &today, &today))?;
-        let fuel: u64 = self
-            .inner
-            .meter
-            .merged(id, &today, &today, stored)
-            .iter()
-            .map(|row| row.counters.fuel)
-            .sum();
-        let grants = on_blocking_thread(|| store.grants(id, GrantsOf::Tenant))?.unwrap_or_default();
-        let posted = on_blocking_thread(|| store.grants(id, GrantsOf::PostedCode))?
-            .map(|posted| posted.intersect(&grants))
-            .unwrap_or_default();
-        let engine_slots = self
-            .secured()
-            .then(|| self.inner.runtime.config().max_concurrent_runs);
-        let mut state = TenantState::new(
-            tenant,
-            &self.inner.config.tenants,
-            &self.inner.config.limits,
-            engine_slots,
-            fuel,
-        );
-        state.grants = Arc::new(grants);
-        state.posted_grants = Arc::new(posted);
-        let state = Arc::new(state);
-        let mut states = self
-            .inner
-            .tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(Arc::clone(states.entry(id.clone()).or_insert(state)))
-    }
-
-    pub(crate) fn forget_tenant(&self, id: &TenantId) {
-        self.inner
-            .tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
-        self.inner.keys.clear();
-        self.forget_component_grants();
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -480,6 +477,7 @@ mod tests {
             quotas,
             recording: Default::default(),
             created_at: String::new(),
+            version: 0,
         };
         TenantState::new(
             tenant,
@@ -615,6 +613,47 @@ mod tests {
             s.quotas.max_record_bytes,
             Some(crate::config::DEFAULT_MAX_RECORD_BYTES)
         );
+    }
+
+    #[test]
+    fn a_read_of_the_days_fuel_only_raises_the_count() {
+        let s = state(
+            LimitProfile::default(),
+            Quotas {
+                fuel_per_day: Some(1000),
+                ..Quotas::default()
+            },
+        );
+        assert_eq!(
+            s.fuel_read_due(),
+            None,
+            "just read, when the state was built"
+        );
+        s.add_fuel(100);
+        s.fuel_read(&today(), 900);
+        assert_eq!(
+            s.admit().unwrap().fuel_cap,
+            Some(100),
+            "other nodes' fuel counts"
+        );
+        s.fuel_read(&today(), 50);
+        assert_eq!(
+            s.admit().unwrap().fuel_cap,
+            Some(100),
+            "a read never lowers it"
+        );
+        s.fuel_read("1999-01-01", 5000);
+        assert_eq!(
+            s.admit().unwrap().fuel_cap,
+            Some(100),
+            "another day's read is ignored"
+        );
+        let unmetered = state(LimitProfile::default(), Quotas::default());
+        unmetered.fuel_today.lock().unwrap().read_at = None;
+        assert_eq!(unmetered.fuel_read_due(), None, "no quota: never read");
+        s.fuel_today.lock().unwrap().read_at = None;
+        assert_eq!(s.fuel_read_due(), Some(today()), "due");
+        assert_eq!(s.fuel_read_due(), None, "claimed by the first asker");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::auth::{Caller, tenant_of};
 use crate::{Service, ServiceError, tenants};
 use serde::Serialize;
-use warden_registry::{KeyId, Quotas, Scope, StorageUsed, on_blocking_thread};
+use warden_registry::{KeyId, Quotas, Scope, StorageUsed};
 use warden_runtime::Limits;
 
 use std::collections::{BTreeMap, HashMap};
@@ -235,8 +235,7 @@ impl Service {
             }
         };
         let (from, to) = day_range(from, to)?;
-        let store = &self.inner.store;
-        let stored = on_blocking_thread(|| store.usage(tenant, &from, &to))?;
+        let stored = self.store(|store| store.usage(tenant, &from, &to))?;
         let rows = self.inner.meter.merged(tenant, &from, &to, stored);
         let mut total = UsageCounters::default();
         let mut by_outcome = std::collections::BTreeMap::<String, UsageCounters>::new();

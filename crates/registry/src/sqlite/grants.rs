@@ -68,16 +68,39 @@ impl GrantStore for SqliteStore {
         })
     }
 
-    fn set_secret(&self, tenant: &TenantId, key: &str, sealed: &[u8]) -> Result<(), StoreError> {
-        self.with(|connection| {
-            connection
-                .execute(
-                    "INSERT INTO secrets (tenant, key, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (tenant, key) DO UPDATE
-                     SET sealed = excluded.sealed, updated_at = excluded.updated_at",
-                    params![tenant.as_str(), key, sealed, super::now()],
+    fn put_secret(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        sealed: &[u8],
+        max_secrets: u64,
+    ) -> Result<(), StoreError> {
+        self.try_with(|connection| {
+            // Counted and written in one write transaction: two puts cannot both take the last
+            // place, whichever connection (or process) they come from.
+            let tx = connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(failed)?;
+            let (count, exists): (u64, bool) = tx
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(MAX(key = ?2), 0) FROM secrets WHERE tenant = ?1",
+                    params![tenant.as_str(), key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
-                .map(|_| ())
+                .map_err(failed)?;
+            if !exists && count >= max_secrets {
+                return Err(StoreError::over_quota(format!(
+                    "a tenant keeps at most {max_secrets} secrets"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO secrets (tenant, key, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, key) DO UPDATE
+                 SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                params![tenant.as_str(), key, sealed, super::now()],
+            )
+            .map_err(failed)?;
+            tx.commit().map_err(failed)
         })
     }
 

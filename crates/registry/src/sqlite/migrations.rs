@@ -154,4 +154,10 @@ CREATE TRIGGER record_bytes_removed AFTER DELETE ON records BEGIN
 END;
 ",
     ),
+    (
+        "a version on each tenant, for conditional updates",
+        "
+ALTER TABLE tenants ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+",
+    ),
 ];

@@ -16,8 +16,12 @@ pub(super) fn read_tenant(row: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
         quotas: serde_json::from_str(&quotas).map_err(|e| corrupt(2, e))?,
         recording: serde_json::from_str(&recording).map_err(|e| corrupt(4, e))?,
         created_at: row.get(3)?,
+        version: row.get(5)?,
     })
 }
+
+/// The columns [`read_tenant`] reads, in order.
+pub(super) const TENANT_COLUMNS: &str = "id, limits, quotas, created_at, recording, version";
 
 pub(super) fn read_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
     let id: String = row.get(0)?;
@@ -68,7 +72,7 @@ impl TenantStore for SqliteStore {
         self.with(|connection| {
             connection
                 .query_row(
-                    "SELECT id, limits, quotas, created_at, recording FROM tenants WHERE id = ?1",
+                    &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ?1"),
                     params![id.as_str()],
                     read_tenant,
                 )
@@ -78,9 +82,8 @@ impl TenantStore for SqliteStore {
 
     fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.with(|connection| {
-            let mut statement = connection.prepare(
-                "SELECT id, limits, quotas, created_at, recording FROM tenants ORDER BY id",
-            )?;
+            let mut statement =
+                connection.prepare(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"))?;
             let rows = statement.query_map([], read_tenant)?;
             rows.collect()
         })
@@ -90,16 +93,41 @@ impl TenantStore for SqliteStore {
         let (limits, quotas) = (json(&tenant.limits)?, json(&tenant.quotas)?);
         let recording = json(&tenant.recording)?;
         self.try_with(|connection| {
-            let updated = connection
+            let tx = connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(failed)?;
+            let updated = tx
                 .execute(
-                    "UPDATE tenants SET limits = ?2, quotas = ?3, recording = ?4 WHERE id = ?1",
-                    params![tenant.id.as_str(), limits, quotas, recording],
+                    "UPDATE tenants SET limits = ?2, quotas = ?3, recording = ?4,
+                     version = version + 1 WHERE id = ?1 AND version = ?5",
+                    params![
+                        tenant.id.as_str(),
+                        limits,
+                        quotas,
+                        recording,
+                        tenant.version
+                    ],
                 )
                 .map_err(failed)?;
-            match updated {
-                0 => Err(StoreError::not_found(format!("no tenant `{}`", tenant.id))),
-                _ => Ok(()),
+            if updated == 0 {
+                let exists = tx
+                    .query_row(
+                        "SELECT 1 FROM tenants WHERE id = ?1",
+                        params![tenant.id.as_str()],
+                        |row| row.get::<_, i64>(0),
+                    )
+                    .optional()
+                    .map_err(failed)?
+                    .is_some();
+                return Err(match exists {
+                    true => StoreError::conflict(format!(
+                        "tenant `{}` changed since it was read",
+                        tenant.id
+                    )),
+                    false => StoreError::not_found(format!("no tenant `{}`", tenant.id)),
+                });
             }
+            tx.commit().map_err(failed)
         })
     }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use warden_registry::{
     ComponentRef, NodeId, NodeSpec, PinnedNode, PipelineName, PipelineRecord, PipelineSpec,
-    PipelineVersion, RegistryError, Scope, StoreErrorKind, TenantId, on_blocking_thread,
+    PipelineVersion, RegistryError, Scope, StoreErrorKind, TenantId,
 };
 use warden_runtime::{GuestConfig, InvalidSetting, LimitOverrides, Limits, WorldKind};
 
@@ -291,8 +291,8 @@ impl Service {
             edges: spec.edges,
             limits: spec.limits,
         };
-        let store = &self.inner.store;
-        let number = on_blocking_thread(|| store.insert_pipeline_version(tenant, &version))
+        let number = self
+            .store(|store| store.insert_pipeline_version(tenant, &version))
             .map_err(|error| match error.kind {
                 StoreErrorKind::NotFound => invalid(error.source.to_string()),
                 _ => error.into(),
@@ -309,8 +309,7 @@ impl Service {
         caller: &crate::Caller,
     ) -> Result<Vec<PipelineRecord>, ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Run)?;
-        let store = &self.inner.store;
-        Ok(on_blocking_thread(|| store.list_pipelines(tenant))?)
+        Ok(self.store(|store| store.list_pipelines(tenant))?)
     }
 
     /// One of the caller's pipelines with its history and one version (`None`: the current).
@@ -324,8 +323,8 @@ impl Service {
         version: Option<u32>,
     ) -> Result<PipelineView, ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Run)?;
-        let store = &self.inner.store;
-        let record = on_blocking_thread(|| store.pipeline(tenant, name))?
+        let record = self
+            .store(|store| store.pipeline(tenant, name))?
             .ok_or_else(|| no_pipeline(name))?;
         let definition = self.pipeline_version(tenant, name, version)?;
         Ok(PipelineView { record, definition })
@@ -337,13 +336,11 @@ impl Service {
         name: &PipelineName,
         version: Option<u32>,
     ) -> Result<PipelineVersion, ServiceError> {
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.pipeline_version(tenant, name, version))?.ok_or_else(|| {
-            match version {
+        self.store(|store| store.pipeline_version(tenant, name, version))?
+            .ok_or_else(|| match version {
                 Some(n) => ServiceError::NotFound(format!("pipeline `{name}` has no version {n}")),
                 None => no_pipeline(name),
-            }
-        })
+            })
     }
 
     /// Makes `version` the current version of one of the caller's pipelines (roll back or
@@ -358,8 +355,7 @@ impl Service {
         version: u32,
     ) -> Result<PipelineView, ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
-        let store = &self.inner.store;
-        on_blocking_thread(|| store.set_current_pipeline_version(tenant, name, version))?;
+        self.store(|store| store.set_current_pipeline_version(tenant, name, version))?;
         self.pipeline(caller, name, None).await
     }
 
@@ -373,8 +369,7 @@ impl Service {
         name: &PipelineName,
     ) -> Result<(), ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
-        let store = &self.inner.store;
-        match on_blocking_thread(|| store.delete_pipeline(tenant, name))? {
+        match self.store(|store| store.delete_pipeline(tenant, name))? {
             true => Ok(()),
             false => Err(no_pipeline(name)),
         }
