@@ -8,7 +8,7 @@ use std::sync::Arc;
 use warden_registry::RegistryError;
 use warden_runtime::{CompileError, LimitOverrides, Output, Runtime};
 use warden_server::ExecutionDocument;
-use warden_service::{CallContext, CallRequest, ServiceError, Target};
+use warden_service::{CallContext, CallRequest, ErrorKind, ServiceError, Target};
 
 #[derive(clap::Args)]
 pub(crate) struct RunArgs {
@@ -68,13 +68,21 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let report = match service.call(&context, request).await {
         Ok(report) => report,
-        Err(ServiceError::Registry(RegistryError::Compile(error)))
-            if !matches!(error, CompileError::Internal { .. }) =>
+        Err(error)
+            if matches!(
+                error.registry(),
+                Some(RegistryError::Compile(compile)) if !matches!(compile, CompileError::Internal { .. })
+            ) =>
         {
             eprintln!("rejected: {}", warden_runtime::describe(&error));
             return Ok(EXIT_REJECTED);
         }
-        Err(error @ ServiceError::WrongWorld { .. }) => {
+        Err(
+            error @ ServiceError {
+                kind: ErrorKind::WrongWorld { .. },
+                ..
+            },
+        ) => {
             let hint = match input {
                 Some(_) => " (drop --input)",
                 None => " (pass --input FILE)",

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use warden_registry::RegistryError;
 use warden_runtime::{Cause, CompileError, InvokeError, WorldKind, describe};
-use warden_service::ServiceError;
+use warden_service::{ErrorKind, ServiceError};
 
 /// An internal error's whole chain (escaped for the log), left on its response for the
 /// request's trace layer, which logs it once with the request's span.
@@ -238,45 +238,44 @@ impl From<InvokeError> for ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
-        let text = error.to_string();
-        match error {
-            ServiceError::Unauthorized(_) => ApiError::Unauthorized(text),
-            ServiceError::Forbidden(_) => ApiError::Forbidden(text),
-            ServiceError::NotFound(_) => ApiError::NotFound(text),
-            ServiceError::Conflict(_) => ApiError::Conflict(text),
-            ServiceError::BadRequest(_) => ApiError::BadRequest(text),
-            ServiceError::InvalidLimit(_) => ApiError::InvalidLimit(text),
-            ServiceError::InvalidPipeline(_) => ApiError::InvalidPipeline(text),
-            ServiceError::RateLimited {
-                message,
-                retry_after_secs,
-            } => ApiError::TooMany {
+        let text = describe(&error);
+        match error.kind {
+            ErrorKind::Unauthorized => ApiError::Unauthorized(text),
+            ErrorKind::Forbidden => ApiError::Forbidden(text),
+            ErrorKind::NotFound => ApiError::NotFound(text),
+            ErrorKind::Conflict => ApiError::Conflict(text),
+            ErrorKind::BadRequest => ApiError::BadRequest(text),
+            ErrorKind::InvalidLimit => ApiError::InvalidLimit(text),
+            ErrorKind::InvalidPipeline => ApiError::InvalidPipeline(text),
+            ErrorKind::RateLimited { retry_after_secs } => ApiError::TooMany {
                 code: "rate_limited",
-                message,
+                message: text,
                 retry_after: Some(retry_after_secs),
             },
-            ServiceError::QuotaExceeded {
-                message,
-                retry_after_secs,
-            } => ApiError::TooMany {
+            ErrorKind::QuotaExceeded { retry_after_secs } => ApiError::TooMany {
                 code: "quota_exceeded",
-                message,
+                message: text,
                 retry_after: retry_after_secs,
             },
-            ServiceError::ConcurrencyLimit {
-                message,
-                retry_after_secs,
-            } => ApiError::TooMany {
+            ErrorKind::ConcurrencyLimit { retry_after_secs } => ApiError::TooMany {
                 code: "concurrency_limit",
-                message,
+                message: text,
                 retry_after: Some(retry_after_secs),
             },
-            ServiceError::WrongWorld { expected, found } => {
+            ErrorKind::WrongWorld { expected, found } => {
                 ApiError::WrongWorld(wrong_world(expected, found))
             }
-            ServiceError::Registry(error) => error.into(),
-            ServiceError::Invoke(error) => error.into(),
-            internal @ ServiceError::Internal(_) => ApiError::Internal(internal.into()),
+            ErrorKind::Registry | ErrorKind::Invoke => match error.source {
+                Some(source) => match source.downcast::<RegistryError>() {
+                    Ok(registry) => (*registry).into(),
+                    Err(source) => match source.downcast::<InvokeError>() {
+                        Ok(invoke) => (*invoke).into(),
+                        Err(other) => ApiError::Internal(other),
+                    },
+                },
+                None => ApiError::Internal(text.into()),
+            },
+            ErrorKind::Internal => ApiError::Internal(error.into()),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::auth::{self, Caller};
 use crate::tenants;
-use crate::{EffectiveRecording, Service, ServiceError};
+use crate::{EffectiveRecording, ErrorKind, Service, ServiceError};
 use serde::{Deserialize, Serialize};
 use warden_registry::{
     KeyId, KeyRecord, LimitProfile, Quotas, RecordPolicy, Scope, StorageUsed, StoreErrorKind,
@@ -154,7 +154,7 @@ impl Service {
         self.store(|store| store.create_tenant(&tenant))
             .map_err(|error| match error.kind {
                 StoreErrorKind::Conflict => {
-                    ServiceError::Conflict(format!("tenant `{}` exists already", tenant.id))
+                    ServiceError::conflict(format!("tenant `{}` exists already", tenant.id))
                 }
                 _ => error.into(),
             })?;
@@ -231,7 +231,7 @@ impl Service {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(ServiceError::Conflict(format!(
+        Err(ServiceError::conflict(format!(
             "tenant `{id}` kept changing while this patch was applied; send it again"
         )))
     }
@@ -244,8 +244,8 @@ impl Service {
     pub async fn delete_tenant(&self, caller: &Caller, id: &TenantId) -> Result<(), ServiceError> {
         self.admin(caller)?;
         if *id == TenantId::default_tenant() {
-            return Err(ServiceError::Conflict(
-                "the default tenant owns the data of open mode; it cannot be deleted".into(),
+            return Err(ServiceError::conflict(
+                "the default tenant owns the data of open mode; it cannot be deleted",
             ));
         }
         let digests = self
@@ -273,20 +273,20 @@ impl Service {
         if request.name.chars().count() > MAX_KEY_NAME_LEN
             || request.name.chars().any(char::is_control)
         {
-            return Err(ServiceError::BadRequest(format!(
+            return Err(ServiceError::bad_request(format!(
                 "a key's name is at most {MAX_KEY_NAME_LEN} printable characters"
             )));
         }
         let now = auth::now_secs();
         let expires_at = match (&request.expires_at, request.expires_in_secs) {
             (Some(_), Some(_)) => {
-                return Err(ServiceError::BadRequest(
-                    "give expires_at or expires_in_secs, not both".into(),
+                return Err(ServiceError::bad_request(
+                    "give expires_at or expires_in_secs, not both",
                 ));
             }
             (Some(at), None) => Some(parse_time(at)?),
             (None, Some(secs)) if secs > MAX_KEY_LIFETIME_SECS => {
-                return Err(ServiceError::BadRequest(format!(
+                return Err(ServiceError::bad_request(format!(
                     "expires_in_secs is at most {MAX_KEY_LIFETIME_SECS} (100 years)"
                 )));
             }
@@ -294,12 +294,12 @@ impl Service {
             (None, None) => None,
         };
         if expires_at.is_some_and(|at| at <= now) {
-            return Err(ServiceError::BadRequest(
-                "the key would be expired already".into(),
+            return Err(ServiceError::bad_request(
+                "the key would be expired already",
             ));
         }
         let key = auth::new_key(tenant, request.name, request.scope, expires_at)
-            .map_err(|e| ServiceError::Internal(format!("random source failed: {e}")))?;
+            .map_err(|e| ServiceError::internal("the random source failed", e))?;
         self.store(|store| store.insert_key(&key.record))
             .map_err(|error| match error.kind {
                 StoreErrorKind::NotFound => no_tenant(tenant),
@@ -337,7 +337,7 @@ impl Service {
         self.inner.keys.clear();
         match revoked {
             true => Ok(()),
-            false => Err(ServiceError::NotFound(format!(
+            false => Err(ServiceError::not_found(format!(
                 "tenant `{tenant}` has no key `{key}`"
             ))),
         }
@@ -364,7 +364,7 @@ impl Service {
     pub(crate) fn check_tenant(&self, tenant: &Tenant) -> Result<(), ServiceError> {
         let config = &self.inner.config;
         tenants::check_profile(&tenant.limits, &config.limits, &config.engine)
-            .map_err(|e| ServiceError::InvalidLimit(e.to_string()))?;
+            .map_err(ServiceError::invalid_limit)?;
         let zero = [
             ("max_components", tenant.quotas.max_components),
             ("max_stored_bytes", tenant.quotas.max_stored_bytes),
@@ -377,16 +377,17 @@ impl Service {
             ("max_record_bytes", tenant.quotas.max_record_bytes),
         ];
         match zero.iter().find(|(_, value)| *value == Some(0)) {
-            Some((name, _)) => Err(ServiceError::InvalidLimit(format!(
-                "quota {name} must be greater than zero (leave it unset for no quota)"
-            ))),
+            Some((name, _)) => Err(ServiceError::new(
+                ErrorKind::InvalidLimit,
+                format!("quota {name} must be greater than zero (leave it unset for no quota)"),
+            )),
             None => Ok(()),
         }
     }
 }
 
 pub(crate) fn no_tenant(id: &TenantId) -> ServiceError {
-    ServiceError::NotFound(format!("no tenant `{id}`"))
+    ServiceError::not_found(format!("no tenant `{id}`"))
 }
 
 /// Applies a JSON merge patch (RFC 7396) of one level to a settings struct.
@@ -396,9 +397,12 @@ pub(crate) fn merge_patch<T: Serialize + serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T, ServiceError> {
     let mut value = serde_json::to_value(current)
-        .map_err(|e| ServiceError::Internal(format!("serializing {what}: {e}")))?;
+        .map_err(|e| ServiceError::internal(format!("serializing {what}"), e))?;
     let serde_json::Value::Object(fields) = &mut value else {
-        return Err(ServiceError::Internal(format!("{what} is not an object")));
+        return Err(ServiceError::new(
+            ErrorKind::Internal,
+            format!("{what} is not an object"),
+        ));
     };
     for (key, change) in changes {
         match change {
@@ -406,13 +410,13 @@ pub(crate) fn merge_patch<T: Serialize + serde::de::DeserializeOwned>(
             other => fields.insert(key, other),
         };
     }
-    serde_json::from_value(value).map_err(|e| ServiceError::BadRequest(format!("{what}: {e}")))
+    serde_json::from_value(value).map_err(|e| ServiceError::bad_request(format!("{what}: {e}")))
 }
 
 pub(crate) fn parse_time(text: &str) -> Result<i64, ServiceError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|at| at.unix_timestamp())
-        .map_err(|_| ServiceError::BadRequest(format!("`{text}` is not an RFC 3339 time")))
+        .map_err(|_| ServiceError::bad_request(format!("`{text}` is not an RFC 3339 time")))
 }
 
 pub(crate) fn format_time(secs: i64) -> String {

@@ -206,11 +206,11 @@ impl Service {
             });
         };
         let Some(token) = bearer else {
-            return Err(ServiceError::Unauthorized(
-                "this server needs an API key: send `Authorization: Bearer wdn_…`".into(),
+            return Err(ServiceError::unauthorized(
+                "this server needs an API key: send `Authorization: Bearer wdn_…`",
             ));
         };
-        let invalid = || ServiceError::Unauthorized("the API key is not valid".into());
+        let invalid = || ServiceError::unauthorized("the API key is not valid");
         let Some(id) = key_id_of(token) else {
             return match same_secret(token, admin.expose()) {
                 true => Ok(Caller::Admin),
@@ -263,10 +263,10 @@ impl Service {
     pub(crate) fn admin(&self, caller: &Caller) -> Result<(), ServiceError> {
         match (caller, self.secured()) {
             (Caller::Admin, _) => Ok(()),
-            (_, false) => Err(ServiceError::Forbidden(
-                "tenants and keys need secured mode: start the server with an admin token".into(),
+            (_, false) => Err(ServiceError::forbidden(
+                "tenants and keys need secured mode: start the server with an admin token",
             )),
-            (_, true) => Err(ServiceError::Forbidden("this needs the admin token".into())),
+            (_, true) => Err(ServiceError::forbidden("this needs the admin token")),
         }
     }
 }
@@ -277,12 +277,12 @@ pub(crate) fn tenant_of(
     needed: Scope,
 ) -> Result<(&TenantId, Scope), ServiceError> {
     match caller {
-        Caller::Admin => Err(ServiceError::Forbidden(
-            "the admin token manages tenants and keys; use a tenant's API key for this".into(),
+        Caller::Admin => Err(ServiceError::forbidden(
+            "the admin token manages tenants and keys; use a tenant's API key for this",
         )),
         Caller::Tenant { tenant, scope, .. } => match (needed, scope) {
-            (Scope::Manage, Scope::Run) => Err(ServiceError::Forbidden(
-                "this key has `run` scope: it may run and read, not change components".into(),
+            (Scope::Manage, Scope::Run) => Err(ServiceError::forbidden(
+                "this key has `run` scope: it may run and read, not change components",
             )),
             _ => Ok((tenant, *scope)),
         },

@@ -119,7 +119,7 @@ impl Service {
         let mut limits = state
             .limits
             .tightened(&request.overrides)
-            .map_err(|e| ServiceError::InvalidLimit(e.to_string()))?;
+            .map_err(ServiceError::invalid_limit)?;
         let admitted = state.admit()?;
         if let Some(cap) = admitted.fuel_cap {
             limits.fuel = limits.fuel.min(cap);

@@ -48,12 +48,12 @@ impl Service {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
         let quotas = self.tenant_state(tenant)?.quotas;
         match quotas.max_stored_bytes {
-            Some(max) if declared > max => Err(ServiceError::QuotaExceeded {
-                message: format!(
+            Some(max) if declared > max => Err(ServiceError::quota_exceeded(
+                format!(
                     "the component is {declared} bytes; tenant `{tenant}` may store {max} bytes"
                 ),
-                retry_after_secs: None,
-            }),
+                None,
+            )),
             _ => Ok(()),
         }
     }

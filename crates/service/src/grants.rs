@@ -34,7 +34,7 @@ impl Service {
         self.may_grant(caller, tenant)?;
         grants
             .validate()
-            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
         self.existing_tenant(tenant)?;
         self.store(|store| store.set_grants(tenant, GrantsOf::Tenant, &grants))?;
         self.forget_tenant(tenant);
@@ -70,14 +70,14 @@ impl Service {
         self.may_grant(caller, tenant)?;
         grants
             .validate()
-            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
         // The admin names any tenant: one that does not exist is 404 (the tenant's state would
         // answer 401, meant for a key whose tenant is gone).
         self.existing_tenant(tenant)?;
         let state = self.tenant_state(tenant)?;
         grants
             .check_within(&state.grants)
-            .map_err(|e| ServiceError::Forbidden(e.to_string()))?;
+            .map_err(|e| ServiceError::forbidden(e.to_string()))?;
         self.store(|store| store.set_grants(tenant, GrantsOf::PostedCode, &grants))?;
         self.forget_tenant(tenant);
         Ok(grants)
@@ -123,11 +123,11 @@ impl Service {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
         grants
             .validate()
-            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
         let state = self.tenant_state(tenant)?;
         grants
             .check_within(&state.grants)
-            .map_err(|e| ServiceError::Forbidden(e.to_string()))?;
+            .map_err(|e| ServiceError::forbidden(e.to_string()))?;
         let digest = self
             .inner
             .registry
@@ -248,7 +248,7 @@ impl Service {
                     values.insert(key, value);
                 }
                 let merged = GuestConfig::new(values)
-                    .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+                    .map_err(|e| ServiceError::bad_request(e.to_string()))?;
                 (merged, shown)
             }
         };

@@ -42,7 +42,7 @@ pub use admin::{
 };
 pub use background::USAGE_FLUSH_INTERVAL;
 pub use call::{CallContext, CallReport, CallRequest, Target};
-pub use error::ServiceError;
+pub use error::{ErrorKind, ServiceError};
 pub use usage::{MAX_USAGE_DAYS, Me, USAGE_YEARS, UsageReport, UsageRow};
 
 pub use auth::{Caller, KEY_CACHE_TTL, KEY_PREFIX, NewKey};

@@ -18,15 +18,15 @@ impl Service {
                 self.existing_tenant(tenant)?;
                 Ok(tenant.clone())
             }
-            (Caller::Admin, None) => Err(ServiceError::BadRequest(
-                "the admin token reads a tenant's runs with `?tenant=ID`".into(),
+            (Caller::Admin, None) => Err(ServiceError::bad_request(
+                "the admin token reads a tenant's runs with `?tenant=ID`",
             )),
             (Caller::Tenant { tenant, .. }, None) => Ok(tenant.clone()),
             (Caller::Tenant { tenant, .. }, Some(requested)) if requested == tenant => {
                 Ok(tenant.clone())
             }
-            (Caller::Tenant { .. }, Some(_)) => Err(ServiceError::Forbidden(
-                "only the admin token may read another tenant's runs".into(),
+            (Caller::Tenant { .. }, Some(_)) => Err(ServiceError::forbidden(
+                "only the admin token may read another tenant's runs",
             )),
         }
     }
@@ -69,7 +69,7 @@ impl Service {
             query.limit = DEFAULT_RECORD_PAGE;
         }
         if query.limit > MAX_RECORD_PAGE {
-            return Err(ServiceError::BadRequest(format!(
+            return Err(ServiceError::bad_request(format!(
                 "limit is at most {MAX_RECORD_PAGE}"
             )));
         }
@@ -92,7 +92,7 @@ impl Service {
             self.settle_records().await;
         }
         self.store(|store| store.record(&tenant, id))?
-            .ok_or_else(|| ServiceError::NotFound(format!("no run `{id}`")))
+            .ok_or_else(|| ServiceError::not_found(format!("no run `{id}`")))
     }
 
     /// The input kept with one of a tenant's records.
@@ -110,7 +110,7 @@ impl Service {
             self.settle_records().await;
         }
         self.store(|store| store.record_input(&tenant, id))?
-            .ok_or_else(|| ServiceError::NotFound(format!("run `{id}` has no recorded input")))
+            .ok_or_else(|| ServiceError::not_found(format!("run `{id}` has no recorded input")))
     }
 
     /// Applies record retention now (it also runs in the background).

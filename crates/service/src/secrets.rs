@@ -6,7 +6,7 @@
 //! one to its log or output streams.
 
 use crate::auth::tenant_of;
-use crate::{Caller, Service, ServiceError};
+use crate::{Caller, ErrorKind, Service, ServiceError};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sha2::{Digest as _, Sha256};
@@ -34,7 +34,8 @@ impl Sealer {
 
     fn seal(&self, tenant: &TenantId, key: &str, value: &str) -> Result<Vec<u8>, ServiceError> {
         let mut nonce = [0u8; NONCE_BYTES];
-        getrandom::fill(&mut nonce).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        getrandom::fill(&mut nonce)
+            .map_err(|e| ServiceError::internal("the random source failed", e))?;
         let sealed = self
             .0
             .encrypt(
@@ -44,7 +45,7 @@ impl Sealer {
                     aad: &Sealer::aad(tenant, key),
                 },
             )
-            .map_err(|_| ServiceError::Internal("sealing a secret failed".into()))?;
+            .map_err(|_| ServiceError::new(ErrorKind::Internal, "sealing a secret failed"))?;
         Ok([nonce.as_slice(), &sealed].concat())
     }
 
@@ -68,10 +69,9 @@ impl Sealer {
 impl Service {
     fn sealer(&self) -> Result<&Sealer, ServiceError> {
         self.inner.sealer.as_ref().ok_or_else(|| {
-            ServiceError::Conflict(
+            ServiceError::conflict(
                 "this server keeps no secrets: set `secrets_key` (or WARDEN_SECRETS_KEY) to a \
-                 secret of at least 24 characters"
-                    .into(),
+                 secret of at least 24 characters",
             )
         })
     }
@@ -89,9 +89,9 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
         warden_runtime::GuestConfig::new([(key.to_owned(), String::new())].into())
-            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
         if value.len() > MAX_CONFIG_VALUE_BYTES {
-            return Err(ServiceError::BadRequest(format!(
+            return Err(ServiceError::bad_request(format!(
                 "a secret's value is at most {MAX_CONFIG_VALUE_BYTES} bytes"
             )));
         }
@@ -99,10 +99,10 @@ impl Service {
         let max = MAX_SECRETS_PER_TENANT as u64;
         self.store(|store| store.put_secret(tenant, key, &sealed, max))
             .map_err(|error| match error.kind {
-                StoreErrorKind::OverQuota => ServiceError::QuotaExceeded {
-                    message: format!("a tenant keeps at most {MAX_SECRETS_PER_TENANT} secrets"),
-                    retry_after_secs: None,
-                },
+                StoreErrorKind::OverQuota => ServiceError::quota_exceeded(
+                    format!("a tenant keeps at most {MAX_SECRETS_PER_TENANT} secrets"),
+                    None,
+                ),
                 _ => error.into(),
             })
     }
@@ -124,7 +124,7 @@ impl Service {
         let (tenant, _) = tenant_of(caller, Scope::Manage)?;
         match self.store(|store| store.delete_secret(tenant, key))? {
             true => Ok(()),
-            false => Err(ServiceError::NotFound(format!("no secret `{key}`"))),
+            false => Err(ServiceError::not_found(format!("no secret `{key}`"))),
         }
     }
 

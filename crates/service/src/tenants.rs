@@ -213,16 +213,16 @@ impl TenantState {
             return Ok(());
         };
         let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        bucket
-            .take(1.0, take)
-            .map_err(|retry_after_secs| ServiceError::RateLimited {
-                message: format!(
+        bucket.take(1.0, take).map_err(|retry_after_secs| {
+            ServiceError::rate_limited(
+                format!(
                     "tenant `{}` may start {} calls per minute",
                     self.tenant.id,
                     self.quotas.runs_per_minute.unwrap_or_default()
                 ),
                 retry_after_secs,
-            })
+            )
+        })
     }
 
     /// Charges `bytes` of a component posted to `/run` to the tenant's
@@ -238,25 +238,25 @@ impl TenantState {
             return Ok(());
         };
         if bytes > per_minute {
-            return Err(ServiceError::QuotaExceeded {
-                message: format!(
+            return Err(ServiceError::quota_exceeded(
+                format!(
                     "the component is {bytes} bytes; tenant `{}` may post {per_minute} bytes of \
                      components to run per minute",
                     self.tenant.id
                 ),
-                retry_after_secs: None,
-            });
+                None,
+            ));
         }
         let mut bucket = bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        bucket
-            .take(bytes as f64, true)
-            .map_err(|retry_after_secs| ServiceError::RateLimited {
-                message: format!(
+        bucket.take(bytes as f64, true).map_err(|retry_after_secs| {
+            ServiceError::rate_limited(
+                format!(
                     "tenant `{}` may post {per_minute} bytes of components to run per minute",
                     self.tenant.id
                 ),
                 retry_after_secs,
-            })
+            )
+        })
     }
 
     /// The fuel left today under the daily quota (`None`: no quota).
@@ -266,25 +266,25 @@ impl TenantState {
         };
         let used = self.fuel_used_today();
         if used >= quota {
-            return Err(ServiceError::QuotaExceeded {
-                message: format!(
+            return Err(ServiceError::quota_exceeded(
+                format!(
                     "tenant `{}` used its {quota} fuel for today (UTC)",
                     self.tenant.id
                 ),
-                retry_after_secs: Some(seconds_to_midnight()),
-            });
+                Some(seconds_to_midnight()),
+            ));
         }
         Ok(Some(quota - used))
     }
 
     fn busy(&self) -> ServiceError {
-        ServiceError::ConcurrencyLimit {
-            message: format!(
+        ServiceError::concurrency_limit(
+            format!(
                 "tenant `{}` already has {} calls in progress",
                 self.tenant.id, self.max_concurrent
             ),
-            retry_after_secs: CONCURRENCY_RETRY_SECS,
-        }
+            CONCURRENCY_RETRY_SECS,
+        )
     }
 
     /// The tenant's share of concurrent calls (`None`: only the server's admission bounds it).
@@ -468,6 +468,7 @@ fn seconds_to_midnight() -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
     use warden_registry::TenantId;
 
     fn state(limits: LimitProfile, quotas: Quotas) -> TenantState {
@@ -518,7 +519,10 @@ mod tests {
         assert_eq!(slots, 1, "only one is left");
         assert!(matches!(
             s.admit_up_to(1),
-            Err(ServiceError::ConcurrencyLimit { .. })
+            Err(ServiceError {
+                kind: ErrorKind::ConcurrencyLimit { .. },
+                ..
+            })
         ));
         drop(first);
         assert_eq!(s.admit_up_to(9).unwrap().1, 2);
@@ -554,7 +558,10 @@ mod tests {
         let first = s.admit().unwrap();
         assert!(matches!(
             s.admit(),
-            Err(ServiceError::ConcurrencyLimit { .. })
+            Err(ServiceError {
+                kind: ErrorKind::ConcurrencyLimit { .. },
+                ..
+            })
         ));
         drop(first);
         assert!(s.admit().is_ok());
@@ -573,8 +580,9 @@ mod tests {
             drop(s.admit().unwrap());
         }
         match s.admit() {
-            Err(ServiceError::RateLimited {
-                retry_after_secs, ..
+            Err(ServiceError {
+                kind: ErrorKind::RateLimited { retry_after_secs },
+                ..
             }) => assert!((1..=20).contains(&retry_after_secs)),
             _ => panic!("the fourth call in a minute must be rate limited"),
         }
@@ -591,8 +599,9 @@ mod tests {
         );
         s.charge_run_bytes(600).unwrap();
         match s.charge_run_bytes(600) {
-            Err(ServiceError::RateLimited {
-                retry_after_secs, ..
+            Err(ServiceError {
+                kind: ErrorKind::RateLimited { retry_after_secs },
+                ..
             }) => assert!((1..=60).contains(&retry_after_secs)),
             _ => panic!("past a minute's worth of bytes must be rate limited"),
         }
@@ -600,7 +609,10 @@ mod tests {
         assert!(
             matches!(
                 s.charge_run_bytes(1_001),
-                Err(ServiceError::QuotaExceeded { .. })
+                Err(ServiceError {
+                    kind: ErrorKind::QuotaExceeded { .. },
+                    ..
+                })
             ),
             "bigger than a whole minute's worth: never"
         );
@@ -668,6 +680,12 @@ mod tests {
         s.add_fuel(700);
         assert_eq!(s.admit().unwrap().fuel_cap, Some(300));
         s.add_fuel(300);
-        assert!(matches!(s.admit(), Err(ServiceError::QuotaExceeded { .. })));
+        assert!(matches!(
+            s.admit(),
+            Err(ServiceError {
+                kind: ErrorKind::QuotaExceeded { .. },
+                ..
+            })
+        ));
     }
 }

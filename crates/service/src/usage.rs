@@ -221,14 +221,14 @@ impl Service {
                 tenant
             }
             (Caller::Admin, None) => {
-                return Err(ServiceError::Forbidden(
-                    "the admin token has no usage of its own; ask for a tenant's".into(),
+                return Err(ServiceError::forbidden(
+                    "the admin token has no usage of its own; ask for a tenant's",
                 ));
             }
             (Caller::Tenant { tenant: own, .. }, asked) => {
                 if asked.is_some_and(|asked| asked != own) {
-                    return Err(ServiceError::Forbidden(
-                        "only the admin token may read another tenant's usage".into(),
+                    return Err(ServiceError::forbidden(
+                        "only the admin token may read another tenant's usage",
                     ));
                 }
                 own
@@ -269,9 +269,9 @@ impl Service {
 pub(crate) fn parse_day(text: &str) -> Result<time::Date, ServiceError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let day = time::Date::parse(text, &format)
-        .map_err(|_| ServiceError::BadRequest(format!("`{text}` is not a day (YYYY-MM-DD)")))?;
+        .map_err(|_| ServiceError::bad_request(format!("`{text}` is not a day (YYYY-MM-DD)")))?;
     if !USAGE_YEARS.contains(&day.year()) {
-        return Err(ServiceError::BadRequest(format!(
+        return Err(ServiceError::bad_request(format!(
             "`{text}` is outside the years {}..={}",
             USAGE_YEARS.start(),
             USAGE_YEARS.end()
@@ -288,7 +288,7 @@ pub(crate) fn day_range(
     let today = time::OffsetDateTime::now_utc().date();
     let to = to.map(parse_day).transpose()?.unwrap_or(today);
     let earliest = time::Date::from_ordinal_date(*USAGE_YEARS.start(), 1)
-        .map_err(|e| ServiceError::Internal(format!("the first usage day: {e}")))?;
+        .map_err(|e| ServiceError::internal("the first usage day", e))?;
     let from = match from {
         Some(from) => parse_day(from)?,
         None => to
@@ -296,10 +296,10 @@ pub(crate) fn day_range(
             .map_or(earliest, |from| from.max(earliest)),
     };
     if from > to {
-        return Err(ServiceError::BadRequest("`from` is after `to`".into()));
+        return Err(ServiceError::bad_request("`from` is after `to`"));
     }
     if (to - from).whole_days() >= MAX_USAGE_DAYS {
-        return Err(ServiceError::BadRequest(format!(
+        return Err(ServiceError::bad_request(format!(
             "ask for at most {MAX_USAGE_DAYS} days at once"
         )));
     }

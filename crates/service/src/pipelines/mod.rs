@@ -131,7 +131,7 @@ pub(crate) fn node_limits(tenant: &Limits, node: &NodeSpec) -> Result<Limits, Se
 }
 
 fn invalid(message: impl Into<String>) -> ServiceError {
-    ServiceError::InvalidPipeline(message.into())
+    ServiceError::invalid_pipeline(message.into())
 }
 
 /// The order to run nodes in (every node after all its predecessors), or the error naming what
@@ -338,7 +338,7 @@ impl Service {
     ) -> Result<PipelineVersion, ServiceError> {
         self.store(|store| store.pipeline_version(tenant, name, version))?
             .ok_or_else(|| match version {
-                Some(n) => ServiceError::NotFound(format!("pipeline `{name}` has no version {n}")),
+                Some(n) => ServiceError::not_found(format!("pipeline `{name}` has no version {n}")),
                 None => no_pipeline(name),
             })
     }
@@ -377,7 +377,7 @@ impl Service {
 }
 
 fn no_pipeline(name: &PipelineName) -> ServiceError {
-    ServiceError::NotFound(format!("no pipeline `{name}`"))
+    ServiceError::not_found(format!("no pipeline `{name}`"))
 }
 
 #[cfg(test)]

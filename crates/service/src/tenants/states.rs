@@ -65,9 +65,9 @@ impl Service {
 
     /// A tenant's state as the store has it now.
     fn build_tenant_state(&self, id: &TenantId) -> Result<TenantState, ServiceError> {
-        let tenant = self.store(|store| store.tenant(id))?.ok_or_else(|| {
-            ServiceError::Unauthorized("the API key's tenant no longer exists".into())
-        })?;
+        let tenant = self
+            .store(|store| store.tenant(id))?
+            .ok_or_else(|| ServiceError::unauthorized("the API key's tenant no longer exists"))?;
         let fuel = self.fuel_used_on(id, &today())?;
         let grants = self
             .store(|store| store.grants(id, GrantsOf::Tenant))?

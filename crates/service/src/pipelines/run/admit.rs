@@ -81,14 +81,17 @@ impl Service {
                 .resolve(tenant, &ComponentRef::Digest(pinned.digest.clone()))
                 .await
                 .map_err(|error| {
-                    ServiceError::NotFound(format!(
+                    ServiceError::not_found(format!(
                         "node `{}`: its component {} is no longer stored ({error}); save a new \
                          version of the pipeline",
                         spec.id, pinned.digest
                     ))
                 })?;
             let kind = node_world(&resolved.prepared.info().world).ok_or_else(|| {
-                ServiceError::InvalidPipeline(format!("node `{}` is not a pipeline world", spec.id))
+                ServiceError::invalid_pipeline(format!(
+                    "node `{}` is not a pipeline world",
+                    spec.id
+                ))
             })?;
             let mut limits = node_limits(&state.limits, spec)?;
             if let Some(cap) = admitted.fuel_cap {
@@ -109,7 +112,7 @@ impl Service {
                         &state,
                         &pinned.digest,
                         GuestConfig::new(spec.config.clone())
-                            .map_err(|e| ServiceError::InvalidPipeline(e.to_string()))?,
+                            .map_err(|e| ServiceError::invalid_pipeline(e.to_string()))?,
                         spec.grants.as_ref(),
                     )?,
                     hint: LongCallHint::default(),
