@@ -4,6 +4,8 @@
 //! check gets its own. SQLite runs it in `tests/all/stores.rs`; a PostgreSQL backend runs the
 //! same suite. A failed check panics with what it expected. The checks of each trait are here,
 //! except [`GrantStore`](crate::store::GrantStore)'s, in `conformance/grants.rs`.
+//!
+//! (Over 600 lines: it is a test suite, one function per contract, read as a list.)
 
 #![allow(clippy::unwrap_used)]
 

@@ -8,6 +8,9 @@
 //! transaction); callers run them off the async workers. Every check-then-act (a name may only
 //! point at a component that exists; a quota may not be passed by two concurrent uploads) happens
 //! inside one transaction of the backend.
+//!
+//! (Over 600 lines: the six store traits and the types they share, in one page a backend author
+//! reads whole; each trait's documentation is most of it.)
 
 use crate::ids::{ComponentName, Digest, KeyId, TenantId};
 use crate::pipelines::PipelineStore;

@@ -3,6 +3,10 @@
 //! Nothing survives a call: the store, its memories and its WASI state are dropped at the end,
 //! and pool slots are reset before reuse. Admission is bounded: a fixed number of calls run at
 //! once, a fixed number wait, and the rest are refused with [`InvokeError::Overloaded`].
+//!
+//! (Over 600 lines: admission, the call's thread, its deadline and its abandonment are one
+//! ordering — slots, priority lanes and the epoch deadline must be taken and given back in
+//! step — kept in one file so that order reads top to bottom.)
 
 use crate::Runtime;
 use crate::compile::Prepared;
