@@ -806,6 +806,20 @@ async fn usage_counts_every_call_exactly_and_survives_a_restart() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let server = spawn_server_in(data.path(), secured).await;
+    // The key's last use was written to the store (this server has not seen the key yet).
+    let keys = call(
+        &server,
+        Some(ADMIN),
+        Method::GET,
+        "/v1/tenants/metered/keys",
+        None,
+    )
+    .await;
+    assert!(
+        keys.json["keys"][0]["last_used_at"].is_string(),
+        "a key's last use survives a restart: {}",
+        keys.json
+    );
     let usage = call(&server, Some(&token), Method::GET, "/v1/usage", None).await;
     assert_eq!(usage.status, 200, "keys survive a restart: {}", usage.json);
     assert_eq!(usage.json["total"]["calls"], 4, "{}", usage.json);
