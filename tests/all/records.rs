@@ -288,6 +288,10 @@ async fn a_tenant_sees_only_its_own_runs() {
     }
     let listed = get(&server, Some(globex), "/v1/runs").await;
     assert_eq!(listed.json["runs"], json!([]));
+    // A tenant may name itself: its own runs, as without `?tenant`.
+    let own = get(&server, Some(acme), "/v1/runs?tenant=acme").await;
+    assert_eq!(own.status, 200, "{}", own.json);
+    assert_eq!(own.json["runs"][0]["id"], id.as_str());
     assert_eq!(
         get(&server, Some(globex), "/v1/runs?tenant=acme")
             .await
