@@ -226,3 +226,62 @@ async fn results_are_read_before_the_guest_frees_them() {
     assert_eq!(reply.outcome(), "ok", "{}", reply.json);
     assert_eq!(reply.json["output"], "hi");
 }
+
+/// The runtime's own input and output caps at their edge. The HTTP edge caps bodies first, so
+/// only a call into the runtime shows these: an input of exactly `max_input_bytes` runs and one
+/// byte more is refused before the guest sees it; an output of exactly `max_output_bytes` is
+/// `ok` and one byte more is `output_limit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_and_output_caps_hold_at_their_edge_in_the_runtime() {
+    use warden_runtime::{Call, InvokeError, Limits, LongCallHint, Runtime};
+    let runtime = Runtime::new(Default::default()).unwrap();
+    let prepared = runtime
+        .compile(std::sync::Arc::from(fixtures::echo_transformer()))
+        .await
+        .unwrap();
+    let hint = LongCallHint::default();
+    let cap = 1_000_u64;
+    let inputs = Limits {
+        max_input_bytes: cap,
+        ..Limits::default()
+    };
+    let at_cap = vec![7u8; cap as usize];
+    let echoed = runtime
+        .invoke(&prepared, Call::Transform(&at_cap), &inputs, &hint)
+        .await
+        .unwrap();
+    assert_eq!(echoed.outcome.as_str(), "ok", "{:?}", echoed.error);
+    let over = vec![7u8; cap as usize + 1];
+    let refused = runtime
+        .invoke(&prepared, Call::Transform(&over), &inputs, &hint)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(InvokeError::InputTooLarge {
+                size: 1_001,
+                max: 1_000
+            })
+        ),
+        "{refused:?}"
+    );
+    let outputs = Limits {
+        max_output_bytes: cap,
+        ..Limits::default()
+    };
+    let fits = runtime
+        .invoke(&prepared, Call::Transform(&at_cap), &outputs, &hint)
+        .await
+        .unwrap();
+    assert_eq!(fits.outcome.as_str(), "ok", "{:?}", fits.error);
+    let too_big = runtime
+        .invoke(&prepared, Call::Transform(&over), &outputs, &hint)
+        .await
+        .unwrap();
+    assert_eq!(
+        too_big.outcome.as_str(),
+        "output_limit",
+        "{:?}",
+        too_big.error
+    );
+}
