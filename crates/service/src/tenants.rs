@@ -563,8 +563,29 @@ mod tests {
                 ..
             })
         ));
+        // Asked before a body is read, the check says the same and takes nothing.
+        assert!(matches!(
+            s.check(),
+            Err(ServiceError {
+                kind: ErrorKind::ConcurrencyLimit { .. },
+                ..
+            })
+        ));
         drop(first);
+        assert!(s.check().is_ok());
         assert!(s.admit().is_ok());
+    }
+
+    #[test]
+    fn a_spent_day_is_retried_at_utc_midnight() {
+        let now = time::OffsetDateTime::now_utc();
+        let midnight = now.date().next_day().unwrap().midnight().assume_utc();
+        let expected = (midnight - now).whole_seconds();
+        let told = i64::try_from(seconds_to_midnight()).unwrap();
+        assert!(
+            (expected - told).abs() <= 2,
+            "{told} s, expected {expected} s"
+        );
     }
 
     #[test]
@@ -583,7 +604,10 @@ mod tests {
             Err(ServiceError {
                 kind: ErrorKind::RateLimited { retry_after_secs },
                 ..
-            }) => assert!((1..=20).contains(&retry_after_secs)),
+            }) => assert!(
+                (15..=20).contains(&retry_after_secs),
+                "a token a minute / 3 comes back in about 20 s: {retry_after_secs}"
+            ),
             _ => panic!("the fourth call in a minute must be rate limited"),
         }
     }
