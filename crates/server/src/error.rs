@@ -238,7 +238,8 @@ impl From<InvokeError> for ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
-        let text = describe(&error);
+        // What the caller is told is the service's message; the chain under it is for the log.
+        let text = error.message.clone();
         match error.kind {
             ErrorKind::Unauthorized => ApiError::Unauthorized(text),
             ErrorKind::Forbidden => ApiError::Forbidden(text),
@@ -336,6 +337,14 @@ mod tests {
             1,
             "said once: {chain}"
         );
+    }
+
+    #[test]
+    fn a_service_refusal_tells_the_client_its_message_once() {
+        let absent: ServiceError = warden_registry::StoreError::not_found("no pipeline `x`").into();
+        let error: ApiError = absent.into();
+        assert_eq!(error.status_and_code().1, "not_found");
+        assert_eq!(error.to_string(), "no pipeline `x`");
     }
 
     #[test]
