@@ -241,14 +241,7 @@ async fn every_json_route_answers_oversize_413_malformed_400_and_bad_ids_400() {
     })
     .await;
     let client = reqwest::Client::new();
-    let document: serde_json::Value = client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = server.openapi().await;
     let fill = |path: &str, bad: bool| {
         let mut path = path.to_owned();
         for (param, good) in [

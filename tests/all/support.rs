@@ -111,6 +111,12 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// The server's OpenAPI document.
+    pub async fn openapi(&self) -> serde_json::Value {
+        let response = self.client.get(self.url("/openapi.json")).send().await;
+        response.unwrap().json().await.unwrap()
+    }
+
     /// `POST {path}` with `body`, answering the status, headers and JSON.
     pub async fn post(&self, path: &str, body: Vec<u8>) -> Reply {
         let response = self

@@ -981,15 +981,7 @@ async fn every_documented_route_answers_another_tenants_objects_as_absent() {
         assert!(Instant::now() < deadline, "the run was never recorded");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let document: Value = server
-        .client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = server.openapi().await;
 
     // Each path parameter naming an object: acme's, and one that exists nowhere.
     let object = |path: &str, param: &str, mine: bool| -> Option<String> {
